@@ -1,0 +1,34 @@
+# Newcomers need two commands: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HM := $(VENV)/bin/health-monitor
+DEMO_DIR ?= .health-monitor
+
+.PHONY: install demo test lint docs clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
+	@java -version >/dev/null 2>&1 || { echo "Java 17 or 21 is required: apt-get install openjdk-17-jre-headless (or brew install openjdk@17)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: install
+	$(PY) -m health_monitor.demo --data-dir $(DEMO_DIR)
+
+test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+docs: install
+	$(PY) -m health_monitor.gold.docs
+
+clean:
+	rm -rf $(VENV) .health-monitor .pytest_cache

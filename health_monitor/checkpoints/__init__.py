@@ -1,0 +1,1 @@
+"""checkpoints layer of the health monitor."""

@@ -1,0 +1,1 @@
+"""detectors layer of the health monitor."""

@@ -1,0 +1,1 @@
+"""gold layer of the health monitor."""

@@ -1,0 +1,1 @@
+"""rules layer of the health monitor."""

@@ -1,0 +1,341 @@
+"""The SparkSession and the lakehouse: where every table lives and how it is read and written.
+
+Locally the lakehouse is a folder of path-based Delta tables (no Hive metastore, so separate
+processes see the same tables without sharing a Derby lock). On Databricks the same calls
+resolve to Unity Catalog names. This module is the only place that knows the difference.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from health_monitor.errors import HealthMonitorError, TableBusyError
+from health_monitor.settings import LAYERS, Settings, load_settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+JAVA_HINT = (
+    "Java 17 or 21 is required to run Spark but none was found: install it "
+    "(Debian/Ubuntu: 'apt-get install openjdk-17-jre-headless'; macOS: 'brew install openjdk@17') "
+    "or set JAVA_HOME."
+)
+
+_SPARK: SparkSession | None = None
+_SPARK_LOCK = threading.Lock()
+
+
+def check_java() -> str:
+    """Return the java executable Spark will use, or raise a one-line error saying how to get one."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise HealthMonitorError(JAVA_HINT)
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise HealthMonitorError(f"{JAVA_HINT} ({exc})") from None
+    text = out.stderr + out.stdout
+    # 'openjdk version "17.0.15"' / 'java version "21.0.1"' / '"1.8.0_392"'
+    version = text.split('"')[1] if '"' in text else ""
+    major = version.split(".")[1] if version.startswith("1.") else version.split(".")[0]
+    if not major.isdigit() or int(major) < 17:
+        raise HealthMonitorError(f"Spark 4 needs Java 17 or 21, found '{version or text.strip()}'. {JAVA_HINT}")
+    return java
+
+
+def get_spark(settings: Settings | None = None) -> SparkSession:
+    """The one SparkSession of this process.
+
+    On Databricks: the active session. Locally: a Delta-enabled ``local[N]`` session tuned for a
+    small machine (few shuffle partitions, no UI, quiet logs, UTC). Created once, then reused.
+    """
+    global _SPARK
+    settings = settings or load_settings()
+    with _SPARK_LOCK:
+        if _SPARK is not None and not _SPARK.sparkContext._jsc.sc().isStopped():  # type: ignore[union-attr]
+            return _SPARK
+        from pyspark.sql import SparkSession
+
+        if settings.is_databricks:
+            _SPARK = SparkSession.builder.getOrCreate()
+            return _SPARK
+        check_java()
+        from delta import configure_spark_with_delta_pip
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        master = os.environ.get("HEALTH_MONITOR_SPARK_MASTER", "local[2]")
+        builder = (
+            SparkSession.builder.master(master)
+            .appName("health-monitor")
+            .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+            .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+            # Path-based tables only: an in-memory catalog avoids Derby's one-process lock.
+            .config("spark.sql.catalogImplementation", "in-memory")
+            .config("spark.sql.warehouse.dir", str(settings.data_dir / "warehouse"))
+            .config("spark.sql.shuffle.partitions", os.environ.get("HEALTH_MONITOR_SHUFFLE_PARTITIONS", "4"))
+            .config("spark.default.parallelism", "4")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.driver.memory", os.environ.get("HEALTH_MONITOR_DRIVER_MEMORY", "3g"))
+            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+            .config("spark.sql.execution.arrow.pyspark.fallback.enabled", "true")
+            .config("spark.databricks.delta.snapshotPartitions", "2")
+            .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "2")
+            .config("spark.sql.streaming.stateStore.providerClass",
+                    "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider")
+            .config("spark.driver.extraJavaOptions",
+                    f"-Dlog4j2.configurationFile={Path(__file__).with_name('log4j2.properties')} "
+                    "-Dderby.stream.error.file=/dev/null")
+        )
+        extra_jars = os.environ.get("HEALTH_MONITOR_SPARK_JARS")
+        if extra_jars:
+            # Fallback when Ivy cannot resolve Delta: jars fetched with `mvn dependency:copy`.
+            builder = builder.config("spark.jars", extra_jars)
+            _SPARK = builder.getOrCreate()
+        else:
+            _SPARK = configure_spark_with_delta_pip(builder).getOrCreate()
+        _SPARK.sparkContext.setLogLevel("ERROR")
+        return _SPARK
+
+
+def stop_spark() -> None:
+    """Stop the process's session (tests and the CLI call this on exit)."""
+    global _SPARK
+    with _SPARK_LOCK:
+        if _SPARK is not None:
+            _SPARK.stop()
+            _SPARK = None
+
+
+# Process-wide registry of writer locks: a flock is per open file, so re-entrant use inside one
+# process must share the descriptor instead of blocking on itself.
+_HELD_LOCKS: dict[str, tuple[int, int]] = {}
+_HELD_LOCKS_GUARD = threading.Lock()
+
+
+class Lakehouse:
+    """Names, reads and writes the monitor's tables in either environment.
+
+    ``layer`` is one of :data:`health_monitor.settings.LAYERS`; ``table`` is a bare table name
+    (``fact_usage``) or, for the ``system`` layer, the system table's ``schema.table``
+    (``billing.usage``).
+    """
+
+    def __init__(self, settings: Settings | None = None, spark: SparkSession | None = None) -> None:
+        self.settings = settings or load_settings()
+        self._spark = spark
+
+    @property
+    def spark(self) -> SparkSession:
+        if self._spark is None:
+            self._spark = get_spark(self.settings)
+        return self._spark
+
+    # ------------------------------------------------------------------ naming
+    def location(self, table: str, layer: str = "gold") -> Path:
+        """Folder of a local Delta table (local mode only)."""
+        _check_layer(layer)
+        return self.settings.lake_dir / layer / table
+
+    def table_name(self, table: str, layer: str = "gold") -> str:
+        """An identifier usable in Spark SQL: ``catalog.schema.table`` or ``delta.`/path```."""
+        _check_layer(layer)
+        s = self.settings
+        if s.is_databricks:
+            if layer == "system":
+                return f"{s.system_catalog}.{table}"
+            return f"{s.catalog}.{s.schemas[layer]}.{table}"
+        return f"delta.`{self.location(table, layer)}`"
+
+    # ------------------------------------------------------------------ reads
+    def exists(self, table: str, layer: str = "gold") -> bool:
+        if self.settings.is_databricks:
+            return bool(self.spark.catalog.tableExists(self.table_name(table, layer)))
+        return (self.location(table, layer) / "_delta_log").is_dir()
+
+    def read(self, table: str, layer: str = "gold") -> DataFrame:
+        """Batch read; a missing table is a one-line error naming the command that creates it."""
+        if not self.exists(table, layer):
+            raise HealthMonitorError(
+                f"table {layer}.{table} does not exist in {self._where()}: "
+                "run 'health-monitor simulate' or 'health-monitor ingest' first"
+            )
+        if self.settings.is_databricks:
+            return self.spark.read.table(self.table_name(table, layer))
+        return self.spark.read.format("delta").load(str(self.location(table, layer)))
+
+    def read_stream(self, table: str, layer: str = "gold", **options: str) -> DataFrame:
+        """Streaming read of a Delta table (``readStream``), with Delta source options."""
+        if not self.exists(table, layer):
+            raise HealthMonitorError(f"table {layer}.{table} does not exist in {self._where()}")
+        reader = self.spark.readStream.format("delta").options(**options)
+        if self.settings.is_databricks:
+            return reader.table(self.table_name(table, layer))
+        return reader.load(str(self.location(table, layer)))
+
+    def count(self, table: str, layer: str = "gold") -> int:
+        return self.read(table, layer).count() if self.exists(table, layer) else 0
+
+    def list_tables(self, layer: str | None = None) -> list[tuple[str, str]]:
+        """(layer, table) pairs that exist locally (on Databricks: the layers' schemas)."""
+        layers = [layer] if layer else list(LAYERS)
+        found: list[tuple[str, str]] = []
+        for lyr in layers:
+            if self.settings.is_databricks:
+                if lyr == "system":
+                    continue
+                schema = f"{self.settings.catalog}.{self.settings.schemas[lyr]}"
+                try:
+                    rows = self.spark.sql(f"SHOW TABLES IN {schema}").collect()
+                except Exception:  # noqa: BLE001 - a schema that does not exist yet has no tables
+                    continue
+                found += [(lyr, r.tableName) for r in rows]
+            else:
+                root = self.settings.lake_dir / lyr
+                if root.is_dir():
+                    found += [(lyr, p.name) for p in sorted(root.iterdir()) if (p / "_delta_log").is_dir()]
+        return found
+
+    # ------------------------------------------------------------------ writes
+    def ensure_table(self, table: str, schema: StructType, layer: str = "gold",
+                     partition_by: list[str] | None = None) -> None:
+        """Create an empty Delta table with ``schema`` if it does not exist yet."""
+        if self.exists(table, layer):
+            return
+        empty = self.spark.createDataFrame([], schema)
+        self.write(empty, table, layer, mode="append", partition_by=partition_by)
+
+    def write(self, df: DataFrame, table: str, layer: str = "gold", mode: str = "append",
+              partition_by: list[str] | None = None, options: dict[str, str] | None = None) -> None:
+        """Append or overwrite a Delta table, holding the table's writer lock."""
+        with self.writer_lock(table, layer):
+            writer = df.write.format("delta").mode(mode).options(**(options or {}))
+            if mode == "overwrite":
+                writer = writer.option("overwriteSchema", "true")
+            if partition_by:
+                writer = writer.partitionBy(*partition_by)
+            if self.settings.is_databricks:
+                writer.saveAsTable(self.table_name(table, layer))
+            else:
+                writer.save(str(self.location(table, layer)))
+
+    def merge(self, df: DataFrame, table: str, keys: list[str], layer: str = "gold",
+              update: bool = True, partition_by: list[str] | None = None) -> None:
+        """Upsert ``df`` on ``keys`` (insert-only when ``update`` is False): reruns never duplicate.
+
+        A table that does not exist yet is created from ``df``.
+        """
+        from delta.tables import DeltaTable
+
+        # Duplicate keys in the source would make MERGE fail (or double-insert): keep one.
+        df = df.dropDuplicates(keys)
+        with self.writer_lock(table, layer):
+            if not self.exists(table, layer):
+                self.write(df, table, layer, mode="append", partition_by=partition_by)
+                return
+            if self.settings.is_databricks:
+                target = DeltaTable.forName(self.spark, self.table_name(table, layer))
+            else:
+                target = DeltaTable.forPath(self.spark, str(self.location(table, layer)))
+            cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+            builder = target.alias("t").merge(df.alias("s"), cond)
+            if update:
+                builder = builder.whenMatchedUpdateAll()
+            builder.whenNotMatchedInsertAll().execute()
+
+    def delete_table(self, table: str, layer: str = "gold") -> None:
+        """Drop a table (used by resets and tests)."""
+        with self.writer_lock(table, layer):
+            if self.settings.is_databricks:
+                self.spark.sql(f"DROP TABLE IF EXISTS {self.table_name(table, layer)}")
+            else:
+                shutil.rmtree(self.location(table, layer), ignore_errors=True)
+
+    @contextmanager
+    def writer_lock(self, table: str, layer: str = "gold", wait_s: float = 0.0) -> Iterator[None]:
+        """Hold the single-writer lock of a local table.
+
+        Delta on a plain local filesystem has no atomic put-if-absent across processes, so two
+        processes committing to one table can corrupt its log. Each table therefore has at most
+        one writer process at a time; a second one gets a clear error instead of a race.
+        On Databricks the storage layer arbitrates commits and this is a no-op.
+        """
+        if self.settings.is_databricks:
+            yield
+            return
+        lock_dir = self.settings.data_dir / "locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        key = str(lock_dir / f"{layer}.{table}.lock")
+        with _HELD_LOCKS_GUARD:
+            held = _HELD_LOCKS.get(key)
+            if held:
+                _HELD_LOCKS[key] = (held[0], held[1] + 1)
+        if held:
+            try:
+                yield
+            finally:
+                self._release(key)
+            return
+        fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline_ok = _flock(fd, wait_s)
+        if not deadline_ok:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise TableBusyError(
+                f"table {layer}.{table} is being written by another health-monitor process (pid {owner}); "
+                "stop it or wait for it to finish"
+            )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        with _HELD_LOCKS_GUARD:
+            _HELD_LOCKS[key] = (fd, 1)
+        try:
+            yield
+        finally:
+            self._release(key)
+
+    @staticmethod
+    def _release(key: str) -> None:
+        with _HELD_LOCKS_GUARD:
+            fd, n = _HELD_LOCKS[key]
+            if n > 1:
+                _HELD_LOCKS[key] = (fd, n - 1)
+                return
+            del _HELD_LOCKS[key]
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    def _where(self) -> str:
+        if self.settings.is_databricks:
+            return f"catalog {self.settings.catalog}"
+        return f"data directory {self.settings.data_dir}"
+
+
+def _flock(fd: int, wait_s: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+
+
+def _check_layer(layer: str) -> None:
+    if layer not in LAYERS:
+        raise ValueError(f"unknown layer {layer!r}; expected one of {', '.join(LAYERS)}")
