@@ -1,0 +1,188 @@
+"""Online detector for one key's feature vector (a user's security activity, a job's runs).
+
+Why two parts: a per-key robust baseline explains *which* feature moved and by how much (what an
+analyst needs in the alert), while river's Half-Space Trees catch unusual *combinations* that no
+single feature shows. The baseline is per feature: an EW robust centre and scale (Huber-clipped
+updates), shrunk towards a global prior while the key has little history, so a new user is judged
+against everyone else until it has a history of its own. The aggregated robust z is calibrated
+against the key's own running upper quantile, squashed into [0, 1], and the trees' score
+(calibrated the same way) can raise it but never dominate it. Rows are scored before they are
+learned; NaN features are neither scored nor learned for that row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from river.anomaly import HalfSpaceTrees
+
+from health_monitor.detectors.base import Scores, StreamingDetector
+
+_SIGMA_PER_MAD = 1.2533
+
+
+class MultivariateDetector(StreamingDetector):
+    """Causal anomaly scores for a vector of numeric features of one key.
+
+    Args:
+        features: the feature columns, in the order evidence lists ties.
+        threshold: ``score >= threshold`` is an anomaly (:meth:`is_anomaly`).
+        directions: per feature, +1 if only high values are anomalous (the default: more failed
+            logins, more bytes exported, longer runs), -1 if only low ones, 0 if both.
+        prior: per feature ``(centre, scale)`` of the whole population (e.g. medians and MADs
+            across users); the key's own baseline is shrunk towards it while its history is short.
+        prior_weight: how many rows of the key's own history the prior is worth.
+        min_scale: absolute floor of every feature's scale (float or per-feature mapping).
+        min_history, warmup_ramp: warm-up rows (no score) and ramp rows (partial score); with a
+            prior the warm-up is shortened, since the prior already says what normal looks like.
+        scale_alpha, huber: EW weight and clipping (sigmas) of the robust baseline updates.
+        z_mid, z_slope: logistic squashing of the calibrated robust z.
+        trees_weight: how far the Half-Space Trees score may lift the robust score (0 disables).
+        n_trees, height, window_size, seed: river HalfSpaceTrees parameters (kept small: the
+            state of every key is stored).
+    """
+
+    name = "multivariate_robust_hst"
+    version = "1"
+
+    def __init__(self, features: list[str], threshold: float = 0.8,
+                 directions: Mapping[str, int] | None = None,
+                 prior: Mapping[str, tuple[float, float]] | None = None, prior_weight: float = 10.0,
+                 min_scale: float | Mapping[str, float] = 1e-6, min_history: int = 8,
+                 warmup_ramp: int = 16, scale_alpha: float = 0.05, huber: float = 3.0,
+                 z_mid: float = 5.0, z_slope: float = 1.2, trees_weight: float = 0.5,
+                 n_trees: int = 10, height: int = 6, window_size: int = 64, seed: int = 42) -> None:
+        if not features:
+            raise ValueError("MultivariateDetector needs at least one feature")
+        self.features = list(features)
+        self.threshold = threshold
+        self.directions = dict(directions or {})
+        self.prior = dict(prior or {})
+        self.prior_weight = prior_weight
+        self.min_scale = min_scale
+        self.min_history = min_history
+        self.warmup_ramp = warmup_ramp
+        self.scale_alpha = scale_alpha
+        self.huber = huber
+        self.z_mid = z_mid
+        self.z_slope = z_slope
+        self.trees_weight = trees_weight
+        self.n_trees = n_trees
+        self.height = height
+        self.window_size = window_size
+        self.seed = seed
+        p = len(self.features)
+        self.n_ = 0
+        self.center_ = np.full(p, np.nan)
+        self.mad_ = np.zeros(p)
+        self.count_ = np.zeros(p, dtype=int)
+        self.q_ = 3.0
+        self.q_trees_ = 0.5
+        self.trees_ = HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size,
+                                     limits={f: (0.0, 1.0) for f in self.features}, seed=seed)
+
+    def is_anomaly(self, scores: Scores) -> np.ndarray:
+        """Boolean anomaly flags for ``scores`` at this detector's threshold."""
+        return np.asarray(scores.score) >= self.threshold
+
+    def _baseline(self) -> tuple[np.ndarray, np.ndarray]:
+        """Centre and sigma per feature, shrunk to the prior by how much history the key has."""
+        center = self.center_.copy()
+        mad = self.mad_.copy()
+        for j, f in enumerate(self.features):
+            floor = self.min_scale.get(f, 1e-6) if isinstance(self.min_scale, Mapping) else self.min_scale
+            if f in self.prior:
+                c0, s0 = self.prior[f]
+                w = self.count_[j] / (self.count_[j] + self.prior_weight)
+                center[j] = c0 if math.isnan(center[j]) else w * center[j] + (1 - w) * c0
+                mad[j] = w * mad[j] + (1 - w) * s0 / _SIGMA_PER_MAD
+                floor = max(floor, 0.1 * s0 / _SIGMA_PER_MAD)
+            lvl = 0.0 if math.isnan(center[j]) else abs(center[j])
+            mad[j] = max(mad[j], 1e-3 * lvl, floor)
+        return center, _SIGMA_PER_MAD * mad
+
+    def score_learn(self, frame: pd.DataFrame) -> Scores:
+        """Score each row (columns ``timestamp`` plus the features) before learning it."""
+        missing = [f for f in self.features if f not in frame.columns]
+        if missing:
+            raise ValueError(f"frame lacks feature column(s): {', '.join(missing)}")
+        X = frame[self.features].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+        n, p = X.shape
+        dirs = np.array([self.directions.get(f, 1) for f in self.features])
+        score = np.zeros(n)
+        expected = np.full(n, np.nan)
+        evidence: list[list[str]] = [[] for _ in range(n)]
+        with_prior = bool(self.prior)
+        for i in range(n):
+            x = X[i]
+            ok = np.isfinite(x)
+            center, sigma = self._baseline()
+            known = ok & ~np.isnan(center)
+            z = np.zeros(p)
+            z[known] = (x[known] - center[known]) / sigma[known]
+            zdir = np.where(dirs > 0, np.maximum(z, 0), np.where(dirs < 0, np.maximum(-z, 0), np.abs(z)))
+            top = np.sort(zdir)[::-1][:3]
+            z_agg = float(np.sqrt(np.sum(top ** 2)))
+            j_top = int(np.argmax(zdir))
+            if not math.isnan(center[j_top]):
+                expected[i] = center[j_top]
+            # --- score ---
+            s = 0.0
+            if ok.any():
+                n_eff = self.n_ + (self.prior_weight if with_prior else 0)
+                warm = (n_eff - self.min_history) / self.warmup_ramp
+                warm = 0.0 if warm < 0 else (1.0 if warm > 1 else warm)
+                zn = z_agg * min(1.0, 3.0 / self.q_)
+                s_r = 1.0 / (1.0 + math.exp(-self.z_slope * (zn - self.z_mid)))
+                s0 = 1.0 / (1.0 + math.exp(self.z_slope * self.z_mid))
+                s_r = max(0.0, (s_r - s0) / (1.0 - s0))
+                scaled = {f: 0.5 + 0.5 * math.tanh(z[j] / 3.0) for j, f in enumerate(self.features)}
+                s_t = 0.0
+                if self.trees_weight > 0 and self.n_ >= self.window_size:
+                    h = float(self.trees_.score_one(scaled))
+                    s_t = max(0.0, (h - self.q_trees_) / max(1e-9, 1.0 - self.q_trees_))
+                    self.q_trees_ *= math.exp(0.02 * 0.95) if h > self.q_trees_ else math.exp(-0.02 * 0.05)
+                    self.q_trees_ = min(self.q_trees_, 0.99)
+                s = (s_r + (1 - s_r) * self.trees_weight * s_t) * warm
+                s = max(0.0, min(1.0, s))
+                if self.n_ > self.min_history:
+                    self.q_ *= math.exp(0.02 * 0.99) if z_agg > self.q_ else math.exp(-0.02 * 0.01)
+                    self.q_ = max(self.q_, 3.0)
+                if s >= 0.5:
+                    evidence[i] = self._evidence(x, center, z, zdir, s_t)
+                # --- learn ---
+                self.trees_.learn_one(scaled)
+                self._learn(x, ok, sigma)
+                self.n_ += 1
+            score[i] = s
+        return Scores(score=score, expected=expected, evidence=evidence)
+
+    def _learn(self, x: np.ndarray, ok: np.ndarray, sigma: np.ndarray) -> None:
+        for j in np.nonzero(ok)[0]:
+            c = self.center_[j]
+            if math.isnan(c):
+                self.center_[j] = x[j]
+                self.count_[j] = 1
+                continue
+            k = self.count_[j]
+            a = max(self.scale_alpha, 1.0 / (k + 1))
+            r = x[j] - c
+            lim = self.huber * sigma[j] if k > 5 else math.inf
+            rc = max(-lim, min(lim, r))
+            self.center_[j] = c + a * rc
+            self.mad_[j] += a * (abs(rc) - self.mad_[j])
+            self.count_[j] = k + 1
+
+    def _evidence(self, x: np.ndarray, center: np.ndarray, z: np.ndarray, zdir: np.ndarray,
+                  s_t: float) -> list[str]:
+        out = []
+        for j in np.argsort(-zdir, kind="stable")[:3]:
+            if zdir[j] < 2.0:
+                break
+            out.append(f"{self.features[j]} {x[j]:.4g} vs baseline {center[j]:.4g} (z={z[j]:+.1f})")
+        if s_t >= 0.5:
+            out.append("unusual combination of features (half-space trees)")
+        return out

@@ -1,0 +1,358 @@
+"""Online detector for one univariate series (a workspace's hourly cost, any metric in a CSV).
+
+Why this design: it must work on series it has never seen (any sampling interval, flat stretches,
+gaps, level shifts, trends, seasonality) and score strictly causally, a micro-batch at a time.
+So instead of fitting one model, it runs a small family of robust exponential-smoothing
+forecasters side by side and, at each row, trusts the one that has forecast this series best so
+far:
+
+* two non-seasonal robust Holt models (a fast and a slow level, damped trend),
+* calendar-seasonal ones (hour-of-day, day-of-week x hour) when the sampling interval allows,
+* one with a period found by autocorrelation of the history (for non-calendar cycles).
+
+Each model's residual is standardised by its own robust scale (EW mean absolute deviation of
+Huber-clipped residuals, with a floor so a flat line does not explode on float noise, yet a jump
+off a flat line still scores high). A two-sided CUSUM on the standardised residuals flags
+sustained shifts and re-baselines the level, so a level shift alarms for a few points and is then
+accepted as the new normal. The robust z is calibrated against the series' own running upper
+quantile of z (heavy-tailed series are not alarmed on their ordinary tails), squashed smoothly
+into [0, 1], and damped during warm-up. Rows are scored before they are learned.
+
+NaN values (and NaT timestamps) are not scored and not learned: score 0, ``expected`` is still
+given. Missing timestamps need no filling: seasonal phases come from the timestamps themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+import pandas as pd
+
+from health_monitor.detectors.base import Scores, StreamingDetector
+
+_SIGMA_PER_MAD = 1.2533  # mean absolute deviation -> standard deviation for Gaussian noise
+_DAY = 86400.0
+_WEEK = 7 * _DAY
+
+
+class _Model:
+    """One robust additive Holt(-Winters) forecaster with its own scale and shift detector."""
+
+    __slots__ = ("label", "kind", "bins", "period", "alpha", "beta", "phi", "gamma", "level", "trend",
+                 "season", "season_n", "mad", "n", "cpos", "cneg", "rsum_pos", "rn_pos", "rsum_neg",
+                 "rn_neg", "err")
+
+    def __init__(self, label: str, kind: str, bins: int, period: float, alpha: float, beta: float,
+                 gamma: float) -> None:
+        self.label = label
+        self.kind = kind  # "none", "calendar" (phase from time within `period` seconds), "steps"
+        self.bins = bins
+        self.period = period
+        self.alpha = alpha
+        self.beta = beta
+        self.phi = 0.98
+        self.gamma = gamma
+        self.level = math.nan
+        self.trend = 0.0
+        self.season = [0.0] * max(bins, 1)
+        self.season_n = [0] * max(bins, 1)
+        self.mad = 0.0
+        self.n = 0
+        self.cpos = self.cneg = 0.0
+        self.rsum_pos = self.rsum_neg = 0.0
+        self.rn_pos = self.rn_neg = 0
+        self.err = 0.0  # EW mean absolute standardised... raw error used to pick the best model
+
+    def phase(self, t: float, idx: int) -> int:
+        if self.kind == "calendar":
+            return int((t % self.period) / self.period * self.bins) % self.bins
+        if self.kind == "steps":
+            return idx % self.bins
+        return 0
+
+    def forecast(self, ph: int) -> float:
+        return self.level + self.phi * self.trend + self.season[ph]
+
+
+class UnivariateDetector(StreamingDetector):
+    """Causal anomaly scores for one numeric series; see the module docstring for the method.
+
+    Args:
+        threshold: ``score >= threshold`` is an anomaly (:meth:`is_anomaly`).
+        min_history: rows learned before any non-zero score (warm-up).
+        warmup_ramp: rows over which scores ramp from 0 to full weight after ``min_history``.
+        scale_alpha: EW weight of the robust scale update (smaller = steadier scale).
+        huber: residuals beyond this many sigmas are clipped before they update a model.
+        cusum_k, cusum_h: CUSUM slack and decision threshold, in sigmas, for level shifts.
+        rel_floor: scale floor relative to the series' level (flat lines).
+        z_mid, z_slope: the logistic squashing of the calibrated z into [0, 1].
+        calib_q: upper quantile of past z the calibration tracks.
+        seasonal: look for daily/weekly/autocorrelation seasonality.
+    """
+
+    name = "univariate_robust_ensemble"
+    version = "1"
+
+    def __init__(self, threshold: float = 0.8, min_history: int = 12, warmup_ramp: int = 24,
+                 scale_alpha: float = 0.02, huber: float = 3.0, cusum_k: float = 1.0,
+                 cusum_h: float = 8.0, rel_floor: float = 1e-4, z_mid: float = 5.0,
+                 z_slope: float = 1.2, calib_q: float = 0.99, seasonal: bool = True) -> None:
+        self.threshold = threshold
+        self.min_history = min_history
+        self.warmup_ramp = warmup_ramp
+        self.scale_alpha = scale_alpha
+        self.huber = huber
+        self.cusum_k = cusum_k
+        self.cusum_h = cusum_h
+        self.rel_floor = rel_floor
+        self.z_mid = z_mid
+        self.z_slope = z_slope
+        self.calib_q = calib_q
+        self.seasonal = seasonal
+        # learned state (scikit-learn convention: trailing underscore)
+        self.n_ = 0
+        self.t0_ = math.nan
+        self.t_last_ = math.nan
+        self.diffs_: list[float] = []
+        self.step_ = math.nan
+        self.models_: list[_Model] = [
+            _Model("EW level (fast)", "none", 1, 0.0, 0.5, 0.02, 0.0),
+            _Model("EW level (slow)", "none", 1, 0.0, 0.1, 0.01, 0.0),
+        ]
+        self.history_: deque[tuple[float, float]] = deque(maxlen=4096)
+        self.acf_checked_at_: list[int] = []
+        self.long_mad_ = 0.0
+        self.abs_level_ = 0.0
+        self.q_ = 3.0  # running upper quantile of z (log-space stochastic approximation)
+        self._last_x = math.nan
+
+    # ------------------------------------------------------------------ public API
+    def is_anomaly(self, scores: Scores) -> np.ndarray:
+        """Boolean anomaly flags for ``scores`` at this detector's threshold."""
+        return np.asarray(scores.score) >= self.threshold
+
+    def score_learn(self, frame: pd.DataFrame) -> Scores:
+        """Score each row (columns ``timestamp``, ``value``) before learning it."""
+        n = len(frame)
+        ts = pd.to_datetime(frame["timestamp"])
+        tsec = ts.to_numpy(dtype="datetime64[ns]").astype("int64") / 1e9
+        tsec = np.where(ts.isna().to_numpy(), np.nan, tsec)
+        vals = pd.to_numeric(frame["value"], errors="coerce").to_numpy(dtype=float)
+        score = np.zeros(n)
+        expected = np.full(n, np.nan)
+        evidence: list[list[str]] = [[] for _ in range(n)]
+        for i in range(n):
+            s, e, ev = self._one(float(tsec[i]), float(vals[i]))
+            score[i] = s
+            expected[i] = e
+            if ev:
+                evidence[i] = ev
+        return Scores(score=score, expected=expected, evidence=evidence)
+
+    # ------------------------------------------------------------------ internals
+    def _index(self, t: float) -> int:
+        if math.isnan(self.step_) or math.isnan(self.t0_):
+            return self.n_
+        return int(round((t - self.t0_) / self.step_))
+
+    def _one(self, t: float, x: float) -> tuple[float, float, list[str]]:
+        if math.isnan(t):
+            return 0.0, math.nan, []
+        idx = self._index(t)
+        models = self.models_
+        # pick the model that has forecast this series best so far
+        best = models[0]
+        for m in models[1:]:
+            if m.n >= 2 * self.min_history and m.err < best.err:
+                best = m
+        expected = math.nan if math.isnan(best.level) else best.forecast(best.phase(t, idx))
+        if math.isnan(x) or math.isinf(x):
+            return 0.0, expected, []
+
+        score = 0.0
+        evidence: list[str] = []
+        floor = max(self.rel_floor * self.abs_level_, 0.05 * self.long_mad_, 1e-9)
+        shift_flag = False
+        z_best = 0.0
+        for m in models:
+            if math.isnan(m.level):
+                m.level = x
+                m.n = 1
+                continue
+            ph = m.phase(t, idx)
+            f = m.forecast(ph)
+            r = x - f
+            sigma = _SIGMA_PER_MAD * max(m.mad, floor)
+            z = r / sigma
+            if m is best:
+                z_best = z
+            # --- learn (after the score was taken) ---
+            a_s = max(self.scale_alpha, 1.0 / (m.n + 1))
+            lim = self.huber * sigma if m.n > 5 else math.inf
+            rc = max(-lim, min(lim, r))
+            m.mad += a_s * (abs(rc) - m.mad)
+            m.err += max(0.01, 1.0 / (m.n + 1)) * (abs(rc) - m.err)
+            g = m.gamma
+            if m.bins > 1:
+                g = max(g, 1.0 / (m.season_n[ph] + 1)) if m.season_n[ph] < 3 else g
+                m.season_n[ph] += 1
+            m.level = m.level + m.phi * m.trend + m.alpha * rc
+            m.trend = m.phi * m.trend + m.beta * rc
+            if m.bins > 1:
+                m.season[ph] += g * (1 - m.alpha) * rc
+            # CUSUM on standardised residuals, clipped so one spike cannot trigger it alone
+            zc = max(-4.0, min(4.0, z)) if m.n > 5 else 0.0
+            m.cpos = max(0.0, m.cpos + zc - self.cusum_k)
+            m.cneg = max(0.0, m.cneg - zc - self.cusum_k)
+            if m.cpos > 0:
+                m.rsum_pos += r - rc
+                m.rn_pos += 1
+            else:
+                m.rsum_pos, m.rn_pos = 0.0, 0
+            if m.cneg > 0:
+                m.rsum_neg += r - rc
+                m.rn_neg += 1
+            else:
+                m.rsum_neg, m.rn_neg = 0.0, 0
+            if m.cpos > self.cusum_h or m.cneg > self.cusum_h:
+                # re-baseline: move the level by the part of the recent residuals it did not absorb
+                if m.cpos > self.cusum_h:
+                    m.level += m.rsum_pos / max(m.rn_pos, 1)
+                else:
+                    m.level += m.rsum_neg / max(m.rn_neg, 1)
+                m.trend = 0.0
+                m.cpos = m.cneg = 0.0
+                m.rsum_pos = m.rsum_neg = 0.0
+                m.rn_pos = m.rn_neg = 0
+                if m is best:
+                    shift_flag = True
+            m.n += 1
+
+        n_before = self.n_
+        if n_before >= 2:
+            az = abs(z_best)
+            zn = az * min(1.0, 3.0 / self.q_)
+            s = 1.0 / (1.0 + math.exp(-self.z_slope * (zn - self.z_mid)))
+            s0 = 1.0 / (1.0 + math.exp(self.z_slope * self.z_mid))
+            s = (s - s0) / (1.0 - s0)
+            warm = (n_before - self.min_history) / self.warmup_ramp
+            warm = 0.0 if warm < 0 else (1.0 if warm > 1 else warm)
+            score = max(0.0, min(1.0, s * warm))
+            # track the upper quantile of |z| multiplicatively (scale-free, slow)
+            if n_before > self.min_history:
+                if az > self.q_:
+                    self.q_ *= math.exp(0.02 * self.calib_q)
+                else:
+                    self.q_ *= math.exp(-0.02 * (1 - self.calib_q))
+                self.q_ = max(self.q_, 3.0)
+            if score >= 0.5 or shift_flag:
+                evidence = self._evidence(x, expected, z_best, best, shift_flag)
+
+        # series-level state
+        self.abs_level_ += max(0.02, 1.0 / (n_before + 1)) * (abs(x) - self.abs_level_)
+        if n_before >= 1:
+            self.long_mad_ += max(0.005, 1.0 / n_before) * (abs(x - self._last_x) - self.long_mad_)
+        self._last_x = x
+        if math.isnan(self.t0_):
+            self.t0_ = t
+        if not math.isnan(self.t_last_) and math.isnan(self.step_):
+            if t > self.t_last_:
+                self.diffs_.append(t - self.t_last_)
+            if len(self.diffs_) >= 16:
+                self.step_ = float(np.median(self.diffs_))
+                self._add_calendar_models()
+        self.t_last_ = t
+        self.history_.append((t, x))
+        self.n_ += 1
+        if self.seasonal and self.n_ in (200, 1000, 4000):
+            self._add_period_model()
+        return score, expected, evidence
+
+    def _evidence(self, x: float, expected: float, z: float, best: _Model, shift: bool) -> list[str]:
+        out = []
+        if not math.isnan(expected):
+            pct = (x - expected) / abs(expected) * 100 if abs(expected) > 1e-12 else math.inf
+            pct_s = f"{pct:+.0f}%" if math.isfinite(pct) else "n/a"
+            out.append(f"value {x:.4g} vs expected {expected:.4g} ({pct_s})")
+        out.append(f"z={z:+.1f} vs {best.label} baseline")
+        if shift:
+            out.append("level shift")
+        return out
+
+    def _new_model(self, label: str, kind: str, bins: int, period: float) -> _Model:
+        m = _Model(label, kind, bins, period, 0.2, 0.005, 0.15)
+        # warm-start on the history so a late-joining model competes fairly (still causal)
+        t0 = self.t0_
+        for t, x in self.history_:
+            idx = int(round((t - t0) / self.step_)) if not math.isnan(self.step_) else 0
+            ph = m.phase(t, idx)
+            if math.isnan(m.level):
+                m.level = x
+                m.n = 1
+                continue
+            r = x - m.forecast(ph)
+            sigma = _SIGMA_PER_MAD * max(m.mad, 1e-9)
+            lim = self.huber * sigma if m.n > 5 else math.inf
+            rc = max(-lim, min(lim, r))
+            a_s = max(self.scale_alpha, 1.0 / (m.n + 1))
+            m.mad += a_s * (abs(rc) - m.mad)
+            m.err += max(0.01, 1.0 / (m.n + 1)) * (abs(rc) - m.err)
+            g = max(m.gamma, 1.0 / (m.season_n[ph] + 1)) if m.season_n[ph] < 3 else m.gamma
+            m.season_n[ph] += 1
+            m.level = m.level + m.phi * m.trend + m.alpha * rc
+            m.trend = m.phi * m.trend + m.beta * rc
+            m.season[ph] += g * (1 - m.alpha) * rc
+            m.n += 1
+        return m
+
+    def _add_calendar_models(self) -> None:
+        if not self.seasonal or not (self.step_ > 0):
+            return
+        per_day = _DAY / self.step_
+        if per_day >= 4:  # at least 4 points a day: an hour-of-day (or finer) profile
+            bins = int(min(round(per_day), 96))
+            self.models_.append(self._new_model("hour-of-day", "calendar", bins, _DAY))
+        per_week = _WEEK / self.step_
+        if per_week >= 7 and self.step_ <= _DAY:
+            bins = int(min(round(per_week), 7 * 24))
+            label = "day-of-week" if bins <= 7 else "day-of-week x hour"
+            self.models_.append(self._new_model(label, "calendar", bins, _WEEK))
+
+    def _add_period_model(self) -> None:
+        """Find a dominant non-calendar cycle by autocorrelation of the recent history."""
+        if math.isnan(self.step_):
+            return
+        x = np.array([v for _, v in self.history_], dtype=float)
+        n = len(x)
+        if n < 64:
+            return
+        tt = np.arange(n, dtype=float)
+        coef = np.polyfit(tt, x, 1)
+        y = x - np.polyval(coef, tt)
+        y = y - y.mean()
+        var = float(np.dot(y, y))
+        if var <= 1e-12:
+            return
+        spec = np.fft.rfft(y, 2 * n)
+        acf = np.fft.irfft(spec * np.conj(spec))[: n // 3] / var
+        if len(acf) < 6:
+            return
+        # first dip below zero, then the highest peak after it
+        neg = np.nonzero(acf < 0)[0]
+        if len(neg) == 0:
+            return
+        start = int(neg[0])
+        if start >= len(acf) - 2:
+            return
+        lag = start + int(np.argmax(acf[start:]))
+        if acf[lag] < 0.3 or lag < 3:
+            return
+        for m in self.models_:
+            if m.kind == "calendar" and abs(m.period / self.step_ - lag) <= max(1.0, 0.02 * lag):
+                return  # the calendar model already covers it
+            if m.kind == "steps" and m.bins == lag:
+                return
+        self.models_ = [m for m in self.models_ if m.kind != "steps"]
+        self.models_.append(self._new_model(f"{lag}-step cycle", "steps", lag, 0.0))
