@@ -11,6 +11,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,6 +71,9 @@ def get_spark(settings: Settings | None = None) -> SparkSession:
             _SPARK = SparkSession.builder.getOrCreate()
             return _SPARK
         check_java()
+        # Python workers (pandas UDFs) must run this interpreter, not whatever `python3` is on
+        # PATH, or they miss pandas/pyarrow when the CLI runs from a venv without activating it.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         from delta import configure_spark_with_delta_pip
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
