@@ -1,0 +1,299 @@
+"""The forecasting engine: inner validation, weighted ensemble, calibrated sample paths.
+
+How one forecast is made (``simulate_paths``):
+
+1. The history is reindexed to whole days (gaps stay NaN) and isolated outliers are cleaned.
+2. Every candidate model of :mod:`.models` forecasts from up to four *inner origins* in the
+   most recent part of the history (each 7 days apart, each seeing only its past). Candidates
+   are scored on daily error plus error of the window total and weighted by 1/score^2; poor
+   ones (score > 1.25 x best) get no weight.
+3. The weighted ensemble's out-of-sample errors at those origins, normalised by the local level,
+   are split into a per-origin *level error* (the mean: what makes a month total wrong) and
+   day-to-day *noise* (the rest). Sample paths add a fresh level error and block-bootstrapped
+   noise to the ensemble forecast; the level error widens with the square root of the lead
+   beyond the validated horizon.
+4. Daily quantiles are quantiles of the paths per day; quantiles of a period total are
+   quantiles of the path sums, which keeps their correlation (not a sum of daily quantiles).
+
+Short histories (< 28 days) skip validation: a damped level/drift with a weekly profile when two
+weeks exist, and wide bands from in-sample variation; 1-3 points give the mean with wide bands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from health_monitor.batch.forecasting import models as M
+from health_monitor.errors import HealthMonitorError
+
+#: Enough validation origins to see a few level errors, few enough to keep Prophet cheap.
+INNER_ORIGINS = 4
+INNER_STEP = 7
+MIN_TRAIN = 21
+#: Histories shorter than this use the short-history fallback.
+MIN_VALIDATED = MIN_TRAIN + 7
+#: Level-error spread inflation: few origins underestimate the spread of month totals.
+LEVEL_INFLATION = 1.25
+NOISE_BLOCK = 7
+
+
+@dataclass
+class PathForecast:
+    """Sample paths for the days after the history (what quantiles are taken from)."""
+
+    dates: pd.DatetimeIndex
+    point: np.ndarray
+    paths: np.ndarray
+    weights: dict[str, float] = field(default_factory=dict)
+    method: str = "ensemble"
+
+    def daily_quantiles(self, quantiles: tuple[float, ...]) -> np.ndarray:
+        """Array (horizon, len(quantiles)), non-decreasing along the quantile axis."""
+        q = np.quantile(self.paths, quantiles, axis=0).T
+        return np.maximum.accumulate(q, axis=1)
+
+    def total_quantiles(self, quantiles: tuple[float, ...], first: int = 0, last: int | None = None,
+                        mask: np.ndarray | None = None) -> np.ndarray:
+        """Quantiles of the sum over days ``first..last`` (inclusive) of the horizon."""
+        block = self.paths[:, first:(None if last is None else last + 1)]
+        if mask is not None:
+            block = block[:, mask]
+        q = np.quantile(block.sum(axis=1), quantiles)
+        return np.maximum.accumulate(q)
+
+
+def quantile_names(quantiles: tuple[float, ...]) -> list[str]:
+    """Column names for quantiles: 0.1 -> ``p10``, 0.5 -> ``p50``, 0.975 -> ``p97.5``."""
+    names = []
+    for q in quantiles:
+        if not 0 < q < 1:
+            raise HealthMonitorError(f"quantile {q} must be strictly between 0 and 1")
+        pct = round(q * 100, 6)
+        names.append(f"p{int(pct)}" if pct == int(pct) else f"p{pct:g}")
+    return names
+
+
+def is_multiplicative(y: np.ndarray) -> bool:
+    """Seasonality and errors scale with the level for non-negative, mostly non-zero series."""
+    v = y[np.isfinite(y)]
+    return bool(v.size and v.min() >= 0 and v.mean() > 0 and np.mean(v == 0) <= 0.3)
+
+
+def simulate_paths(series: pd.Series, horizon: int, holidays_country: str | None = "US", *,
+                   use_prophet: bool = True, n_paths: int = 2000, seed: int = 0) -> PathForecast:
+    """Sample future paths for a daily series from :func:`prepare_history`.
+
+    Args:
+        series: daily float series on a gap-free ``DatetimeIndex`` (NaN = missing day).
+        horizon: number of days after the last history day to forecast.
+        holidays_country: country code for Prophet's holiday effects, or None.
+        use_prophet: include Prophet among the candidates (turn off for speed).
+        n_paths: number of sample paths.
+        seed: random seed; the same inputs and seed give the same forecast.
+    """
+    if horizon < 1:
+        raise HealthMonitorError(f"horizon must be at least 1 day (got {horizon})")
+    y = series.to_numpy(dtype=float)
+    dates = pd.DatetimeIndex(series.index)
+    rng = np.random.default_rng(seed)
+    nonneg = bool(np.nanmin(y) >= 0)
+    if np.isfinite(y).sum() <= 3:
+        fc = _tiny(y, dates, horizon, rng, n_paths)
+    elif len(y) < MIN_VALIDATED:
+        fc = _short(y, dates, horizon, rng, n_paths)
+    else:
+        fc = _ensemble(y, dates, horizon, holidays_country, use_prophet, rng, n_paths)
+    if nonneg:
+        fc.paths = np.maximum(fc.paths, 0.0)
+        fc.point = np.maximum(fc.point, 0.0)
+    return fc
+
+
+# ---------------------------------------------------------------- validated ensemble
+
+
+def _scale(y: np.ndarray) -> float:
+    """Local level used to normalise errors: mean |y| of the last 28 observed days."""
+    tail = y[np.isfinite(y)][-28:]
+    s = float(np.mean(np.abs(tail))) if tail.size else 0.0
+    if s <= 0:
+        allv = np.abs(y[np.isfinite(y)])
+        s = float(allv.mean()) if allv.size and allv.mean() > 0 else 1.0
+    return s
+
+
+def _denominator(point: np.ndarray, scale: float, mult: bool) -> np.ndarray:
+    # Errors of multiplicative series grow with the forecast; the 0.2 x level floor keeps
+    # near-zero days (weekends of a business series) from producing huge relative errors.
+    return np.maximum(point, 0.2 * scale) if mult else np.full(point.shape, scale)
+
+
+def _train(y: np.ndarray, dates: pd.DatetimeIndex, end: int, mult: bool, country: str | None) -> M.Train:
+    dow = dates[:end].dayofweek.to_numpy()
+    return M.Train(M.clean_outliers(y[:end], dow), dates[:end], mult, country)
+
+
+def _run(name: str, train: M.Train, horizon: int) -> np.ndarray | None:
+    out = M.CANDIDATES[name](train, horizon)
+    if out is None or len(out) != horizon or not np.all(np.isfinite(out)):
+        return None
+    return np.asarray(out, dtype=float)
+
+
+def _ensemble(y: np.ndarray, dates: pd.DatetimeIndex, horizon: int, country: str | None,
+              use_prophet: bool, rng: np.random.Generator, n_paths: int) -> PathForecast:
+    n = len(y)
+    mult = is_multiplicative(y)
+    hv = int(min(horizon, max(7, (n - MIN_TRAIN) // 2)))
+    origins = [n - hv - INNER_STEP * k for k in range(INNER_ORIGINS)]
+    origins = [o for o in origins if o >= MIN_TRAIN]
+    names = M.candidate_names(n, use_prophet)
+
+    fc: dict[str, list[np.ndarray]] = {m: [] for m in names}
+    actuals, scales = [], []
+    for o in origins:
+        train = _train(y, dates, o, mult, country)
+        actuals.append(y[o:o + hv])
+        scales.append(_scale(y[:o]))
+        for m in list(fc):
+            out = _run(m, train, hv)
+            if out is None:
+                del fc[m]  # a candidate that fails once is not trusted anywhere
+            else:
+                fc[m].append(out)
+    if not fc:
+        return _short(y, dates, horizon, rng, n_paths)
+
+    scores = {m: np.mean([_score(a, f) for a, f in zip(actuals, fc[m], strict=True)]) for m in fc}
+    weights = _weights(scores)
+
+    residuals = []
+    for k, (a, s) in enumerate(zip(actuals, scales, strict=True)):
+        f = sum(w * fc[m][k] for m, w in weights.items())
+        residuals.append((a - f) / _denominator(f, s, mult))
+
+    final = _train(y, dates, n, mult, country)
+    point = np.zeros(horizon)
+    total_w = 0.0
+    for m, w in weights.items():
+        out = _run(m, final, horizon)
+        if out is not None:
+            point += w * out
+            total_w += w
+    if total_w == 0:
+        point, total_w = M.seasonal_naive(final, horizon), 1.0
+    point /= total_w
+    paths = _sample(point, residuals, hv, _scale(y), mult, rng, n_paths)
+    return PathForecast(final.future_dates(horizon), point, paths, weights)
+
+
+def _score(actual: np.ndarray, forecast: np.ndarray) -> float:
+    """Daily WAPE plus relative error of the window total (both matter for budgets)."""
+    ok = np.isfinite(actual)
+    if not ok.any():
+        return 0.0
+    a, f = actual[ok], forecast[ok]
+    denom = max(np.sum(np.abs(a)), 1e-9 * max(1.0, np.sum(np.abs(f))))
+    return float(np.sum(np.abs(a - f)) / denom + abs(np.sum(a - f)) / denom)
+
+
+def _weights(scores: dict[str, float]) -> dict[str, float]:
+    best = min(scores.values())
+    if best <= 1e-12:
+        return {min(scores, key=scores.get): 1.0}
+    keep = {m: 1.0 / s ** 2 for m, s in scores.items() if s <= 1.25 * best}
+    total = sum(keep.values())
+    return {m: w / total for m, w in sorted(keep.items(), key=lambda kv: -kv[1])}
+
+
+def _sample(point: np.ndarray, residuals: list[np.ndarray], hv: int, scale: float, mult: bool,
+            rng: np.random.Generator, n_paths: int) -> np.ndarray:
+    """Paths = point + (level error x sqrt-lead growth + block-bootstrapped noise) x denominator."""
+    horizon = len(point)
+    means, noise = [], []
+    for r in residuals:
+        r = r[np.isfinite(r)]
+        if r.size:
+            means.append(float(r.mean()))
+            noise.append(r - r.mean())
+    if not means:
+        return np.repeat(point[None, :], n_paths, axis=0)
+    pooled = np.concatenate(noise)
+    sd_noise = float(pooled.std()) if pooled.size > 1 else 0.0
+    # RMS of per-origin mean errors (bias included), floored so that a few lucky origins
+    # cannot promise a near-exact month total.
+    sd_level = float(np.sqrt(np.mean(np.square(means))))
+    sd_level = max(sd_level, sd_noise / np.sqrt(hv) + 0.01) * LEVEL_INFLATION
+    lead = np.arange(1, horizon + 1)
+    growth = np.sqrt(np.maximum(1.0, lead / hv))
+    level = rng.normal(0.0, sd_level, size=(n_paths, 1)) * growth[None, :]
+    eps = _block_bootstrap(noise, horizon, rng, n_paths)
+    den = _denominator(point, scale, mult)
+    return point[None, :] + (level + eps) * den[None, :]
+
+
+def _block_bootstrap(noise: list[np.ndarray], horizon: int, rng: np.random.Generator,
+                     n_paths: int) -> np.ndarray:
+    """Concatenate random 7-day blocks of validation noise (keeps short autocorrelation)."""
+    seqs = [s for s in noise if s.size]
+    out = np.empty((n_paths, horizon))
+    block = min(NOISE_BLOCK, min(s.size for s in seqs))
+    for start in range(0, horizon, block):
+        width = min(block, horizon - start)
+        which = rng.integers(0, len(seqs), size=n_paths)
+        for i, s in enumerate(seqs):
+            rows = np.flatnonzero(which == i)
+            if rows.size == 0:
+                continue
+            offs = rng.integers(0, s.size, size=rows.size)
+            idx = (offs[:, None] + np.arange(width)[None, :]) % s.size
+            out[rows, start:start + width] = s[idx]
+    return out
+
+
+# ---------------------------------------------------------------- short histories
+
+
+def _tiny(y: np.ndarray, dates: pd.DatetimeIndex, horizon: int, rng: np.random.Generator,
+          n_paths: int) -> PathForecast:
+    """1-3 observations: their mean, with bands of at least +-30% of it (or their spread)."""
+    v = y[np.isfinite(y)]
+    level = float(v.mean())
+    sd = max(float(v.std()), 0.3 * abs(level))
+    point = np.full(horizon, level)
+    shared = rng.normal(0, sd, size=(n_paths, 1))
+    paths = point[None, :] + shared + rng.normal(0, sd, size=(n_paths, horizon))
+    future = pd.date_range(dates[-1] + pd.Timedelta(days=1), periods=horizon, freq="D")
+    return PathForecast(future, point, paths, {"mean": 1.0}, "mean")
+
+
+def _short(y: np.ndarray, dates: pd.DatetimeIndex, horizon: int, rng: np.random.Generator,
+           n_paths: int) -> PathForecast:
+    """Under four weeks: damped level/drift x weekly profile (from two full weeks), wide bands."""
+    mult = is_multiplicative(y)
+    train = M.Train(y, dates, mult)
+    if len(y) < 14:
+        train.profile = np.ones(7) if mult else np.zeros(7)  # one week cannot tell a pattern from noise
+    d = train.deseasonalized
+    ok = np.isfinite(d)
+    level = M.recent_level(d, 7)
+    t = np.flatnonzero(ok)
+    slope = float(np.polyfit(t, d[ok], 1)[0]) if ok.sum() >= 4 else 0.0
+    lead = np.arange(1, horizon + 1)
+    drift = slope * np.cumsum(0.8 ** lead)  # saturates at 4 days' worth of slope
+    if mult:
+        drift = np.clip(drift, -0.5 * abs(level), 0.5 * abs(level))
+    point = train.reseasonalize(level + drift, horizon)
+    # In-sample one-step errors against the mean of the previous three days.
+    prev = pd.Series(d).shift(1).rolling(3, min_periods=1).mean().to_numpy()
+    err = (d - prev)[np.isfinite(d - prev)]
+    sd = float(err.std()) if err.size > 1 else 0.3 * abs(level)
+    sd = max(sd, 0.1 * abs(level))
+    s = train.profile[train.future_dow(horizon)] if mult else np.ones(horizon)
+    level_err = rng.normal(0, sd, size=(n_paths, 1)) * np.sqrt(1.0 + lead / 14.0)[None, :]
+    noise = rng.normal(0, sd, size=(n_paths, horizon))
+    paths = point[None, :] + (level_err + noise) * s[None, :]
+    return PathForecast(train.future_dates(horizon), point, paths, {"damped_level_drift": 1.0}, "short")

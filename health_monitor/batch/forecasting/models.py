@@ -1,0 +1,314 @@
+"""Candidate point forecasters for one clean daily series.
+
+Each candidate is a plain function ``(train, horizon) -> np.ndarray`` of point forecasts (means,
+not medians). The engine scores every candidate on the most recent part of the history and
+weights them, so a candidate only has to be good on *some* kind of series: the weekly-profile
+models win on stable or noisy series, the damped trend and Theta models on trending ones, the
+yearly model on long retail/traffic series, Prophet where holidays, changepoints and yearly
+seasonality matter.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+#: Spans (days) that switch features on. Yearly seasonality needs ~1.5 years to be identified.
+MIN_DAYS_YEARLY = 548
+MIN_DAYS_PROPHET = 28
+
+
+@dataclass
+class Train:
+    """The history a candidate may use: values up to the forecast origin, NaN for gaps."""
+
+    y: np.ndarray
+    dates: pd.DatetimeIndex
+    multiplicative: bool
+    holidays_country: str | None = None
+
+    @cached_property
+    def dow(self) -> np.ndarray:
+        return self.dates.dayofweek.to_numpy()
+
+    def future_dates(self, horizon: int) -> pd.DatetimeIndex:
+        return pd.date_range(self.dates[-1] + pd.Timedelta(days=1), periods=horizon, freq="D")
+
+    def future_dow(self, horizon: int) -> np.ndarray:
+        return (self.dow[-1] + 1 + np.arange(horizon)) % 7
+
+    @cached_property
+    def profile(self) -> np.ndarray:
+        return weekly_profile(self.y, self.dow, self.multiplicative)
+
+    @cached_property
+    def deseasonalized(self) -> np.ndarray:
+        return deseasonalize(self.y, self.dow, self.profile, self.multiplicative)
+
+    def reseasonalize(self, level: np.ndarray, horizon: int) -> np.ndarray:
+        s = self.profile[self.future_dow(horizon)]
+        return level * s if self.multiplicative else level + s
+
+
+# ---------------------------------------------------------------- shared pieces
+
+
+def weekly_profile(y: np.ndarray, dow: np.ndarray, multiplicative: bool, window: int = 56) -> np.ndarray:
+    """Day-of-week factors (multiplicative, mean 1) or offsets (additive, mean 0).
+
+    Estimated on the last ``window`` days and shrunk towards "no weekly pattern" when few weeks
+    are available, so one odd week cannot invent a pattern.
+    """
+    neutral = np.ones(7) if multiplicative else np.zeros(7)
+    yw, dw = y[-window:], dow[-window:]
+    ok = np.isfinite(yw)
+    counts = np.array([np.sum(ok & (dw == d)) for d in range(7)])
+    if counts.min() < 1:
+        return neutral
+    means = np.array([np.mean(yw[ok & (dw == d)]) for d in range(7)])
+    overall = means.mean()
+    weeks = counts.min()
+    shrink = weeks / (weeks + 1.0)
+    if multiplicative:
+        if overall <= 0:
+            return neutral
+        return 1.0 + (means / overall - 1.0) * shrink
+    return (means - overall) * shrink
+
+
+def deseasonalize(y: np.ndarray, dow: np.ndarray, profile: np.ndarray, multiplicative: bool) -> np.ndarray:
+    """Remove the weekly pattern; days whose factor is ~0 (closed days) carry no level information."""
+    if not multiplicative:
+        return y - profile[dow]
+    s = profile[dow]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(s > 1e-6, y / s, np.nan)
+
+
+def recent_level(d: np.ndarray, window: int) -> float:
+    """Mean of the last ``window`` finite deseasonalized values (falls back to all of them)."""
+    tail = d[-window:]
+    tail = tail[np.isfinite(tail)]
+    if tail.size == 0:
+        tail = d[np.isfinite(d)]
+    return float(tail.mean()) if tail.size else 0.0
+
+
+def clean_outliers(y: np.ndarray, dow: np.ndarray) -> np.ndarray:
+    """Replace isolated spikes/dips (1-2 day runs) by the same-weekday local median.
+
+    Longer runs are kept: three or more unusual days in a row are a level change, which the
+    models must follow rather than smooth away. Intermittent series are left alone (their
+    spikes *are* the signal).
+    """
+    finite = np.isfinite(y)
+    if finite.sum() < 21 or np.mean(y[finite] == 0) > 0.3:
+        return y
+    ref = pd.Series(y).groupby(dow).transform(
+        lambda s: s.rolling(7, center=True, min_periods=3).median()).to_numpy()
+    res = y - ref
+    scale = 1.4826 * np.nanmedian(np.abs(res - np.nanmedian(res)))
+    if not np.isfinite(scale) or scale <= 0:
+        return y
+    bad = np.isfinite(res) & (np.abs(res) > 5 * scale) & (np.abs(res) > 0.1 * np.abs(ref))
+    sign = np.sign(res)
+    out = y.copy()
+    i, n = 0, len(y)
+    while i < n:
+        if not bad[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and bad[j + 1] and sign[j + 1] == sign[i]:
+            j += 1
+        if j - i + 1 <= 2:
+            out[i:j + 1] = ref[i:j + 1]
+        i = j + 1
+    return out
+
+
+# ---------------------------------------------------------------- candidates
+
+
+def seasonal_naive(train: Train, horizon: int) -> np.ndarray:
+    """Same weekday last week (the latest observed one when last week has a gap)."""
+    y, dow = train.y, train.dow
+    last = np.full(7, np.nan)
+    for d in range(7):
+        idx = np.flatnonzero(np.isfinite(y) & (dow == d))
+        if idx.size:
+            last[d] = y[idx[-1]]
+    fallback = np.nanmean(y[np.isfinite(y)][-7:])
+    last = np.where(np.isfinite(last), last, fallback)
+    return last[train.future_dow(horizon)]
+
+
+def _profile_level(window: int) -> Callable[[Train, int], np.ndarray]:
+    def model(train: Train, horizon: int) -> np.ndarray:
+        level = recent_level(train.deseasonalized, window)
+        return train.reseasonalize(np.full(horizon, level), horizon)
+
+    model.__name__ = f"profile{window}"
+    model.__doc__ = f"Mean of the last {window} deseasonalized days x weekly profile."
+    return model
+
+
+def _ses_states(d: np.ndarray, alphas: np.ndarray, betas: np.ndarray, phis: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run damped-trend exponential smoothing for many parameter sets at once.
+
+    Returns final levels, trends and one-step squared-error sums; NaN days just advance the
+    state (no update), so gaps are not mistaken for zeros.
+    """
+    x = d[np.isfinite(d)]
+    level = np.full(alphas.shape, x[0])
+    trend = np.zeros(alphas.shape)
+    sse = np.zeros(alphas.shape)
+    warm = min(7, len(d) // 4)
+    for t, v in enumerate(d[1:], start=1):
+        pred = level + phis * trend
+        if not np.isfinite(v):
+            level, trend = pred, phis * trend
+            continue
+        err = v - pred
+        if t >= warm:
+            sse += err * err
+        new_level = pred + alphas * err
+        trend = betas * (new_level - level) + (1 - betas) * phis * trend
+        level = new_level
+    return level, trend, sse
+
+
+_ALPHAS = np.array([0.05, 0.15, 0.3, 0.5, 0.8])
+
+
+def damped_trend(train: Train, horizon: int) -> np.ndarray:
+    """Damped additive-trend exponential smoothing on the deseasonalized series (grid-fitted)."""
+    d = train.deseasonalized[-365:]
+    if np.isfinite(d).sum() < 7:
+        return _profile_level(7)(train, horizon)
+    grid = [(a, 0.0, 1.0) for a in _ALPHAS] + [(a, b, p) for a in _ALPHAS for b in (0.05, 0.2) for p in (0.9, 0.98)]
+    alphas, betas, phis = (np.array(v) for v in zip(*grid, strict=True))
+    level, trend, sse = _ses_states(d, alphas, betas, phis)
+    k = int(np.argmin(sse))
+    steps = np.arange(1, horizon + 1)
+    damp = np.cumsum(phis[k] ** steps) if betas[k] > 0 else np.zeros(horizon)
+    path = level[k] + damp * trend[k]
+    return train.reseasonalize(path, horizon)
+
+
+def theta(train: Train, horizon: int) -> np.ndarray:
+    """Theta method: exponential smoothing plus half the long-run linear slope."""
+    d = train.deseasonalized[-365:]
+    ok = np.isfinite(d)
+    if ok.sum() < 7:
+        return _profile_level(7)(train, horizon)
+    zeros = np.zeros(_ALPHAS.shape)
+    level, _, sse = _ses_states(d, _ALPHAS, zeros, np.ones(_ALPHAS.shape))
+    k = int(np.argmin(sse))
+    t = np.flatnonzero(ok)
+    slope = np.polyfit(t, d[ok], 1)[0]
+    steps = np.arange(1, horizon + 1)
+    path = level[k] + 0.5 * slope * (steps - 1 + 1 / _ALPHAS[k])
+    if train.multiplicative:
+        path = np.maximum(path, 0.0)
+    return train.reseasonalize(path, horizon)
+
+
+def yearly_profile(train: Train, horizon: int) -> np.ndarray:
+    """Recent level x weekly profile x last year's seasonal movement (364 days back keeps weekdays)."""
+    d = train.deseasonalized
+    n = len(d)
+    level = recent_level(d, 28)
+    flat = train.reseasonalize(np.full(horizon, level), horizon)
+    base_window = d[max(n - 364 - 28, 0):max(n - 364, 0)]
+    if n < 364 + 28 or not np.isfinite(base_window).any():
+        return flat
+    base = float(np.nanmean(base_window))
+    past = np.full(horizon, np.nan)
+    for j in range(horizon):
+        c = n - 364 + j
+        window = d[max(c - 3, 0):min(c + 4, n)]
+        if window.size and np.isfinite(window).any():
+            past[j] = np.nanmean(window)
+    if train.multiplicative:
+        if base <= 0:
+            return flat
+        ratio = np.clip(np.where(np.isfinite(past), past / base, 1.0), 0.2, 5.0)
+        return train.reseasonalize(level * ratio, horizon)
+    return train.reseasonalize(level + np.where(np.isfinite(past), past - base, 0.0), horizon)
+
+
+def prophet(train: Train, horizon: int) -> np.ndarray | None:
+    """Prophet (the spec's algorithm): trend changepoints, weekly/yearly seasonality, holidays.
+
+    Fitted in log space for positive multiplicative series (growth and seasonality scale with
+    the level); only its point forecast is used, intervals come from the engine's calibration.
+    """
+    from prophet import Prophet  # heavy import: only when used
+
+    _quiet_stan()
+    ok = np.isfinite(train.y)
+    y = train.y[ok]
+    log_space = train.multiplicative and y.min() > 0
+    df = pd.DataFrame({"ds": train.dates[ok], "y": np.log(y) if log_space else y})
+    span = len(train.y)
+    model = Prophet(
+        growth="linear",
+        yearly_seasonality=10 if span >= MIN_DAYS_YEARLY else False,
+        weekly_seasonality=3 if span >= 14 else False,
+        daily_seasonality=False,
+        changepoint_range=0.9,
+        uncertainty_samples=0,
+    )
+    if train.holidays_country:
+        model.add_country_holidays(country_name=train.holidays_country)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(df)
+            out = model.predict(pd.DataFrame({"ds": train.future_dates(horizon)}))["yhat"].to_numpy()
+    except Exception as exc:  # noqa: BLE001 - a failed fit just drops this candidate
+        log.info("prophet fit failed: %s", exc)
+        return None
+    if log_space:
+        out = np.exp(np.clip(out, -50, 50))
+    return out
+
+
+def _quiet_stan() -> None:
+    # cmdstanpy installs its own INFO handler the first time it logs; create it now, then mute.
+    from cmdstanpy.utils import get_logger
+
+    get_logger().setLevel(logging.ERROR)
+    for name in ("prophet", "prophet.plot"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+CANDIDATES: dict[str, Callable[[Train, int], np.ndarray | None]] = {
+    "seasonal_naive": seasonal_naive,
+    "profile7": _profile_level(7),
+    "profile28": _profile_level(28),
+    "damped_trend": damped_trend,
+    "theta": theta,
+    "yearly": yearly_profile,
+    "prophet": prophet,
+}
+
+
+def candidate_names(span: int, use_prophet: bool = True) -> list[str]:
+    """The candidates worth trying for a history of ``span`` days."""
+    names = ["seasonal_naive", "profile7", "profile28", "damped_trend", "theta"]
+    if span >= 400:
+        names.append("yearly")
+    if use_prophet and span >= MIN_DAYS_PROPHET:
+        names.append("prophet")
+    return names
