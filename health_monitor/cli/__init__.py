@@ -22,7 +22,7 @@ from health_monitor.settings import Settings, load_settings
 #: Sub-command modules under ``health_monitor.cli``, in the order ``--help`` lists them.
 COMMANDS = [
     "simulate", "build", "ingest", "tables",
-    "stream", "alerts", "detect", "replay", "evaluate",
+    "stream", "alerts", "rules", "detect", "replay", "evaluate",
     "train", "models",
     "score", "forecast", "savings", "report",
 ]
