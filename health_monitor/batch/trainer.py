@@ -1,0 +1,193 @@
+"""One generic trainer for every catalog entry.
+
+For an entry it reads the entry's feature table, splits it by time (train / validation / test:
+earliest 70% of time stamps, next 15%, last 15%), fits the entry's algorithm, scores model and
+naive baseline on validation and test, logs everything to MLflow (parameters, metrics, signature,
+input example, feature importances, the training data's time range) and registers the pyfunc,
+which becomes ``challenger`` and, if it beats the champion on validation, ``champion``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from health_monitor import progress
+from health_monitor.batch.algorithms import build_model
+from health_monitor.batch.base import BatchModel, CatalogPyfunc
+from health_monitor.batch.registry import configure_mlflow, promote
+from health_monitor.catalog import ModelSpec
+from health_monitor.errors import HealthMonitorError
+from health_monitor.runtime import Lakehouse
+
+#: Requirements pinned into each logged model, so MLflow never spawns a subprocess to infer them.
+PIP_REQUIREMENTS = ["mlflow>=3.1,<4", "pandas>=2.2,<3", "numpy", "scikit-learn", "xgboost", "scipy",
+                    "databricks-health-monitor"]
+
+
+@dataclass
+class TrainResult:
+    """What training one catalog entry produced."""
+
+    name: str
+    version: str | None
+    promoted: bool
+    key_metric: str
+    val: dict[str, float]
+    test: dict[str, float]
+    baseline_test: dict[str, float]
+    rows: dict[str, int]
+    seconds: float
+    run_id: str | None = None
+    data_range: tuple[str, str] = ("", "")
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def test_metric(self) -> float | None:
+        return _clean(self.test.get(self.key_metric))
+
+    @property
+    def baseline_metric(self) -> float | None:
+        return _clean(self.baseline_test.get(self.key_metric))
+
+
+def _clean(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def time_split(frame: pd.DataFrame, time_key: str, fractions: tuple[float, float] = (0.70, 0.85)
+               ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Split by distinct time stamps so no time stamp is in two splits (no look-ahead)."""
+    times = pd.Series(frame[time_key].dropna().unique()).sort_values().reset_index(drop=True)
+    if len(times) < 3:
+        raise HealthMonitorError(f"too little history to split on {time_key}: {len(times)} time stamps")
+    cut1 = times.iloc[min(max(int(len(times) * fractions[0]) - 1, 0), len(times) - 3)]
+    cut2 = times.iloc[min(max(int(len(times) * fractions[1]) - 1, 1), len(times) - 2)]
+    t = frame[time_key]
+    return frame[t <= cut1], frame[(t > cut1) & (t <= cut2)], frame[t > cut2]
+
+
+def entity_split(frame: pd.DataFrame, keys: list[str], fractions: tuple[float, float] = (0.70, 0.85)
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Split by a stable hash of the entity keys (for one-row-per-entity models such as tags)."""
+    h = pd.util.hash_pandas_object(frame[keys].astype(str), index=False).to_numpy() % 1000 / 1000.0
+    return frame[h < fractions[0]], frame[(h >= fractions[0]) & (h < fractions[1])], frame[h >= fractions[1]]
+
+
+def load_feature_frame(lake: Lakehouse, table: str) -> pd.DataFrame:
+    """A feature table as pandas (feature tables are per-entity aggregates: small enough)."""
+    if not lake.exists(table, "features"):
+        raise HealthMonitorError(
+            f"feature table {table} does not exist: run 'health-monitor train' (it builds features) "
+            "or health_monitor.features.build_features first")
+    return lake.read(table, "features").toPandas()
+
+
+def fit_model(spec: ModelSpec, frame: pd.DataFrame, params: dict[str, Any] | None = None
+              ) -> tuple[BatchModel, dict[str, pd.DataFrame]]:
+    """Filter, split and fit one model (no MLflow); returns the model and its splits."""
+    model = build_model(spec, params)
+    rows = model.row_filter(frame)
+    if rows.empty:
+        raise HealthMonitorError(f"{spec.name}: no training rows in {spec.feature_table}")
+    if model.params.get("split") == "entity":
+        train, valid, test = entity_split(rows, list(spec.entity_keys))
+    else:
+        train, valid, test = time_split(rows, spec.time_key)
+    model.fit(train, valid)
+    return model, {"train": train, "valid": valid, "test": test}
+
+
+def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}{k}": float(v) for k, v in metrics.items() if v is not None and not math.isnan(float(v))}
+
+
+def train_model(lake: Lakehouse, spec: ModelSpec, params: dict[str, Any] | None = None,
+                frame: pd.DataFrame | None = None, register: bool = True) -> TrainResult:
+    """Train, evaluate, log and register one catalog entry."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    start = time.monotonic()
+    frame = load_feature_frame(lake, spec.feature_table) if frame is None else frame
+    model, splits = fit_model(spec, frame, params)
+    val = model.evaluate(splits["valid"]) if len(splits["valid"]) else {}
+    test = model.evaluate(splits["test"]) if len(splits["test"]) else {}
+    base_val = model.evaluate_baseline(splits["valid"]) if len(splits["valid"]) else {}
+    base_test = model.evaluate_baseline(splits["test"]) if len(splits["test"]) else {}
+    tkey = spec.time_key
+    data_range = (str(splits["train"][tkey].min()), str(splits["train"][tkey].max()))
+    rows = {k: len(v) for k, v in splits.items()}
+    result = TrainResult(spec.name, None, False, spec.key_metric, val, test, base_test, rows, 0.0,
+                         data_range=data_range)
+    if not register:
+        result.seconds = time.monotonic() - start
+        return result
+
+    experiment_id = configure_mlflow(lake.settings)
+    example_src = splits["test"] if len(splits["test"]) else splits["train"]
+    example = example_src[model.features].head(5).reset_index(drop=True)
+    signature = infer_signature(example, model.predict(example))
+    name = lake.settings.registered_model_name(spec.name)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=spec.name) as run:
+        mlflow.set_tags({
+            "model": spec.name, "domain": spec.domain, "algorithm": spec.algorithm,
+            "feature_table": spec.feature_table, "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "train_start": data_range[0], "train_end": data_range[1],
+            "valid_end": str(splits["valid"][tkey].max()) if len(splits["valid"]) else "",
+            "test_end": str(splits["test"][tkey].max()) if len(splits["test"]) else "",
+        })
+        mlflow.log_params({k: json.dumps(v) if isinstance(v, dict | list | tuple) else v
+                           for k, v in model.params.items()})
+        mlflow.log_params({"problem_type": spec.problem_type, "label": spec.label or "",
+                           "n_features": len(model.features),
+                           **{f"rows_{k}": v for k, v in rows.items()}})
+        mlflow.log_metrics({**_prefixed("val_", val), **_prefixed("test_", test),
+                            **_prefixed("baseline_val_", base_val), **_prefixed("baseline_test_", base_test)})
+        imp = model.importances()
+        if imp:
+            mlflow.log_dict(dict(sorted(imp.items(), key=lambda kv: -kv[1])), "feature_importances.json")
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=CatalogPyfunc(model), signature=signature, input_example=example,
+            pip_requirements=PIP_REQUIREMENTS, registered_model_name=name, await_registration_for=0,
+        )
+        result.run_id = run.info.run_id
+    result.version = str(info.registered_model_version)
+    result.promoted = promote(lake.settings, spec, result.version, _clean(val.get(spec.key_metric)))
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def train_models(lake: Lakehouse, specs: list[ModelSpec], params: dict[str, Any] | None = None,
+                 build: bool = True) -> list[TrainResult]:
+    """Train several entries (building their feature tables first), one feature read per table."""
+    if build:
+        from health_monitor.features import build_features
+
+        with progress.step("building feature tables"):
+            build_features(lake, tables=sorted({s.feature_table for s in specs}))
+    frames: dict[str, pd.DataFrame] = {}
+    results = []
+    for i, spec in enumerate(specs, 1):
+        with progress.step(f"[{i}/{len(specs)}] training {spec.name} ({spec.algorithm})"):
+            if spec.feature_table not in frames:
+                frames[spec.feature_table] = load_feature_frame(lake, spec.feature_table)
+            res = train_model(lake, spec, params, frame=frames[spec.feature_table])
+            progress.info(f"    {spec.key_metric}: test {_fmt(res.test_metric)} "
+                          f"(baseline {_fmt(res.baseline_metric)}, target {spec.target_text}); "
+                          f"version {res.version}{' -> champion' if res.promoted else ' (not promoted)'}")
+        results.append(res)
+    return results
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
