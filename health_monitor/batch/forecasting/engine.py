@@ -102,6 +102,11 @@ def simulate_paths(series: pd.Series, horizon: int, holidays_country: str | None
     nonneg = bool(np.nanmin(y) >= 0)
     if np.isfinite(y).sum() <= 3:
         fc = _tiny(y, dates, horizon, rng, n_paths)
+    elif np.nanmax(y) == np.nanmin(y):
+        # A flat history (a fixed fee, an idle workspace at zero) has nothing to calibrate on.
+        point = np.full(horizon, float(np.nanmax(y)))
+        future = pd.date_range(dates[-1] + pd.Timedelta(days=1), periods=horizon, freq="D")
+        fc = PathForecast(future, point, np.repeat(point[None, :], n_paths, axis=0), {"constant": 1.0}, "constant")
     elif len(y) < MIN_VALIDATED:
         fc = _short(y, dates, horizon, rng, n_paths)
     else:

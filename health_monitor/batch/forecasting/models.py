@@ -50,12 +50,26 @@ class Train:
         return weekly_profile(self.y, self.dow, self.multiplicative)
 
     @cached_property
+    def month_effect(self) -> np.ndarray:
+        """Factors (or offsets) per month-position bucket; neutral where not significant."""
+        return month_position_effect(self.y, self.dates, self.profile, self.multiplicative)
+
+    def _calendar(self, dates: pd.DatetimeIndex, dow: np.ndarray) -> np.ndarray:
+        s = self.profile[dow]
+        m = self.month_effect[month_position(dates)]
+        return s * m if self.multiplicative else s + m
+
+    @cached_property
     def deseasonalized(self) -> np.ndarray:
-        return deseasonalize(self.y, self.dow, self.profile, self.multiplicative)
+        c = self._calendar(self.dates, self.dow)
+        if not self.multiplicative:
+            return self.y - c
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(c > 1e-6, self.y / c, np.nan)
 
     def reseasonalize(self, level: np.ndarray, horizon: int) -> np.ndarray:
-        s = self.profile[self.future_dow(horizon)]
-        return level * s if self.multiplicative else level + s
+        c = self._calendar(self.future_dates(horizon), self.future_dow(horizon))
+        return level * c if self.multiplicative else level + c
 
 
 # ---------------------------------------------------------------- shared pieces
@@ -84,13 +98,49 @@ def weekly_profile(y: np.ndarray, dow: np.ndarray, multiplicative: bool, window:
     return (means - overall) * shrink
 
 
-def deseasonalize(y: np.ndarray, dow: np.ndarray, profile: np.ndarray, multiplicative: bool) -> np.ndarray:
-    """Remove the weekly pattern; days whose factor is ~0 (closed days) carry no level information."""
-    if not multiplicative:
-        return y - profile[dow]
-    s = profile[dow]
+def month_position(dates: pd.DatetimeIndex) -> np.ndarray:
+    """Bucket per day: 1-3 = first three days of the month, 4-6 = last three, 0 = the rest.
+
+    Cost series often have month-start or month-end batch work (billing runs, reports).
+    """
+    day = dates.day.to_numpy()
+    to_end = dates.days_in_month.to_numpy() - day
+    out = np.zeros(len(dates), dtype=int)
+    out[day <= 3] = day[day <= 3]
+    out[to_end <= 2] = 4 + to_end[to_end <= 2]
+    return out
+
+
+def month_position_effect(y: np.ndarray, dates: pd.DatetimeIndex, profile: np.ndarray,
+                          multiplicative: bool, min_months: int = 3) -> np.ndarray:
+    """Month-start/-end factors (multiplicative) or offsets (additive), 7 buckets, bucket 0 neutral.
+
+    Each bucket compares its days with the weekly-adjusted local median level around them; a
+    bucket keeps its effect only when at least ``min_months`` months agree on it (robust median,
+    shrunk by months / (months + 2), and larger than twice its own standard error).
+    """
+    neutral = np.ones(7) if multiplicative else np.zeros(7)
+    if len(y) < 28 * min_months:
+        return neutral
+    s = profile[dates.dayofweek.to_numpy()]
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(s > 1e-6, y / s, np.nan)
+        d = np.where(s > 1e-6, y / s, np.nan) if multiplicative else y - s
+    local = pd.Series(d).rolling(15, center=True, min_periods=7).median().to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dev = np.where(local > 0, d / local, np.nan) if multiplicative else d - local
+    bucket = month_position(dates)
+    effect = neutral.copy()
+    for b in range(1, 7):
+        v = dev[(bucket == b) & np.isfinite(dev)]
+        if v.size < min_months:
+            continue
+        center = float(np.median(v))
+        spread = 1.4826 * float(np.median(np.abs(v - center)))
+        base = 1.0 if multiplicative else 0.0
+        se = 1.25 * spread / np.sqrt(v.size)
+        if abs(center - base) > 2 * se and abs(center - base) > (0.03 if multiplicative else 0.0):
+            effect[b] = base + (center - base) * v.size / (v.size + 2.0)
+    return effect
 
 
 def recent_level(d: np.ndarray, window: int) -> float:
@@ -271,11 +321,19 @@ def prophet(train: Train, horizon: int) -> np.ndarray | None:
     )
     if train.holidays_country:
         model.add_country_holidays(country_name=train.holidays_country)
+    future = pd.DataFrame({"ds": train.future_dates(horizon)})
+    # Month-start/-end buckets that the robust estimate found real become regressors.
+    neutral = 1.0 if train.multiplicative else 0.0
+    for b in np.flatnonzero(train.month_effect != neutral):
+        name = f"month_position_{b}"
+        model.add_regressor(name)
+        df[name] = (month_position(pd.DatetimeIndex(df.ds)) == b).astype(float)
+        future[name] = (month_position(pd.DatetimeIndex(future.ds)) == b).astype(float)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.fit(df)
-            out = model.predict(pd.DataFrame({"ds": train.future_dates(horizon)}))["yhat"].to_numpy()
+            out = model.predict(future)["yhat"].to_numpy()
     except Exception as exc:  # noqa: BLE001 - a failed fit just drops this candidate
         log.info("prophet fit failed: %s", exc)
         return None

@@ -1,0 +1,132 @@
+"""``health-monitor forecast``: forecast any daily series from a CSV, or backtest the engine on it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from health_monitor import progress
+from health_monitor.errors import HealthMonitorError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "forecast", help="forecast a daily series from a CSV with P10/P50/P90 bands (no Spark needed)",
+        description="Forecast each day after the history with the budget forecaster's engine (a "
+        "validated ensemble of Prophet and robust statistical models with calibrated P10-P90 bands), "
+        "or with --backtest compare it with a weekly seasonal-naive forecast on rolling origins. "
+        "Sub-daily timestamps are summed per day; missing days are gaps, not zeros.")
+    p.add_argument("input", metavar="INPUT.csv", help="CSV with a date/time column and a numeric column")
+    p.add_argument("--timestamp-col", help="date column (default: 'ds' or the first column of dates)")
+    p.add_argument("--value-col", help="value column (default: 'y' or the first numeric column)")
+    p.add_argument("--horizon", type=_positive, default=30, help="days to forecast (default 30)")
+    p.add_argument("--output", "-o", metavar="FORECAST.csv",
+                   help="where to write ds,p10,p50,p90 (default: print to stdout)")
+    p.add_argument("--backtest", action="store_true",
+                   help="run rolling-origin backtests instead and print MAPE and P10-P90 coverage")
+    p.add_argument("--origins", type=_positive, default=6, help="backtest origins (default 6)")
+    p.add_argument("--step", type=_positive, default=14, help="days between backtest origins (default 14)")
+    p.add_argument("--holidays", default="US", metavar="COUNTRY",
+                   help="country code for holiday effects, or 'none' (default US)")
+    p.add_argument("--no-prophet", action="store_true", help="statistical models only (faster)")
+    p.set_defaults(func=run)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def read_daily_csv(path: str | Path, timestamp_col: str | None = None,
+                   value_col: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Read a CSV into a ``ds, y`` frame for the engine, with notes for the user.
+
+    Column detection and parsing are shared with ``health-monitor detect``; unlike detection,
+    forecasting refuses non-numeric values instead of skipping them, because a silently dropped
+    day would bias every total.
+    """
+    from health_monitor.detectors.series_io import read_series
+
+    header = _header(path)
+    # Prophet's column names are the conventional ones for forecasting input: prefer them.
+    if timestamp_col is None and header.count("ds") == 1:
+        timestamp_col = "ds"
+    if value_col is None and header.count("y") == 1 and timestamp_col != "y":
+        value_col = "y"
+    raw, ts_name, val_name, times, values, notes = read_series(path, timestamp_col, value_col)
+    text = raw.iloc[:, list(raw.columns).index(val_name)].str.strip()
+    bad = values.isna() & text.ne("")
+    if bad.any():
+        first = int(np.argmax(bad.to_numpy()))
+        raise HealthMonitorError(
+            f"column {val_name!r} has {int(bad.sum())} non-numeric value(s) "
+            f"(first: {text.iloc[first]!r} on line {first + 2}); fix them or pass --value-col")
+    if not np.isfinite(values.dropna().to_numpy()).all():
+        raise HealthMonitorError(f"column {val_name!r} contains infinite values")
+    notes = [n for n in notes if "not scored" not in n]
+    if times.isna().any():
+        notes.append(f"{int(times.isna().sum())} row(s) without a timestamp are ignored")
+    frame = pd.DataFrame({"ds": times, "y": values}).dropna(subset=["ds"])
+    days = frame.ds.dt.normalize()
+    if len(frame) and ((frame.ds != days).any() or days.duplicated().any()):
+        notes.append(f"aggregated {len(frame):,} sub-daily rows to {days.nunique():,} daily sums")
+    if days.nunique() < 2:
+        raise HealthMonitorError(f"{path} covers {days.nunique()} day(s); at least 2 days are needed to forecast")
+    notes.insert(0, f"time column {ts_name!r}, value column {val_name!r}")
+    return frame, notes
+
+
+def _header(path: str | Path) -> list[str]:
+    """Column names of a CSV, or [] when it cannot be read (read_series then says why)."""
+    try:
+        return [str(c).strip() for c in pd.read_csv(path, nrows=0, dtype=str).columns]
+    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError):
+        return []
+
+
+def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001 - Context; no Spark is touched
+    from health_monitor.batch.forecasting import backtest, forecast_daily
+
+    country = None if str(args.holidays).lower() in ("none", "", "off") else args.holidays
+    frame, notes = read_daily_csv(args.input, args.timestamp_col, args.value_col)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    _check_country(country)
+    if args.backtest:
+        with progress.step(f"backtesting {args.origins} origins x {args.horizon} days"):
+            result = backtest(frame, horizon=args.horizon, origins=args.origins, step=args.step,
+                              holidays_country=country, use_prophet=not args.no_prophet)
+        print(result.table())
+        verdict = "beats" if result.beats_seasonal_naive() else "does NOT beat"
+        print(f"ours {verdict} seasonal naive on this series (lower daily WAPE and {args.horizon}-day-total MAPE)")
+        return 0
+    with progress.step(f"forecasting {args.horizon} days"):
+        fc = forecast_daily(frame, args.horizon, holidays_country=country, use_prophet=not args.no_prophet)
+    fc["ds"] = fc["ds"].dt.strftime("%Y-%m-%d")
+    if args.output:
+        out = Path(args.output)
+        if out.parent and not out.parent.exists():
+            raise HealthMonitorError(f"output folder {out.parent} does not exist")
+        fc.to_csv(out, index=False, float_format="%.6g")
+        print(f"{len(fc)} days forecast ({fc.ds.iloc[0]} to {fc.ds.iloc[-1]}); written to {out}")
+    else:
+        fc.to_csv(sys.stdout, index=False, float_format="%.6g")
+    return 0
+
+
+def _check_country(country: str | None) -> None:
+    if country is None:
+        return
+    import holidays
+
+    if country.upper() not in holidays.list_supported_countries():
+        raise HealthMonitorError(f"unknown holiday country {country!r}: use a code such as US, GB, DE, or 'none'")
