@@ -1,0 +1,121 @@
+"""Registered MLflow models (alias ``champion``) for the streaming scorers, loaded once per executor.
+
+The stateful scoring function runs in Spark's Python workers, which are reused across batches;
+a module-level cache keeps each loaded model there, so a model is loaded once per worker, not
+once per key or batch. Before the MODELS jobs have registered anything the lookup finds nothing
+and the streams run on their online detectors and rules alone (cold start), re-checking the
+registry every few minutes so a newly promoted champion is picked up without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+#: Registered models each domain can blend in, by catalog name.
+DOMAIN_MODELS: dict[str, tuple[str, ...]] = {
+    "cost": ("cost_anomaly_detector",),
+    "security": ("security_threat_detector", "data_exfiltration_detector"),
+    "reliability": (),
+}
+
+#: Seconds before the registry is asked again (for a new champion, or for a first one).
+RECHECK_S = 300.0
+#: A model is used only if the window frame supplies at least this share of its input columns;
+#: otherwise it would be scoring mostly filler values.
+MIN_FEATURE_COVERAGE = 0.5
+
+_CACHE: dict[tuple[str, str], tuple[float, LoadedModel | None]] = {}
+
+
+@dataclass
+class LoadedModel:
+    """A champion pyfunc with the input columns its signature declares."""
+
+    name: str
+    version: str
+    model: Any
+    inputs: list[str]
+
+    def score(self, features: pd.DataFrame) -> np.ndarray | None:
+        """Anomaly scores in [0, 1] for rows of window features, or None if the frame does not fit."""
+        have = [c for c in self.inputs if c in features.columns]
+        if not self.inputs or len(have) / len(self.inputs) < MIN_FEATURE_COVERAGE:
+            return None
+        x = pd.DataFrame({c: pd.to_numeric(features[c], errors="coerce") if c in features else 0.0
+                          for c in self.inputs}).fillna(0.0)
+        try:
+            out = self.model.predict(x)
+        except Exception as exc:  # noqa: BLE001 - a bad model must not stop the stream
+            log.warning("registered model %s v%s failed to score: %s", self.name, self.version, exc)
+            return None
+        return to_unit_score(out)
+
+
+def to_unit_score(out: Any) -> np.ndarray:
+    """Map a pyfunc prediction to anomaly scores in [0, 1].
+
+    Accepts a column named like a score, a vector of scores, or scikit-learn's -1/1 labels.
+    """
+    if isinstance(out, pd.DataFrame):
+        for col in ("anomaly_score", "score", "risk_score", "probability", "prediction"):
+            if col in out.columns:
+                out = out[col]
+                break
+        else:
+            out = out.select_dtypes("number").iloc[:, 0]
+    v = np.asarray(out, dtype=float).reshape(len(out), -1)[:, -1]
+    if set(np.unique(v[~np.isnan(v)])) <= {-1.0, 1.0}:
+        v = (1.0 - v) / 2.0  # IsolationForest.predict: -1 = outlier
+    return np.clip(np.nan_to_num(v, nan=0.0), 0.0, 1.0)
+
+
+def _registry_exists(registry_uri: str) -> bool:
+    # Importing mlflow costs seconds per worker: skip it while the local store does not exist.
+    if registry_uri.startswith("sqlite:///"):
+        return Path(registry_uri[len("sqlite:///"):]).exists()
+    return True
+
+
+def champion(registry_uri: str, registered_name: str) -> LoadedModel | None:
+    """The ``champion`` version of a registered model, cached per worker; None if there is none."""
+    key = (registry_uri, registered_name)
+    now = time.monotonic()
+    hit = _CACHE.get(key)
+    if hit and now - hit[0] < RECHECK_S:
+        return hit[1]
+    loaded = hit[1] if hit else None
+    if _registry_exists(registry_uri):
+        try:
+            import mlflow
+            from mlflow import MlflowClient
+
+            client = MlflowClient(tracking_uri=registry_uri, registry_uri=registry_uri)
+            mv = client.get_model_version_by_alias(registered_name, "champion")
+            if loaded is None or loaded.version != str(mv.version):
+                mlflow.set_registry_uri(registry_uri)
+                mlflow.set_tracking_uri(registry_uri)
+                model = mlflow.pyfunc.load_model(f"models:/{registered_name}@champion")
+                schema = model.metadata.get_input_schema()
+                inputs = list(schema.input_names()) if schema is not None else []
+                loaded = LoadedModel(registered_name, str(mv.version), model, inputs)
+        except Exception as exc:  # noqa: BLE001 - nothing registered yet: cold start on online models
+            log.info("no champion for %s: %s", registered_name, exc)
+            loaded = None
+    _CACHE[key] = (now, loaded)
+    return loaded
+
+
+def domain_champions(registry_uri: str | None, registered_names: list[str]) -> list[LoadedModel]:
+    """The champions available for a domain (empty before any model is registered)."""
+    if not registry_uri:
+        return []
+    return [m for m in (champion(registry_uri, n) for n in registered_names) if m is not None]

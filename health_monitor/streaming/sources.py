@@ -1,0 +1,166 @@
+"""The streaming inputs of each domain: Gold fact tables read with ``readStream``, projected to
+the narrow rows the stateful scorer needs.
+
+Every flag is computed here as a Spark column expression (vectorized, in the JVM), so the Python
+side only aggregates. Each projection keeps ``source_table`` so rows that arrive behind the
+watermark can be written to ``monitor.late_rows`` with where they came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from health_monitor.runtime import Lakehouse
+from health_monitor.streaming.windows import SENSITIVE_REGEX
+
+#: Audit actions that are logins (Databricks: login, tokenLogin, samlLogin, oidcBrowserLogin, ...).
+LOGIN_REGEX = r"(?i)(login|authenticat)"
+#: Permission changes: grants, ACL changes, role and group membership, admin flags.
+GRANT_REGEX = (r"(?i)(grant|updatepermissions|changepermissions|permissionsupdate|acl|"
+               r"addprincipal|addmember|setadmin|updaterole|assignrole)")
+#: Administrative actions beyond grants: users, groups, tokens, secrets, settings, policies.
+ADMIN_REGEX = (GRANT_REGEX[:-1] + r"|revoke|createuser|deleteuser|creategroup|deletegroup|"
+               r"workspaceconf|setting|createtoken|generatetoken|secret|policy|ipaccesslist)")
+#: Exports and downloads of data or notebooks.
+EXPORT_REGEX = r"(?i)(download|export)"
+#: request_params keys that carry the size of a download/export, when the service logs it.
+EXPORT_SIZE_KEYS = ("bytes", "size_bytes", "num_bytes", "result_size_bytes", "download_bytes",
+                    "exported_bytes", "byteCount")
+
+
+@dataclass(frozen=True)
+class DomainInput:
+    """One domain's streaming input: ``rows`` (one per source row, for the late-row audit) and
+    ``keyed`` (one per entity a source row belongs to, what the stateful scorer groups)."""
+
+    rows: DataFrame
+    keyed: DataFrame
+
+
+def _read(lake: Lakehouse, table: str, max_files: int | None) -> DataFrame:
+    opts = {"skipChangeCommits": "true"}  # Gold MERGE updates must not stop the stream
+    if max_files:
+        opts["maxFilesPerTrigger"] = str(max_files)
+    return lake.read_stream(table, "gold", **opts)
+
+
+def _row_json(df: DataFrame, cols: list[str]) -> Column:
+    return F.to_json(F.struct(*[F.col(c) for c in cols]))
+
+
+def cost_input(lake: Lakehouse, max_files: int | None = None) -> DomainInput:
+    """Hourly cost per workspace and per workspace x SKU from ``fact_usage``."""
+    u = _read(lake, "fact_usage", max_files)
+    rows = u.select(
+        F.col("workspace_id"),
+        F.col("usage_start_time").alias("event_time"),
+        F.coalesce(F.col("list_cost").cast("double"), F.lit(0.0)).alias("cost"),
+        F.coalesce(F.col("usage_quantity").cast("double"), F.lit(0.0)).alias("dbus"),
+        F.col("sku_name"), F.col("job_id"), F.col("job_name"), F.col("is_tagged"),
+        F.col("record_id"),
+        F.lit("fact_usage").alias("source_table"),
+    )
+    keyed = rows.withColumn("_e", F.explode(F.array(
+        F.struct(F.lit("workspace").alias("entity_type"), F.col("workspace_id").alias("entity_id")),
+        F.struct(F.lit("workspace_sku").alias("entity_type"),
+                 F.concat_ws(":", "workspace_id", "sku_name").alias("entity_id")),
+    ))).select("_e.entity_type", "_e.entity_id", *[c for c in rows.columns])
+    return DomainInput(rows.withColumn("entity_id", F.col("workspace_id")), keyed)
+
+
+_SEC_COLS = ["entity_id", "workspace_id", "event_time", "source", "ip", "is_login", "is_failed",
+             "is_admin", "is_grant", "is_self_grant", "is_export", "export_bytes", "table_name",
+             "is_read", "is_sensitive", "statement_id", "read_bytes", "source_table"]
+
+
+def security_input(lake: Lakehouse, max_files: int | None = None) -> DomainInput:
+    """Per-user activity from ``fact_audit_events`` and ``fact_table_lineage``.
+
+    Lineage rows are joined to ``fact_query_history`` (a batch read: query history is not
+    streamable on Databricks) by statement_id for the bytes each query read; Delta re-reads the
+    static side every micro-batch, so queries recorded since the stream started are found.
+    """
+    parts = []
+    if lake.exists("fact_audit_events"):
+        a = _read(lake, "fact_audit_events", max_files)
+        user = F.coalesce(F.col("user_email"), F.col("run_by"), F.col("subject_name"))
+        action = F.coalesce(F.col("action_name"), F.lit(""))
+        is_grant = action.rlike(GRANT_REGEX) & ~action.rlike("(?i)revoke")
+        size = F.coalesce(*[F.expr(f"try_cast(try_element_at(request_params, '{k}') AS double)")
+                            for k in EXPORT_SIZE_KEYS])
+        parts.append(a.select(
+            user.alias("entity_id"), F.col("workspace_id"), F.col("event_time"),
+            F.lit("audit").alias("source"), F.col("source_ip_address").alias("ip"),
+            action.rlike(LOGIN_REGEX).alias("is_login"),
+            F.coalesce(F.col("is_failed"), F.col("status_code") >= 400, F.lit(False)).alias("is_failed"),
+            (action.rlike(ADMIN_REGEX) & ~action.rlike(LOGIN_REGEX)).alias("is_admin"),
+            is_grant.alias("is_grant"),
+            (is_grant & F.coalesce(F.exists(F.map_values("request_params"),
+                                            lambda v: F.lower(v) == F.lower(user)), F.lit(False))
+             ).alias("is_self_grant"),
+            action.rlike(EXPORT_REGEX).alias("is_export"),
+            size.alias("export_bytes"),
+            F.lit(None).cast("string").alias("table_name"), F.lit(None).cast("boolean").alias("is_read"),
+            F.lit(None).cast("boolean").alias("is_sensitive"),
+            F.lit(None).cast("string").alias("statement_id"), F.lit(None).cast("double").alias("read_bytes"),
+            F.lit("fact_audit_events").alias("source_table"),
+        ))
+    if lake.exists("fact_table_lineage"):
+        ln = _read(lake, "fact_table_lineage", max_files)
+        if lake.exists("fact_query_history"):
+            qh = (lake.read("fact_query_history")
+                  .select("statement_id", F.col("read_bytes").cast("double").alias("read_bytes")))
+            ln = ln.join(qh, "statement_id", "left")
+        else:
+            ln = ln.withColumn("read_bytes", F.lit(None).cast("double"))
+        table_name = F.coalesce(F.col("source_table_full_name"), F.col("target_table_full_name"))
+        parts.append(ln.select(
+            F.col("created_by").alias("entity_id"), F.col("workspace_id"), F.col("event_time"),
+            F.lit("lineage").alias("source"), F.lit(None).cast("string").alias("ip"),
+            *[F.lit(False).alias(c) for c in ("is_login", "is_failed", "is_admin", "is_grant",
+                                               "is_self_grant", "is_export")],
+            F.lit(None).cast("double").alias("export_bytes"),
+            table_name.alias("table_name"),
+            F.col("source_table_full_name").isNotNull().alias("is_read"),
+            F.coalesce(F.col("source_table_full_name").rlike(SENSITIVE_REGEX), F.lit(False)).alias("is_sensitive"),
+            F.col("statement_id"), F.col("read_bytes"),
+            F.lit("fact_table_lineage").alias("source_table"),
+        ))
+    if not parts:
+        from health_monitor.errors import HealthMonitorError
+
+        raise HealthMonitorError("the security stream needs gold.fact_audit_events or gold.fact_table_lineage")
+    rows = parts[0]
+    for p in parts[1:]:
+        rows = rows.unionByName(p)
+    rows = rows.filter(F.col("entity_id").isNotNull())
+    keyed = rows.withColumn("entity_type", F.lit("user"))
+    return DomainInput(rows, keyed)
+
+
+def reliability_input(lake: Lakehouse, max_files: int | None = None) -> DomainInput:
+    """Finished job runs per job from ``fact_job_run_timeline`` (event time = end of the run)."""
+    r = _read(lake, "fact_job_run_timeline", max_files)
+    rows = r.filter(F.col("result_state").isNotNull()).select(
+        F.col("job_id").alias("entity_id"), F.col("workspace_id"),
+        F.col("period_end_time").alias("event_time"),
+        F.col("run_id"), F.coalesce(F.col("run_name"), F.col("job_id")).alias("job_name"),
+        F.col("result_state"),
+        F.coalesce(F.col("is_failure"), F.lit(False)).alias("is_failure"),
+        F.coalesce(F.col("is_retry"), F.lit(False)).alias("is_retry"),
+        F.coalesce(F.col("duration_seconds"), F.col("run_duration_seconds")).cast("double").alias("duration_s"),
+        F.lit("fact_job_run_timeline").alias("source_table"),
+    )
+    return DomainInput(rows, rows.withColumn("entity_type", F.lit("job")))
+
+
+INPUTS = {"cost": cost_input, "security": security_input, "reliability": reliability_input}
+#: Source tables per domain (a domain runs when its first table exists).
+SOURCE_TABLES = {
+    "cost": ("fact_usage",),
+    "security": ("fact_audit_events", "fact_table_lineage"),
+    "reliability": ("fact_job_run_timeline",),
+}

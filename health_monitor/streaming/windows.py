@@ -1,0 +1,334 @@
+"""Per-key event-time windows and their features, in pandas: the inside of the stateful operator.
+
+Each streaming domain groups its input rows by entity (a workspace, a workspace x SKU, a user, a
+job) and hands them to ``applyInPandasWithState``. For every key this module keeps, in the key's
+state: the hourly windows still open (partial aggregates, so late rows inside the watermark
+update them), the rolling history the spec's features need (7- and 30-day baselines, failure
+streaks, tables a user has read before) and the online detector's bytes. When the watermark
+passes a window's end the window is closed: its features are computed from the history *before*
+the window is added to it, so every feature, like every score, is causal.
+
+Nothing here touches Spark, so the window logic is tested on plain DataFrames.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+#: Table names that mark sensitive data: a marker as a whole name part (``hr.employees``,
+#: ``main.payments.cards``) or, for the unambiguous ones, anywhere (``customers_pii``).
+SENSITIVE_REGEX = (r"(?i)(^|[._])(pii|sensitive|hr|payments?|salary|salaries|ssn|payroll|"
+                   r"credit_cards?|medical|phi|gdpr)([._]|$)|pii|sensitive|payroll|salar")
+
+
+def is_sensitive_table(name: str | None) -> bool:
+    """True when the table's full name marks it as sensitive (same regex the Spark side uses)."""
+    return bool(name) and re.search(SENSITIVE_REGEX, name) is not None
+
+
+@dataclass
+class KeyState:
+    """Everything one entity's stream remembers between micro-batches (pickled into the state store)."""
+
+    entity_type: str
+    entity_id: str
+    workspace_id: str | None = None
+    open: dict[int, dict] = field(default_factory=dict)  # window start (epoch ms) -> accumulator
+    closed_until_ms: int = -1  # end of the newest closed window
+    history: dict[str, Any] = field(default_factory=dict)
+    detector: bytes | None = None
+    recent: list = field(default_factory=list)  # last scored windows, for rules with ``for: N``
+
+    def dumps(self) -> bytes:
+        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @staticmethod
+    def loads(blob: bytes) -> KeyState:
+        return pickle.loads(blob)  # noqa: S301 - our own state store
+
+
+def _ms(series: pd.Series) -> np.ndarray:
+    """Naive UTC timestamps -> epoch milliseconds."""
+    return pd.to_datetime(series).to_numpy(dtype="datetime64[ms]").astype("int64")
+
+
+def _ts(ms: int) -> pd.Timestamp:
+    return pd.Timestamp(ms, unit="ms")
+
+
+def _calendar(start_ms: int) -> dict[str, float]:
+    """Hour/weekday features of a window start, with Spark's 1 = Sunday weekday numbering."""
+    t = _ts(start_ms)
+    dow = (t.dayofweek + 1) % 7 + 1  # pandas Monday=0 -> Spark Sunday=1
+    hour = t.hour
+    return {
+        "hour_of_day": float(hour), "day_of_week": float(dow), "is_weekend": float(dow in (1, 7)),
+        "hour_sin": math.sin(2 * math.pi * hour / 24), "hour_cos": math.cos(2 * math.pi * hour / 24),
+        "dow_sin": math.sin(2 * math.pi * dow / 7), "dow_cos": math.cos(2 * math.pi * dow / 7),
+    }
+
+
+def _nan(x: float | None) -> float:
+    return float("nan") if x is None else float(x)
+
+
+# ---------------------------------------------------------------------------------------- cost
+def _cost_accumulate(acc: dict, g: pd.DataFrame) -> None:
+    acc["cost"] = acc.get("cost", 0.0) + float(g["cost"].sum())
+    acc["dbus"] = acc.get("dbus", 0.0) + float(g["dbus"].sum())
+    acc["untagged"] = acc.get("untagged", 0.0) + float(g.loc[~g["is_tagged"].fillna(False).astype(bool),
+                                                              "cost"].sum())
+    skus = acc.setdefault("skus", {})
+    for sku, c in g.groupby("sku_name", dropna=True)["cost"].sum().items():
+        skus[sku] = skus.get(sku, 0.0) + float(c)
+    jobs = acc.setdefault("jobs", {})
+    with_job = g[g["job_id"].notna()]
+    for (jid, jname), c in with_job.groupby(["job_id", with_job["job_name"].fillna("")])["cost"].sum().items():
+        jobs[(jid, jname)] = jobs.get((jid, jname), 0.0) + float(c)
+
+
+def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[float, dict]:
+    hist: deque = ks.history.setdefault("hourly", deque())
+    while hist and hist[0][0] < start_ms - 30 * DAY_MS:
+        hist.popleft()
+    last7 = np.array([c for t, c in hist if t >= start_ms - 7 * DAY_MS], dtype=float)
+    last30 = np.array([c for _, c in hist], dtype=float)
+    cost = acc.get("cost", 0.0)
+    enough = len(last7) >= 24  # a day of active hours before a baseline means anything
+    b7 = float(last7.mean()) if enough else float("nan")
+    s7 = float(last7.std(ddof=1)) if enough else float("nan")
+    b30 = float(last30.mean()) if len(last30) >= 24 else float("nan")
+    skus = acc.get("skus", {})
+    jobs = acc.get("jobs", {})
+    top_sku = max(skus, key=skus.get) if skus else None
+    top_job = max(jobs, key=jobs.get) if jobs else None
+    end_ms = start_ms + HOUR_MS
+    # Month-to-date spend runs through the workspace entity only (budget is per workspace).
+    t_end = _ts(end_ms - 1)
+    month_key = f"{t_end.year}-{t_end.month:02d}"
+    mtd = ks.history.setdefault("mtd", {})
+    mtd[month_key] = mtd.get(month_key, 0.0) + cost
+    for k in [k for k in mtd if k != month_key]:
+        del mtd[k]
+    month_start = pd.Timestamp(year=t_end.year, month=t_end.month, day=1)
+    frac = (_ts(end_ms) - month_start) / (month_start + pd.offsets.MonthBegin(1) - month_start)
+    budget = ctx.get("budgets", {}).get(ks.workspace_id)
+    f = {
+        "cost_usd": cost, "dbus": acc.get("dbus", 0.0),
+        "baseline_7d": b7, "baseline_30d": b30, "std_7d": s7,
+        "zscore_7d": (cost - b7) / s7 if enough and s7 > 0 else float("nan"),
+        "pct_change_7d": (cost - b7) / b7 * 100 if enough and b7 > 0 else float("nan"),
+        "ratio_7d": cost / b7 if enough and b7 > 0 else float("nan"),
+        "untagged_cost_usd": acc.get("untagged", 0.0),
+        "untagged_cost_pct": acc.get("untagged", 0.0) / cost * 100 if cost > 0 else 0.0,
+        "mtd_cost_usd": mtd[month_key],
+        "month_elapsed_frac": float(min(max(frac, 0.0), 1.0)),
+        "budget_usd": _nan(budget),
+        "sku_count": float(len(skus)), "job_count": float(len(jobs)),
+        "sku_name": ks.entity_id.split(":", 1)[1] if ks.entity_type == "workspace_sku" else None,
+        "top_sku": top_sku,
+        "top_job_id": top_job[0] if top_job else None,
+        "top_job": (top_job[1] or top_job[0]) if top_job else None,
+    }
+    hist.append((start_ms, cost))
+    return cost, f
+
+
+# ------------------------------------------------------------------------------------ security
+def _sec_accumulate(acc: dict, g: pd.DataFrame) -> None:
+    audit = g[g["source"] == "audit"]
+    lineage = g[g["source"] == "lineage"]
+    hours = pd.to_datetime(g["event_time"]).dt.hour
+    off = (hours < 6) | (hours >= 22)
+    dow = pd.to_datetime(g["event_time"]).dt.dayofweek
+    for k, v in {
+        "events": len(audit),
+        "logins": int(audit["is_login"].sum()),
+        "failed_logins": int((audit["is_login"] & audit["is_failed"]).sum()),
+        "off_hours_events": int(off[audit.index].sum()) if len(audit) else 0,
+        "weekend_events": int((dow[audit.index] >= 5).sum()) if len(audit) else 0,
+        "admin_actions": int(audit["is_admin"].sum()),
+        "off_hours_admin_actions": int((audit["is_admin"] & off[audit.index]).sum()) if len(audit) else 0,
+        "grants": int(audit["is_grant"].sum()),
+        "self_grants": int(audit["is_self_grant"].sum()),
+        "export_count": int(audit["is_export"].sum()),
+        "export_bytes": float(audit.loc[audit["is_export"], "export_bytes"].fillna(0).sum()),
+    }.items():
+        acc[k] = acc.get(k, 0) + v
+    acc.setdefault("ips", set()).update(audit["ip"].dropna().tolist())
+    acc.setdefault("tables", set()).update(lineage["table_name"].dropna().tolist())
+    reads = lineage[lineage["is_sensitive"].fillna(False).astype(bool) & lineage["is_read"].fillna(False)]
+    acc["sensitive_reads"] = acc.get("sensitive_reads", 0) + len(reads)
+    acc.setdefault("sensitive_tables", set()).update(reads["table_name"].dropna().tolist())
+    stm = acc.setdefault("statements", {})
+    for sid, b in lineage[lineage["statement_id"].notna()][["statement_id", "read_bytes"]].itertuples(
+            index=False):
+        stm[sid] = max(stm.get(sid, 0.0), 0.0 if b is None or b != b else float(b))
+    wss = acc.setdefault("workspaces", {})
+    for ws, n in g["workspace_id"].value_counts().items():
+        wss[ws] = wss.get(ws, 0) + int(n)
+
+
+def _is_service_principal(user: str) -> bool:
+    # Service principals show up as application ids (UUIDs) rather than e-mail addresses.
+    return "@" not in user
+
+
+def _sec_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[float, dict]:
+    seen: set = ks.history.setdefault("pii_seen", set())
+    sens = acc.get("sensitive_tables", set())
+    first = sens - seen
+    # The first windows of a user say nothing about "first access": everything is new then.
+    known_for = start_ms - ks.history.setdefault("first_seen_ms", start_ms)
+    first_pii = len(first) if known_for >= 2 * DAY_MS else 0
+    seen.update(sens)
+    logins = acc.get("logins", 0)
+    gb = 1024 ** 3
+    export_gb = acc.get("export_bytes", 0.0) / gb
+    read_gb = sum(acc.get("statements", {}).values()) / gb
+    wss = acc.get("workspaces", {})
+    f = {
+        "user": ks.entity_id,
+        "events": float(acc.get("events", 0)),
+        "logins": float(logins),
+        "failed_logins": float(acc.get("failed_logins", 0)),
+        "failed_login_rate": acc.get("failed_logins", 0) / logins if logins else 0.0,
+        "distinct_ips": float(len(acc.get("ips", ()))),
+        "off_hours_events": float(acc.get("off_hours_events", 0)),
+        "weekend_events": float(acc.get("weekend_events", 0)),
+        "admin_actions": float(acc.get("admin_actions", 0)),
+        "off_hours_admin_actions": float(acc.get("off_hours_admin_actions", 0)),
+        "tables_touched": float(len(acc.get("tables", ()))),
+        "sensitive_table_access": float(acc.get("sensitive_reads", 0)),
+        "first_pii_tables": float(first_pii),
+        "grants": float(acc.get("grants", 0)),
+        "self_grants": float(acc.get("self_grants", 0)),
+        "export_gb": export_gb,
+        "export_count": float(acc.get("export_count", 0)),
+        "read_gb": read_gb,
+        "is_service_principal": float(_is_service_principal(ks.entity_id)),
+        "sensitivity": 1.0 if sens else (0.3 if acc.get("tables") else 0.0),
+        "_workspace_id": max(wss, key=wss.get) if wss else ks.workspace_id,
+    }
+    return read_gb + export_gb, f
+
+
+# --------------------------------------------------------------------------------- reliability
+def _rel_accumulate(acc: dict, g: pd.DataFrame) -> None:
+    runs = acc.setdefault("runs", {})
+    cols = ["run_id", "event_time", "job_name", "result_state", "is_failure", "is_retry", "duration_s"]
+    for run_id, t, name, state, fail, retry, dur in g[cols].itertuples(index=False):
+        # A run re-delivered (restated) replaces itself: keyed by run id.
+        runs[run_id] = (int(pd.Timestamp(t).value // 1_000_000), name, state, bool(fail),
+                        bool(retry), _nan(dur))
+
+
+def _rel_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[float, dict]:
+    h = ks.history
+    durs: deque = h.setdefault("durations", deque(maxlen=50))
+    recent: deque = h.setdefault("recent", deque())
+    streak = h.get("streak", 0)
+    retries = 0
+    runs = sorted(acc.get("runs", {}).items(), key=lambda kv: kv[1][0])
+    median_before = float(np.median(durs)) if len(durs) >= 3 else float("nan")
+    while recent and recent[0][0] < start_ms - 7 * DAY_MS:
+        recent.popleft()
+    fail_rate_7d = (sum(f for _, f in recent) / len(recent)) if recent else float("nan")
+    failures = 0
+    last = None
+    for run_id, (t, name, state, fail, retry, dur) in runs:
+        streak = streak + 1 if fail else 0
+        failures += int(fail)
+        retries += int(retry)
+        recent.append((t, int(fail)))
+        if not fail and dur == dur:
+            durs.append(dur)
+        last = (run_id, name, state, fail, retry, dur)
+    h["streak"] = streak
+    run_id, name, state, _, _, dur = last if last else (None, None, None, False, False, float("nan"))
+    sla = ctx.get("sla", {}).get((ks.workspace_id, ks.entity_id))
+    f = {
+        "job_id": ks.entity_id, "job_name": name or ks.entity_id, "run_id": run_id,
+        "result_state": state,
+        "runs": float(len(runs)), "failures": float(failures),
+        "consecutive_failures": float(streak),
+        "duration_s": dur,
+        "median_duration_s": median_before,
+        "duration_ratio": dur / median_before if median_before and median_before > 0 else float("nan"),
+        "retries": float(retries),
+        "sla_seconds": _nan(sla),
+        "sla_breached": float(sla is not None and dur == dur and dur > sla),
+        "failure_rate_7d": fail_rate_7d,
+    }
+    return dur, f
+
+
+@dataclass(frozen=True)
+class WindowLogic:
+    """How one domain aggregates rows into windows and turns a closed window into features."""
+
+    accumulate: Any
+    features: Any
+    detector_features: tuple[str, ...]  # empty: univariate detector on ``value``
+
+
+LOGIC: dict[str, WindowLogic] = {
+    "cost": WindowLogic(_cost_accumulate, _cost_features, ()),
+    "security": WindowLogic(_sec_accumulate, _sec_features, (
+        "logins", "failed_login_rate", "distinct_ips", "off_hours_events", "weekend_events",
+        "admin_actions", "tables_touched", "sensitive_table_access", "grants", "self_grants",
+        "export_gb", "read_gb")),
+    "reliability": WindowLogic(_rel_accumulate, _rel_features, (
+        "duration_ratio", "failures", "consecutive_failures", "retries")),
+}
+
+
+def accumulate(domain: str, ks: KeyState, pdf: pd.DataFrame, window_ms: int = HOUR_MS) -> int:
+    """Fold input rows into the key's open windows; returns rows that hit an already closed window.
+
+    Those rows were behind the watermark for this key; Spark normally drops them first, this is
+    the belt to its braces (they are not counted twice: Spark never hands them over).
+    """
+    if pdf.empty:
+        return 0
+    if ks.workspace_id is None and "workspace_id" in pdf and pdf["workspace_id"].notna().any():
+        ks.workspace_id = str(pdf["workspace_id"].dropna().iloc[0])
+    starts = (_ms(pdf["event_time"]) // window_ms) * window_ms
+    late = starts < ks.closed_until_ms
+    logic = LOGIC[domain]
+    for start, g in pdf[~late].groupby(starts[~late]):
+        logic.accumulate(ks.open.setdefault(int(start), {}), g)
+    return int(late.sum())
+
+
+def close_windows(domain: str, ks: KeyState, watermark_ms: int, ctx: dict,
+                  window_ms: int = HOUR_MS) -> list[dict]:
+    """Close every open window whose end is at or before the watermark, oldest first.
+
+    Returns one dict per closed window: window_start/window_end (ms), value and features.
+    """
+    out = []
+    for start in sorted(s for s in ks.open if s + window_ms <= watermark_ms):
+        acc = ks.open.pop(start)
+        value, feats = LOGIC[domain].features(ks, start, acc, ctx)
+        feats.update(_calendar(start))
+        out.append({"window_start": start, "window_end": start + window_ms, "value": value,
+                    "features": feats})
+        ks.closed_until_ms = max(ks.closed_until_ms, start + window_ms)
+    return out
+
+
+def next_timeout_ms(ks: KeyState, window_ms: int = HOUR_MS) -> int | None:
+    """Event time at which the oldest open window can close (the key's timeout), or None."""
+    return min(ks.open) + window_ms if ks.open else None
