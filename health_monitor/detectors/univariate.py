@@ -118,6 +118,7 @@ class UnivariateDetector(StreamingDetector):
         self.diffs_: list[float] = []
         self.step_ = math.nan
         self.models_: list[_Model] = [
+            _Model("last value + trend", "none", 1, 0.0, 0.9, 0.1, 0.0),
             _Model("EW level (fast)", "none", 1, 0.0, 0.5, 0.02, 0.0),
             _Model("EW level (slow)", "none", 1, 0.0, 0.1, 0.01, 0.0),
         ]
@@ -193,7 +194,7 @@ class UnivariateDetector(StreamingDetector):
             lim = self.huber * sigma if m.n > 5 else math.inf
             rc = max(-lim, min(lim, r))
             m.mad += a_s * (abs(rc) - m.mad)
-            m.err += max(0.01, 1.0 / (m.n + 1)) * (abs(rc) - m.err)
+            m.err += max(0.01, 1.0 / (m.n + 1)) * (min(abs(r), 3 * lim) - m.err)
             g = m.gamma
             if m.bins > 1:
                 g = max(g, 1.0 / (m.season_n[ph] + 1)) if m.season_n[ph] < 3 else g
@@ -266,7 +267,7 @@ class UnivariateDetector(StreamingDetector):
         self.t_last_ = t
         self.history_.append((t, x))
         self.n_ += 1
-        if self.seasonal and self.n_ in (200, 1000, 4000):
+        if self.seasonal and self.n_ in (64, 128, 256, 512, 1024, 2048, 4096):
             self._add_period_model()
         return score, expected, evidence
 
@@ -283,13 +284,29 @@ class UnivariateDetector(StreamingDetector):
 
     def _new_model(self, label: str, kind: str, bins: int, period: float) -> _Model:
         m = _Model(label, kind, bins, period, 0.2, 0.005, 0.15)
-        # warm-start on the history so a late-joining model competes fairly (still causal)
+        # warm-start on the history so a late-joining model competes fairly (still causal: the
+        # history holds only rows already scored)
         t0 = self.t0_
-        for t, x in self.history_:
-            idx = int(round((t - t0) / self.step_)) if not math.isnan(self.step_) else 0
-            ph = m.phase(t, idx)
+        hist = list(self.history_)
+        phases = [m.phase(t, int(round((t - t0) / self.step_)) if not math.isnan(self.step_) else 0)
+                  for t, _ in hist]
+        if len(hist) >= 2 * bins:
+            # seasonal profile from the history: per-phase median of the detrended values
+            x = np.array([v for _, v in hist])
+            tt = np.arange(len(x), dtype=float)
+            y = x - np.polyval(np.polyfit(tt, x, 1), tt)
+            ph_arr = np.array(phases)
+            prof = np.zeros(bins)
+            seen = np.zeros(bins, dtype=bool)
+            for b in np.unique(ph_arr):
+                prof[b] = np.median(y[ph_arr == b])
+                seen[b] = True
+            prof[seen] -= prof[seen].mean()
+            m.season = prof.tolist()
+            m.season_n = [3 if s else 0 for s in seen]
+        for (_, x), ph in zip(hist, phases, strict=True):
             if math.isnan(m.level):
-                m.level = x
+                m.level = x - m.season[ph]
                 m.n = 1
                 continue
             r = x - m.forecast(ph)
@@ -298,7 +315,7 @@ class UnivariateDetector(StreamingDetector):
             rc = max(-lim, min(lim, r))
             a_s = max(self.scale_alpha, 1.0 / (m.n + 1))
             m.mad += a_s * (abs(rc) - m.mad)
-            m.err += max(0.01, 1.0 / (m.n + 1)) * (abs(rc) - m.err)
+            m.err += max(0.01, 1.0 / (m.n + 1)) * (min(abs(r), 3 * lim) - m.err)
             g = max(m.gamma, 1.0 / (m.season_n[ph] + 1)) if m.season_n[ph] < 3 else m.gamma
             m.season_n[ph] += 1
             m.level = m.level + m.phi * m.trend + m.alpha * rc
