@@ -339,16 +339,22 @@ def fold_alerts(existing: pd.DataFrame, candidates: pd.DataFrame,
     for rec in existing.to_dict("records") if not existing.empty else []:
         incidents.setdefault(tuple(rec[k] for k in keys), []).append(rec)
     touched: dict[str, dict[str, Any]] = {}
-    cands = candidates.assign(_ws=candidates["window_start"].map(_naive)).sort_values(
-        [*keys, "_ws", "window_end", "alert_id"], kind="stable")
-    for cand in cands.drop(columns="_ws").to_dict("records"):
+    # Window order per entity, rule-typed candidates before detector-only ones of the same window,
+    # so the detector's window can join the rule's incident.
+    generic = set(DETECTOR_ALERT_TYPE.values())
+    cands = candidates.assign(_ws=candidates["window_start"].map(_naive),
+                              _generic=candidates["alert_type"].isin(generic)).sort_values(
+        ["entity_type", "entity_id", "_ws", "_generic", "alert_type", "window_end", "alert_id"], kind="stable")
+    for cand in cands.drop(columns=["_ws", "_generic"]).to_dict("records"):
         key = tuple(cand[k] for k in keys)
         start, end = _naive(cand["window_start"]), _naive(cand["window_end"])
-        match = None
-        for inc in sorted(incidents.get(key, []), key=lambda r: _naive(r["window_end"]), reverse=True):
-            if start <= _naive(inc["window_end"]) + gap and end >= _naive(inc["window_start"]) - gap:
-                match = inc
-                break
+        match = _find_incident(incidents.get(key, []), start, end, gap)
+        if match is None and cand["alert_type"] == DETECTOR_ALERT_TYPE.get(cand["domain"]):
+            # A detector-only window inside a rule-typed incident of the same entity (the spike's
+            # tail, below the rule's threshold but still anomalous) continues that incident.
+            related = [inc for k, incs in incidents.items() if k[:2] == key[:2]
+                       for inc in incs if inc["domain"] == cand["domain"]]
+            match = _find_incident(related, start, end, gap)
         if match is None:
             new = dict(cand)
             new["evidence"] = list(cand["evidence"] or [])
@@ -375,6 +381,15 @@ def fold_alerts(existing: pd.DataFrame, candidates: pd.DataFrame,
         touched[inc["alert_id"]] = inc
     rows = pd.DataFrame(list(touched.values()))
     return rows[ALERTS.column_names].sort_values("alert_id", ignore_index=True)
+
+
+def _find_incident(incidents: list[dict[str, Any]], start: pd.Timestamp, end: pd.Timestamp,
+                   gap: pd.Timedelta) -> dict[str, Any] | None:
+    """The latest incident whose windows lie within ``gap`` of [start, end], if any."""
+    for inc in sorted(incidents, key=lambda r: (_naive(r["window_end"]), r["alert_id"]), reverse=True):
+        if start <= _naive(inc["window_end"]) + gap and end >= _naive(inc["window_start"]) - gap:
+            return inc
+    return None
 
 
 def apply_alerts(lake: Lakehouse, alerts_pdf: pd.DataFrame, batch_id: int, app_id: str) -> int:
@@ -427,10 +442,8 @@ def _existing_for(lake: Lakehouse, candidates: pd.DataFrame) -> pd.DataFrame:
 
     df = lake.read(ALERTS.name, LAYER)
     ids = sorted(set(candidates["entity_id"].astype(str)))
-    types = sorted(set(candidates["alert_type"].astype(str)))
     earliest = min(_naive(t) for t in candidates["window_start"]) - SUPPRESSION_GAP
-    df = df.where(F.col("entity_id").isin(ids) & F.col("alert_type").isin(types)
-                  & (F.col("window_end") >= F.lit(earliest.to_pydatetime())))
+    df = df.where(F.col("entity_id").isin(ids) & (F.col("window_end") >= F.lit(earliest.to_pydatetime().replace(tzinfo=UTC))))
     return df.toPandas()
 
 

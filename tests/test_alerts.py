@@ -1,0 +1,243 @@
+"""Alerts: building candidates, de-duplicating into monitor.alerts exactly once, lifecycle, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from datetime import datetime
+
+import pandas as pd
+import pytest
+
+from health_monitor.cli import Context, build_parser
+from health_monitor.errors import HealthMonitorError, TableBusyError
+from health_monitor.rules import load_rules
+from health_monitor.streaming.alerts import (
+    ack_alert,
+    alert_id_for,
+    alert_status,
+    apply_alerts,
+    make_alerts,
+    resolve_alert,
+)
+from health_monitor.streaming.tables import ALERTS
+
+NOW = datetime(2026, 11, 26, 16, 0)
+RULES = load_rules(None)
+
+
+def cost_window(hour: int, cost: float, expected: float = 120.0, score: float = 0.9,
+                workspace: str = "ws-prod-01", **extra: object) -> dict:
+    start = pd.Timestamp("2026-11-26 00:00") + pd.Timedelta(hours=hour)
+    row = {
+        "entity_type": "workspace", "entity_id": workspace, "workspace_id": workspace,
+        "window_start": start, "window_end": start + pd.Timedelta(hours=1),
+        "value": cost, "expected": expected, "score": score,
+        "model_name": "cost_online", "model_version": "3", "evidence": ["zscore_7d=5.2", "ratio_7d=3.4"],
+        "cost_usd": cost, "baseline_7d": expected, "ratio_7d": cost / expected,
+        "top_job": "nightly_etl", "top_sku": "JOBS_COMPUTE",
+    }
+    row.update(extra)
+    return row
+
+
+def candidates(*rows: dict, domain: str = "cost") -> pd.DataFrame:
+    scored = pd.DataFrame(list(rows))
+    return make_alerts(scored, RULES.evaluate(domain, scored), domain, now=NOW)
+
+
+# ------------------------------------------------------------------ building (pure pandas)
+
+
+def test_detector_alert_summary_severity_and_impact() -> None:
+    # 0.85 from the detector alone, no rule hit (the baseline is small: +$40 is under the rule's $50).
+    alerts = candidates(cost_window(13, 100.0, expected=60.0, score=0.85))
+    assert len(alerts) == 1
+    a = alerts.iloc[0]
+    assert a.alert_type == "cost_anomaly" and a.model_name == "cost_online" and a.model_version == "3"
+    assert a.deviation_pct == pytest.approx(66.67, abs=0.01)
+    assert a.impact_usd == pytest.approx(40.0)
+    assert a.summary == ("Workspace ws-prod-01 spent $100 in the hour to 14:00 UTC on Nov 26, 1.7x its usual $60; "
+                         "check job nightly_etl (top SKU JOBS_COMPUTE).")
+    assert a.severity == "HIGH"
+    assert a.evidence[:2] == ["model:cost_online", "zscore_7d=5.2"]
+    assert a.alert_id == alert_id_for("workspace", "ws-prod-01", "cost_anomaly", pd.Timestamp("2026-11-26 13:00"))
+    assert list(alerts.columns) == ALERTS.column_names
+
+
+def test_rule_hits_join_detector_evidence_and_impact_moves_severity() -> None:
+    alerts = candidates(
+        cost_window(13, 412.0),                      # rule + detector, $292 at risk
+        cost_window(13, 12_500.0, workspace="ws-b"),  # $12k at risk: two levels up -> CRITICAL
+        cost_window(13, 20.0, expected=4.0, score=0.99, workspace="ws-c"),  # $16: capped
+        cost_window(13, 125.0, score=0.3, workspace="ws-d"),  # normal: no alert
+    )
+    by_ws = alerts.set_index("entity_id")
+    assert set(by_ws.index) == {"ws-prod-01", "ws-b", "ws-c"}
+    a = by_ws.loc["ws-prod-01"]
+    assert a.alert_type == "cost_spike" and a.model_name == "cost_online+rules" and a.severity == "HIGH"
+    assert a.evidence[0] == "rule:cost_hourly_spike" and "zscore_7d=5.2" in a.evidence
+    assert a.summary.startswith("Workspace ws-prod-01 spent $412 in an hour, 3.4x its 7-day baseline of $120 "
+                                "(hour to 14:00 UTC on Nov 26); check job nightly_etl")
+    assert by_ws.loc["ws-b"].severity == "CRITICAL"
+    assert by_ws.loc["ws-c"].severity == "MEDIUM" and by_ws.loc["ws-c"].alert_type == "cost_anomaly"
+
+
+def test_security_sensitivity_raises_severity_and_rule_severity_is_a_floor() -> None:
+    base = {"entity_type": "user", "workspace_id": "ws1", "window_start": pd.Timestamp("2026-11-26 02:00"),
+            "window_end": pd.Timestamp("2026-11-26 03:00"), "value": 1.0, "expected": 0.1,
+            "model_name": "user_baseline", "model_version": "1", "evidence": ["read_gb=80"],
+            "export_gb": 0.0, "export_count": 0, "self_grants": 0}
+    scored = pd.DataFrame([
+        {**base, "entity_id": "ann", "user": "ann", "score": 0.7, "sensitivity": "PII"},
+        {**base, "entity_id": "bob", "user": "bob", "score": 0.1, "self_grants": 1},
+        {**base, "entity_id": "cid", "user": "cid", "score": 0.85, "sensitivity": 0.1},
+    ])
+    alerts = make_alerts(scored, RULES.evaluate("security", scored), "security", min_score=0.65, now=NOW)
+    by_user = alerts.set_index("entity_id")
+    assert by_user.loc["ann"].severity == "HIGH"  # MEDIUM score + PII data
+    assert by_user.loc["bob"].severity == "CRITICAL" and by_user.loc["bob"].model_name == "rules"
+    assert by_user.loc["bob"].summary == ("bob granted themselves permissions 1 time(s) (hour to 03:00 UTC on "
+                                          "Nov 26); revoke the grant unless it was approved.")
+    assert by_user.loc["cid"].severity == "HIGH" and by_user.loc["cid"].alert_type == "user_behavior_anomaly"
+    assert by_user.loc["cid"].summary.startswith("User cid's activity in the hour to 03:00 UTC on Nov 26 is unusual")
+
+
+def test_empty_inputs() -> None:
+    assert make_alerts(pd.DataFrame(), pd.DataFrame(), "cost").empty
+    assert list(make_alerts(pd.DataFrame(), pd.DataFrame(), "cost").columns) == ALERTS.column_names
+
+
+# ------------------------------------------------------------------ applying (real Delta)
+
+
+def _table(lake) -> pd.DataFrame:  # noqa: ANN001
+    return lake.read("alerts", "monitor").toPandas().sort_values("alert_id", ignore_index=True)
+
+
+def test_continuing_incident_updates_one_row_and_replay_is_a_no_op(lake) -> None:  # noqa: ANN001
+    # Batch 0: two consecutive windows in one micro-batch fold into one alert.
+    assert apply_alerts(lake, candidates(cost_window(13, 412.0), cost_window(14, 300.0)), 0, "app-a") == 1
+    first = _table(lake)
+    assert len(first) == 1 and first.occurrences[0] == 2
+    alert_id = first.alert_id[0]
+    assert alert_id == alert_id_for("workspace", "ws-prod-01", "cost_spike", pd.Timestamp("2026-11-26 13:00"))
+
+    # Batch 1: the incident continues 3 h later (inside the 6 h gap) and gets worse.
+    batch1 = candidates(cost_window(17, 13_000.0, score=0.97))
+    assert apply_alerts(lake, batch1, 1, "app-a") == 1
+    after = _table(lake)
+    assert len(after) == 1
+    row = after.iloc[0]
+    assert row.alert_id == alert_id and row.occurrences == 3
+    assert row.window_start == pd.Timestamp("2026-11-26 13:00") and row.window_end == pd.Timestamp("2026-11-26 18:00")
+    assert row.severity == "CRITICAL" and row.score == pytest.approx(0.97)
+    assert row.detected_at == first.detected_at[0]
+
+    # The stream crashed after the commit and replays batch 1: nothing changes at all.
+    assert apply_alerts(lake, batch1, 1, "app-a") == 0
+    pd.testing.assert_frame_equal(_table(lake), after)
+
+    # A new incident after a quiet gap, and another alert type on the same entity, open new rows.
+    later = candidates(cost_window(30, 500.0), cost_window(30, 5.0, expected=5.0, score=0.1,
+                                                           untagged_cost_pct=0.0))
+    budget = pd.DataFrame([cost_window(31, 100.0, score=0.1, mtd_cost_usd=9000.0, month_elapsed_frac=0.5,
+                                       budget_usd=10_000.0)])
+    later = pd.concat([later, make_alerts(budget, RULES.evaluate("cost", budget), "cost", now=NOW)])
+    assert apply_alerts(lake, later, 2, "app-a") == 2
+    final = _table(lake)
+    assert sorted(final.alert_type) == ["budget_burn", "cost_spike", "cost_spike"]
+    assert final.alert_id.is_unique
+    # Another query (its own app id) starting its own batch 0 is not mistaken for a replay.
+    other = candidates(cost_window(13, 412.0, workspace="ws-other"))
+    assert apply_alerts(lake, other, 0, "app-b") == 1
+    assert len(_table(lake)) == 4
+
+
+LOCK_HOLDER = textwrap.dedent("""
+    import sys
+    from health_monitor.runtime import Lakehouse
+    from health_monitor.settings import load_settings
+    lake = Lakehouse(load_settings(sys.argv[1]))
+    with lake.writer_lock("alerts", "monitor"):
+        print("locked", flush=True)
+        sys.stdin.readline()
+""")
+
+
+def test_lifecycle_from_another_process_while_the_stream_holds_the_alerts_table(lake) -> None:  # noqa: ANN001
+    apply_alerts(lake, candidates(cost_window(13, 412.0), cost_window(13, 900.0, workspace="ws-b")), 0, "app")
+    ids = sorted(_table(lake).alert_id)
+    # A second process (standing in for the running stream) holds the alerts table's writer lock.
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(lake.settings.data_dir)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(TableBusyError):
+            apply_alerts(lake, candidates(cost_window(14, 500.0)), 1, "app")
+        # A person's actions go to their own table, so they never wait for the stream.
+        assert ack_alert(lake, ids[0][:8], actor="oncall", note="looking") == ids[0]
+        assert resolve_alert(lake, ids[1], actor="oncall") == ids[1]
+    finally:
+        holder.communicate("\n", timeout=60)
+    status = {r["alert_id"]: r for r in alert_status(lake).collect()}
+    assert status[ids[0]]["status"] == "ACKED" and status[ids[0]]["status_note"] == "looking"
+    assert status[ids[1]]["status"] == "RESOLVED" and status[ids[1]]["status_actor"] == "oncall"
+    with pytest.raises(HealthMonitorError, match="is ACKED: cannot change it to ACKED"):
+        ack_alert(lake, ids[0])
+    with pytest.raises(HealthMonitorError, match="is RESOLVED: cannot change it to ACKED"):
+        ack_alert(lake, ids[1])
+    with pytest.raises(HealthMonitorError, match="unknown alert id 'ffffffffff'"):
+        resolve_alert(lake, "ffffffffff")
+    with pytest.raises(HealthMonitorError, match="too short"):
+        ack_alert(lake, "ab")
+    assert resolve_alert(lake, ids[0]) == ids[0]
+    # The incident keeps going after it was resolved: the status view says so.
+    later = make_alerts(pd.DataFrame([cost_window(14, 500.0)]),
+                        RULES.evaluate("cost", pd.DataFrame([cost_window(14, 500.0)])), "cost")
+    apply_alerts(lake, later, 1, "app")
+    status = {r["alert_id"]: r for r in alert_status(lake).collect()}
+    continued = [i for i in ids if status[i]["occurrences"] == 2]
+    assert len(continued) == 1 and status[continued[0]]["updated_since_status"]
+
+
+def _cli(lake, *argv: str) -> int:  # noqa: ANN001
+    args = build_parser().parse_args(list(argv))
+    ctx = Context(settings=lake.settings)
+    ctx.__dict__["lake"] = lake  # share the test's lakehouse instead of opening another
+    return args.func(args, ctx)
+
+
+def test_cli_list_ack_export(lake, capsys, tmp_path) -> None:  # noqa: ANN001
+    assert _cli(lake, "alerts", "list") == 0
+    assert "no alerts yet" in capsys.readouterr().out
+    sec = pd.DataFrame([{
+        "entity_type": "user", "entity_id": "eve", "user": "eve", "workspace_id": "ws1",
+        "window_start": pd.Timestamp("2026-11-26 02:00"), "window_end": pd.Timestamp("2026-11-26 03:00"),
+        "value": 1.0, "expected": 0.0, "score": 0.2, "model_name": "m", "model_version": "1", "evidence": [],
+        "export_gb": 42.0, "export_count": 2}])
+    batch = pd.concat([candidates(cost_window(13, 412.0)),
+                       make_alerts(sec, RULES.evaluate("security", sec), "security", now=NOW)])
+    apply_alerts(lake, batch, 0, "cli-app")
+    assert _cli(lake, "alerts", "list", "--domain", "security") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["id", "severity", "status"] and len(out) == 2
+    assert "data_exfiltration" in out[1] and "eve exported 42.0 GB" in out[1] and "OPEN" in out[1]
+    sec_id = _table(lake).set_index("domain").loc["security", "alert_id"]
+    assert _cli(lake, "alerts", "ack", sec_id[:10], "--note", "called eve") == 0
+    assert capsys.readouterr().out.strip() == f"{sec_id} ACKED"
+    assert _cli(lake, "alerts", "list", "--status", "ACKED") == 0
+    assert sec_id[:12] in capsys.readouterr().out
+    out_json, out_csv = tmp_path / "a.json", tmp_path / "a.csv"
+    assert _cli(lake, "alerts", "export", "--format", "json", "--output", str(out_json)) == 0
+    records = json.loads(out_json.read_text())
+    assert {r["alert_id"]: r["status"] for r in records} == {
+        sec_id: "ACKED", _table(lake).set_index("domain").loc["cost", "alert_id"]: "OPEN"}
+    assert all(isinstance(r["evidence"], list) and r["summary"] for r in records)
+    assert _cli(lake, "alerts", "export", "--format", "csv", "--output", str(out_csv), "--severity", "HIGH") == 0
+    csv = pd.read_csv(out_csv)
+    assert len(csv) == 2 and set(csv.severity) == {"HIGH"} and csv.evidence.str.contains("rule:").all()
+    with pytest.raises(HealthMonitorError, match="does not exist"):
+        _cli(lake, "alerts", "export", "--format", "csv", "--output", str(tmp_path / "no" / "x.csv"))
