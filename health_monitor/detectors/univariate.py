@@ -37,6 +37,11 @@ _DAY = 86400.0
 _WEEK = 7 * _DAY
 
 
+def _damped_sum(phi: float, k: int) -> float:
+    """phi + phi^2 + ... + phi^k: how far a damped trend carries over k steps."""
+    return phi * (1 - phi ** k) / (1 - phi)
+
+
 class _Model:
     """One robust additive Holt(-Winters) forecaster with its own scale and shift detector."""
 
@@ -72,8 +77,11 @@ class _Model:
             return idx % self.bins
         return 0
 
-    def forecast(self, ph: int) -> float:
-        return self.level + self.phi * self.trend + self.season[ph]
+    def forecast(self, ph: int, k: int = 1) -> float:
+        """Forecast ``k`` steps after the last learned row (k > 1 after a gap)."""
+        if k == 1:
+            return self.level + self.phi * self.trend + self.season[ph]
+        return self.level + self.trend * _damped_sum(self.phi, k) + self.season[ph]
 
 
 class UnivariateDetector(StreamingDetector):
@@ -122,7 +130,7 @@ class UnivariateDetector(StreamingDetector):
             _Model("EW level (fast)", "none", 1, 0.0, 0.5, 0.02, 0.0),
             _Model("EW level (slow)", "none", 1, 0.0, 0.1, 0.01, 0.0),
         ]
-        self.history_: deque[tuple[float, float]] = deque(maxlen=4096)
+        self.history_: deque[tuple[float, float]] = deque(maxlen=2048)
         self.acf_checked_at_: list[int] = []
         self.long_mad_ = 0.0
         self.abs_level_ = 0.0
@@ -162,13 +170,17 @@ class UnivariateDetector(StreamingDetector):
         if math.isnan(t):
             return 0.0, math.nan, []
         idx = self._index(t)
+        # steps since the last learned row: a gap widens the forecast's uncertainty
+        k = 1
+        if not (math.isnan(self.step_) or math.isnan(self.t_last_)) and t - self.t_last_ > 1.5 * self.step_:
+            k = min(int(round((t - self.t_last_) / self.step_)), 10_000)
         models = self.models_
         # pick the model that has forecast this series best so far
         best = models[0]
         for m in models[1:]:
             if m.n >= 2 * self.min_history and m.err < best.err:
                 best = m
-        expected = math.nan if math.isnan(best.level) else best.forecast(best.phase(t, idx))
+        expected = math.nan if math.isnan(best.level) else best.forecast(best.phase(t, idx), k)
         if math.isnan(x) or math.isinf(x):
             return 0.0, expected, []
 
@@ -183,9 +195,11 @@ class UnivariateDetector(StreamingDetector):
                 m.n = 1
                 continue
             ph = m.phase(t, idx)
-            f = m.forecast(ph)
+            f = m.forecast(ph, k)
             r = x - f
             sigma = _SIGMA_PER_MAD * max(m.mad, floor)
+            if k > 1:
+                sigma *= min(3.0, math.sqrt(1.0 + (k - 1) * m.alpha * m.alpha))
             z = r / sigma
             if m is best:
                 z_best = z
@@ -199,8 +213,8 @@ class UnivariateDetector(StreamingDetector):
             if m.bins > 1:
                 g = max(g, 1.0 / (m.season_n[ph] + 1)) if m.season_n[ph] < 3 else g
                 m.season_n[ph] += 1
-            m.level = m.level + m.phi * m.trend + m.alpha * rc
-            m.trend = m.phi * m.trend + m.beta * rc
+            m.level = f - m.season[ph] + m.alpha * rc
+            m.trend = (m.phi if k == 1 else m.phi ** k) * m.trend + m.beta * rc
             if m.bins > 1:
                 m.season[ph] += g * (1 - m.alpha) * rc
             # CUSUM on standardised residuals, clipped so one spike cannot trigger it alone
@@ -267,7 +281,7 @@ class UnivariateDetector(StreamingDetector):
         self.t_last_ = t
         self.history_.append((t, x))
         self.n_ += 1
-        if self.seasonal and self.n_ in (64, 128, 256, 512, 1024, 2048, 4096):
+        if self.seasonal and self.n_ in (64, 128, 256, 512, 1024, 2048, 4096, 8192):
             self._add_period_model()
         return score, expected, evidence
 
@@ -327,6 +341,8 @@ class UnivariateDetector(StreamingDetector):
     def _add_calendar_models(self) -> None:
         if not self.seasonal or not (self.step_ > 0):
             return
+        if self.t0_ < 3.2e8:
+            return  # times before 1980 are a row index written as a time, not a calendar
         per_day = _DAY / self.step_
         if per_day >= 4:  # at least 4 points a day: an hour-of-day (or finer) profile
             bins = int(min(round(per_day), 96))
