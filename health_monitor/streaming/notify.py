@@ -9,7 +9,7 @@ instead of moving past it.
 
 The state is the set of delivered (alert_id, severity) pairs rather than a timestamp cursor: the
 stream's queries commit alerts concurrently, so an ``updated_at`` cursor could pass over a row that
-commits late. Alerts are delivered oldest first (``detected_at``, then ``alert_id``).
+commits late. Alerts are delivered oldest first (``detected_at``, then window, then ``alert_id``).
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def pending_events(alerts: list[dict[str, Any]], delivered: dict[str, str],
     """
     floor = SEVERITIES.index(min_severity)
     out = []
-    for a in sorted(alerts, key=lambda r: (str(r["detected_at"]), r["alert_id"])):
+    for a in sorted(alerts, key=lambda r: (str(r["detected_at"]), str(r.get("window_start")), r["alert_id"])):
         level = SEVERITIES.index(a["severity"])
         if level < floor:
             continue
