@@ -38,6 +38,9 @@ MIN_VALIDATED = MIN_TRAIN + 7
 #: Level-error spread inflation: few origins underestimate the spread of month totals.
 LEVEL_INFLATION = 1.25
 NOISE_BLOCK = 7
+#: Candidates scoring within this factor of the best are combined (weights 1/score^2): picking
+#: a single winner from four noisy validation windows is less reliable than averaging the good.
+COMBINE_WITHIN = 1.5
 
 
 @dataclass
@@ -209,7 +212,7 @@ def _weights(scores: dict[str, float]) -> dict[str, float]:
     best = min(scores.values())
     if best <= 1e-12:
         return {min(scores, key=scores.get): 1.0}
-    keep = {m: 1.0 / s ** 2 for m, s in scores.items() if s <= 1.25 * best}
+    keep = {m: 1.0 / s ** 2 for m, s in scores.items() if s <= COMBINE_WITHIN * best}
     total = sum(keep.values())
     return {m: w / total for m, w in sorted(keep.items(), key=lambda kv: -kv[1])}
 

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 #: Spans (days) that switch features on. Yearly seasonality needs ~1.5 years to be identified.
 MIN_DAYS_YEARLY = 548
 MIN_DAYS_PROPHET = 28
+PROPHET_MAX_DAYS = 3 * 365
 
 
 @dataclass
@@ -54,10 +55,23 @@ class Train:
         """Factors (or offsets) per month-position bucket; neutral where not significant."""
         return month_position_effect(self.y, self.dates, self.profile, self.multiplicative)
 
+    @cached_property
+    def holiday_effect(self) -> dict[str, float]:
+        """Factors (or offsets) per holiday name seen in the history; only the significant ones."""
+        if not self.holidays_country:
+            return {}
+        return holiday_effects(self.y, self.dates, self.profile, self.month_effect,
+                               holiday_names(self.dates, self.holidays_country), self.multiplicative)
+
     def _calendar(self, dates: pd.DatetimeIndex, dow: np.ndarray) -> np.ndarray:
         s = self.profile[dow]
         m = self.month_effect[month_position(dates)]
-        return s * m if self.multiplicative else s + m
+        neutral = 1.0 if self.multiplicative else 0.0
+        h = np.full(len(dates), neutral)
+        if self.holiday_effect:
+            names = holiday_names(dates, self.holidays_country)
+            h = np.array([self.holiday_effect.get(name, neutral) for name in names])
+        return s * m * h if self.multiplicative else s + m + h
 
     @cached_property
     def deseasonalized(self) -> np.ndarray:
@@ -75,27 +89,37 @@ class Train:
 # ---------------------------------------------------------------- shared pieces
 
 
-def weekly_profile(y: np.ndarray, dow: np.ndarray, multiplicative: bool, window: int = 56) -> np.ndarray:
+def weekly_profile(y: np.ndarray, dow: np.ndarray, multiplicative: bool, window: int = 84) -> np.ndarray:
     """Day-of-week factors (multiplicative, mean 1) or offsets (additive, mean 0).
 
-    Estimated on the last ``window`` days and shrunk towards "no weekly pattern" when few weeks
-    are available, so one odd week cannot invent a pattern.
+    Estimated on the last ``window`` days, each weekday's effect shrunk towards "no effect" by
+    how much its noise could explain it (James-Stein style), so one odd week cannot invent a
+    pattern while a strong pattern is kept at full size. Weekdays never observed (a business
+    series without weekend rows) stay neutral and are left out of the normalisation.
     """
     neutral = np.ones(7) if multiplicative else np.zeros(7)
     yw, dw = y[-window:], dow[-window:]
     ok = np.isfinite(yw)
     counts = np.array([np.sum(ok & (dw == d)) for d in range(7)])
-    if counts.min() < 1:
+    present = counts > 0
+    if present.sum() < 2:
         return neutral
-    means = np.array([np.mean(yw[ok & (dw == d)]) for d in range(7)])
-    overall = means.mean()
-    weeks = counts.min()
-    shrink = weeks / (weeks + 1.0)
-    if multiplicative:
-        if overall <= 0:
-            return neutral
-        return 1.0 + (means / overall - 1.0) * shrink
-    return (means - overall) * shrink
+    means = np.array([np.mean(yw[ok & (dw == d)]) if counts[d] else np.nan for d in range(7)])
+    sds = np.array([np.std(yw[ok & (dw == d)]) if counts[d] > 1 else np.nan for d in range(7)])
+    overall = np.nanmean(means)
+    noise = np.nanmean(sds) if np.isfinite(sds).any() else np.nan
+    if multiplicative and overall <= 0:
+        return neutral
+    effect = means / overall - 1.0 if multiplicative else means - overall
+    noise = noise / overall if multiplicative else noise
+    out = neutral.copy()
+    for d in np.flatnonzero(present):
+        if not np.isfinite(noise) or counts[d] < 2:
+            k = counts[d] / (counts[d] + 1.0)  # nothing to judge the noise by: plain shrinkage
+        else:
+            k = _shrink(effect[d], noise, int(counts[d]))
+        out[d] = (1.0 if multiplicative else 0.0) + effect[d] * k
+    return out
 
 
 def month_position(dates: pd.DatetimeIndex) -> np.ndarray:
@@ -111,23 +135,80 @@ def month_position(dates: pd.DatetimeIndex) -> np.ndarray:
     return out
 
 
+def _weekly_adjusted_deviation(y: np.ndarray, dates: pd.DatetimeIndex, profile: np.ndarray,
+                               multiplicative: bool) -> np.ndarray:
+    """Each day relative to (or minus) the weekly-adjusted median level of the 15 days around it."""
+    s = profile[dates.dayofweek.to_numpy()]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.where(s > 1e-6, y / s, np.nan) if multiplicative else y - s
+    local = pd.Series(d).rolling(15, center=True, min_periods=7).median().to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(local > 0, d / local, np.nan) if multiplicative else d - local
+
+
+def holiday_names(dates: pd.DatetimeIndex, country: str | None) -> np.ndarray:
+    """Holiday name per day ('' on ordinary days); "(observed)" days count as the holiday."""
+    out = np.full(len(dates), "", dtype=object)
+    if not country or len(dates) == 0:
+        return out
+    import holidays as holidays_lib
+
+    cal = holidays_lib.country_holidays(country, years=range(dates[0].year, dates[-1].year + 1))
+    for i, day in enumerate(dates.date):
+        name = cal.get(day)
+        if name:
+            out[i] = name.split(";")[0].replace(" (observed)", "").strip()
+    return out
+
+
+def holiday_effects(y: np.ndarray, dates: pd.DatetimeIndex, profile: np.ndarray, month_effect: np.ndarray,
+                    names: np.ndarray, multiplicative: bool) -> dict[str, float]:
+    """Effect per holiday name, kept when it stands out from ordinary day-to-day noise.
+
+    A holiday occurs once a year, so its effect is judged against the spread of all days
+    (|effect| > 2.5 sd / sqrt(occurrences)) and shrunk the more, the closer it is to that noise.
+    """
+    if len(y) < 60 or not any(names):
+        return {}
+    dev = _weekly_adjusted_deviation(y, dates, profile, multiplicative)
+    m = month_effect[month_position(dates)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dev = dev / m if multiplicative else dev - m
+    base = 1.0 if multiplicative else 0.0
+    ordinary = dev[np.isfinite(dev) & (names == "")]
+    if ordinary.size < 30:
+        return {}
+    sd = 1.4826 * float(np.median(np.abs(ordinary - np.median(ordinary))))
+    effects = {}
+    for name in set(names) - {""}:
+        v = dev[(names == name) & np.isfinite(dev)]
+        if v.size == 0:
+            continue
+        center = float(np.median(v))
+        if abs(center - base) > 2.5 * sd / np.sqrt(v.size):
+            effects[name] = base + (center - base) * _shrink(center - base, sd, v.size)
+    return effects
+
+
+def _shrink(effect: float, sd: float, n: int) -> float:
+    """James-Stein-style factor: a marginal effect is shrunk, a glaring one kept (Christmas at -90%)."""
+    if effect == 0:
+        return 0.0
+    return float(max(0.0, 1.0 - sd * sd / (n * effect * effect)))
+
+
 def month_position_effect(y: np.ndarray, dates: pd.DatetimeIndex, profile: np.ndarray,
                           multiplicative: bool, min_months: int = 3) -> np.ndarray:
     """Month-start/-end factors (multiplicative) or offsets (additive), 7 buckets, bucket 0 neutral.
 
     Each bucket compares its days with the weekly-adjusted local median level around them; a
     bucket keeps its effect only when at least ``min_months`` months agree on it (robust median,
-    shrunk by months / (months + 2), and larger than twice its own standard error).
+    shrunk towards none as its standard error grows, and larger than twice that error).
     """
     neutral = np.ones(7) if multiplicative else np.zeros(7)
     if len(y) < 28 * min_months:
         return neutral
-    s = profile[dates.dayofweek.to_numpy()]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d = np.where(s > 1e-6, y / s, np.nan) if multiplicative else y - s
-    local = pd.Series(d).rolling(15, center=True, min_periods=7).median().to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dev = np.where(local > 0, d / local, np.nan) if multiplicative else d - local
+    dev = _weekly_adjusted_deviation(y, dates, profile, multiplicative)
     bucket = month_position(dates)
     effect = neutral.copy()
     for b in range(1, 7):
@@ -139,7 +220,7 @@ def month_position_effect(y: np.ndarray, dates: pd.DatetimeIndex, profile: np.nd
         base = 1.0 if multiplicative else 0.0
         se = 1.25 * spread / np.sqrt(v.size)
         if abs(center - base) > 2 * se and abs(center - base) > (0.03 if multiplicative else 0.0):
-            effect[b] = base + (center - base) * v.size / (v.size + 2.0)
+            effect[b] = base + (center - base) * _shrink(center - base, spread, v.size)
     return effect
 
 
@@ -306,11 +387,13 @@ def prophet(train: Train, horizon: int) -> np.ndarray | None:
     from prophet import Prophet  # heavy import: only when used
 
     _quiet_stan()
-    ok = np.isfinite(train.y)
-    y = train.y[ok]
+    # Three years carry all the yearly signal Prophet can use; older data only slows the fit.
+    y_all, dates = train.y[-PROPHET_MAX_DAYS:], train.dates[-PROPHET_MAX_DAYS:]
+    ok = np.isfinite(y_all)
+    y = y_all[ok]
     log_space = train.multiplicative and y.min() > 0
-    df = pd.DataFrame({"ds": train.dates[ok], "y": np.log(y) if log_space else y})
-    span = len(train.y)
+    df = pd.DataFrame({"ds": dates[ok], "y": np.log(y) if log_space else y})
+    span = len(y_all)
     model = Prophet(
         growth="linear",
         yearly_seasonality=10 if span >= MIN_DAYS_YEARLY else False,
