@@ -189,61 +189,89 @@ class UnivariateDetector(StreamingDetector):
         floor = max(self.rel_floor * self.abs_level_, 0.05 * self.long_mad_, 1e-9)
         shift_flag = False
         z_best = 0.0
+        huber, ck, ch = self.huber, self.cusum_k, self.cusum_h
+        scale_alpha = self.scale_alpha
         for m in models:
-            if math.isnan(m.level):
+            # hand-inlined (no min/max/method calls): this loop runs rows x models times
+            if m.level != m.level:  # NaN: first value
                 m.level = x
                 m.n = 1
                 continue
-            ph = m.phase(t, idx)
-            f = m.forecast(ph, k)
-            r = x - f
-            sigma = _SIGMA_PER_MAD * max(m.mad, floor)
+            bins = m.bins
+            if bins == 1:
+                ph = 0
+            elif m.kind == "calendar":
+                ph = int((t % m.period) / m.period * bins) % bins
+            else:
+                ph = idx % bins
+            season = m.season
+            base = m.level + m.phi * m.trend if k == 1 else m.level + m.trend * _damped_sum(m.phi, k)
+            r = x - base - season[ph]
+            mad = m.mad if m.mad > floor else floor
+            sigma = _SIGMA_PER_MAD * mad
             if k > 1:
-                sigma *= min(3.0, math.sqrt(1.0 + (k - 1) * m.alpha * m.alpha))
+                inflate = math.sqrt(1.0 + (k - 1) * m.alpha * m.alpha)
+                sigma *= inflate if inflate < 3.0 else 3.0
             z = r / sigma
             if m is best:
                 z_best = z
             # --- learn (after the score was taken) ---
-            a_s = max(self.scale_alpha, 1.0 / (m.n + 1))
-            lim = self.huber * sigma if m.n > 5 else math.inf
-            rc = max(-lim, min(lim, r))
-            m.mad += a_s * (abs(rc) - m.mad)
-            m.err += max(0.01, 1.0 / (m.n + 1)) * (min(abs(r), 3 * lim) - m.err)
-            g = m.gamma
-            if m.bins > 1:
-                g = max(g, 1.0 / (m.season_n[ph] + 1)) if m.season_n[ph] < 3 else g
-                m.season_n[ph] += 1
-            m.level = f - m.season[ph] + m.alpha * rc
+            n_m = m.n
+            a_s = 1.0 / (n_m + 1)
+            if a_s < scale_alpha:
+                a_s = scale_alpha
+            if n_m > 5:
+                lim = huber * sigma
+                rc = lim if r > lim else (-lim if r < -lim else r)
+                ar = -r if r < 0 else r
+                ar = ar if ar < 3 * lim else 3 * lim
+                zc = 4.0 if z > 4.0 else (-4.0 if z < -4.0 else z)
+            else:
+                rc = r
+                ar = -r if r < 0 else r
+                zc = 0.0
+            arc = -rc if rc < 0 else rc
+            m.mad += a_s * (arc - m.mad)
+            a_e = 1.0 / (n_m + 1)
+            m.err += (a_e if a_e > 0.01 else 0.01) * (ar - m.err)
+            m.level = base + m.alpha * rc
             m.trend = (m.phi if k == 1 else m.phi ** k) * m.trend + m.beta * rc
-            if m.bins > 1:
-                m.season[ph] += g * (1 - m.alpha) * rc
+            if bins > 1:
+                cnt = m.season_n[ph]
+                g = m.gamma
+                if cnt < 3 and 1.0 / (cnt + 1) > g:
+                    g = 1.0 / (cnt + 1)
+                m.season_n[ph] = cnt + 1
+                season[ph] += g * (1 - m.alpha) * rc
             # CUSUM on standardised residuals, clipped so one spike cannot trigger it alone
-            zc = max(-4.0, min(4.0, z)) if m.n > 5 else 0.0
-            m.cpos = max(0.0, m.cpos + zc - self.cusum_k)
-            m.cneg = max(0.0, m.cneg - zc - self.cusum_k)
-            if m.cpos > 0:
+            cpos = m.cpos + zc - ck
+            cneg = m.cneg - zc - ck
+            if cpos > 0:
                 m.rsum_pos += r - rc
                 m.rn_pos += 1
             else:
+                cpos = 0.0
                 m.rsum_pos, m.rn_pos = 0.0, 0
-            if m.cneg > 0:
+            if cneg > 0:
                 m.rsum_neg += r - rc
                 m.rn_neg += 1
             else:
+                cneg = 0.0
                 m.rsum_neg, m.rn_neg = 0.0, 0
-            if m.cpos > self.cusum_h or m.cneg > self.cusum_h:
+            if cpos > ch or cneg > ch:
                 # re-baseline: move the level by the part of the recent residuals it did not absorb
-                if m.cpos > self.cusum_h:
-                    m.level += m.rsum_pos / max(m.rn_pos, 1)
+                if cpos > ch:
+                    m.level += m.rsum_pos / (m.rn_pos or 1)
                 else:
-                    m.level += m.rsum_neg / max(m.rn_neg, 1)
+                    m.level += m.rsum_neg / (m.rn_neg or 1)
                 m.trend = 0.0
-                m.cpos = m.cneg = 0.0
+                cpos = cneg = 0.0
                 m.rsum_pos = m.rsum_neg = 0.0
                 m.rn_pos = m.rn_neg = 0
                 if m is best:
                     shift_flag = True
-            m.n += 1
+            m.cpos, m.cneg = cpos, cneg
+            m.n = n_m + 1
 
         n_before = self.n_
         if n_before >= 2:
