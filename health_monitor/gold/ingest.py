@@ -96,6 +96,10 @@ _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
 _NULL_WORDS = {"null", "NULL", "None", "NaN", "nan"}
 
+#: One decoder for every cell and line: json.loads would build a new one per call. Floats become
+#: Decimal so decimal(38,18) quantities keep every digit.
+_JSON = json.JSONDecoder(parse_float=Decimal)
+
 csv.field_size_limit(64 * 1024 * 1024)  # statement_text and request_params cells can be large
 
 
@@ -232,9 +236,20 @@ def _from_json_text(v: Any, what: str) -> Any:
     if not isinstance(v, str):
         return v
     try:
-        return json.loads(v, parse_float=Decimal)
+        return _decode_json(v)
     except ValueError:
         raise _Bad(f"{_show(v)} is not valid JSON for {what}") from None
+
+
+def _decode_json(text: str) -> Any:
+    """``json.loads`` without its per-call decoder and whitespace regex (hot: every nested cell)."""
+    try:
+        obj, end = _JSON.raw_decode(text)
+    except ValueError:
+        return _JSON.decode(text)  # leading whitespace, or a real error with the usual message
+    if end != len(text) and text[end:].strip():
+        return _JSON.decode(text)  # raises 'Extra data' with its position
+    return obj
 
 
 def _converter(dt: T.DataType) -> Callable[[Any], Any]:
@@ -347,6 +362,7 @@ def _converter(dt: T.DataType) -> Callable[[Any], Any]:
         return conv_array
     if isinstance(dt, T.MapType):
         key, val = _converter(dt.keyType), _nullable(_converter(dt.valueType))
+        key_is_str, val_is_str = isinstance(dt.keyType, T.StringType), isinstance(dt.valueType, T.StringType)
 
         def conv_map(v: Any) -> Any:
             v = _from_json_text(v, dt.simpleString())
@@ -360,17 +376,26 @@ def _converter(dt: T.DataType) -> Callable[[Any], Any]:
             for k, x in items:
                 if k is None:
                     raise _Bad("map has a null key")
-                out.append((key(k), val(x)))
+                # Fast path for the common map<string,string> (custom_tags, request_params).
+                out.append((k if type(k) is str and key_is_str else key(k),
+                            x if type(x) is str and x and val_is_str else val(x)))
             return out
         return conv_map
     if isinstance(dt, T.StructType):
-        fields = [(f.name, _nullable(_converter(f.dataType))) for f in dt.fields]
+        fields = {f.name: (_nullable(_converter(f.dataType)), isinstance(f.dataType, T.StringType))
+                  for f in dt.fields}
 
         def conv_struct(v: Any) -> Any:
             v = _from_json_text(v, "a struct")
             if not isinstance(v, dict):
                 raise _Bad(f"{_show(v)} is not a struct (JSON object)")
-            return {name: conv(v.get(name)) for name, conv in fields}
+            # Only the keys present: Arrow fills absent struct fields with null; unknown keys are dropped.
+            out = {}
+            for name, x in v.items():
+                f = fields.get(name)
+                if f is not None and x is not None:
+                    out[name] = x if f[1] and type(x) is str and x else f[0](x)
+            return out
         return conv_struct
     raise ValueError(f"ingest does not support type {dt.simpleString()}")
 
@@ -430,13 +455,18 @@ class _RowValidator:
         """Parse ``cells`` (contract order, None where absent) into values, or say why the row fails."""
         problems: list[str] = []
         vals: list[Any] = [None] * len(cells)
+        is_string, convs = self.is_string, self.convs
         for i, v in enumerate(cells):
             if v is None:
                 continue
-            if isinstance(v, str) and not self.is_string[i] and (v == "" or v in _NULL_WORDS):
-                continue
+            if type(v) is str:
+                if is_string[i]:
+                    vals[i] = v
+                    continue
+                if v == "" or v in _NULL_WORDS:
+                    continue
             try:
-                vals[i] = self.convs[i](v)
+                vals[i] = convs[i](v)
             except _Bad as exc:
                 problems.append(f"{self.names[i]}: {exc}")
         for i in self.required_idx:
@@ -716,7 +746,7 @@ class _FileParser:
                 continue
             raw = line.rstrip("\r\n")
             try:
-                obj = json.loads(text, parse_float=Decimal)
+                obj = _decode_json(text)
             except ValueError as exc:
                 msg = getattr(exc, "msg", str(exc))
                 first_error = first_error or f"line {line_no}: {msg}"
@@ -737,7 +767,7 @@ class _FileParser:
     def _parse_json_array(self) -> None:
         """A file holding one JSON array of objects (what many tools call 'JSON export')."""
         try:
-            data = json.loads("".join(_text_lines(self.path, "json")), parse_float=Decimal)
+            data = _JSON.decode("".join(_text_lines(self.path, "json")))
         except ValueError as exc:
             raise HealthMonitorError(f"{self.path.name} is not valid JSON: {getattr(exc, 'msg', exc)} "
                                      f"at line {getattr(exc, 'lineno', '?')}") from None
@@ -902,30 +932,34 @@ def _write(lake: Lakehouse, spec: TableSpec, parsed: list[_Parsed]) -> None:
     now = datetime.now(UTC)  # zone-aware: PySpark reads naive datetimes as process-local time
     if total:
         with progress.step(f"writing {total:,} rows to {qualified}"), lake.writer_lock(spec.name, layer):
-            lake.ensure_table(spec.name, spec.schema, layer, partition_by=spec.partition_by or None)
             src = lake.spark.createDataFrame(pa.Table.from_batches(batches))
-            target = lake.read(spec.name, layer).select(*spec.primary_key)
             existing: dict[int, int] = {}
-            if not target.isEmpty():
+            if not lake.exists(spec.name, layer):
+                # First load: the source keys are unique, so creating the table from it is the
+                # insert-only MERGE, without a separate empty commit and a join.
+                lake.write(src.drop("_file"), spec.name, layer, mode="append",
+                           partition_by=spec.partition_by or None)
+            else:
                 # Rows whose key is already in the table are not inserted: count them per file.
+                target = lake.read(spec.name, layer).select(*spec.primary_key)
                 cond = [src[k].eqNullSafe(target[k]) for k in spec.primary_key]
                 existing = {r["_file"]: r["count"] for r in
                             src.join(target, cond, "left_semi").groupBy("_file").count().collect()}
-                data = src.drop("_file")
-                lake.merge(data, spec.name, spec.primary_key, layer, update=False)
-            elif not lake.settings.is_databricks:
-                # Empty local table under our writer lock, keys unique: an append inserts exactly what
-                # an insert-only MERGE would, at half the cost.
-                lake.write(src.drop("_file"), spec.name, layer, mode="append")
-            else:
-                lake.merge(src.drop("_file"), spec.name, spec.primary_key, layer, update=False)
+                if existing or lake.settings.is_databricks:
+                    lake.merge(src.drop("_file"), spec.name, spec.primary_key, layer, update=False)
+                else:
+                    # No key exists and we hold the table's only writer lock: an append inserts
+                    # exactly what the insert-only MERGE would, without its second join.
+                    lake.write(src.drop("_file"), spec.name, layer, mode="append")
         for i, p in enumerate(parsed):
             dup = existing.get(i, 0)
             p.report.duplicates_skipped += dup
             p.report.ingested = p.good - dup
 
+    # Tables keep the absolute path: the relative one a user typed means nothing a week later.
     quarantine = [
-        (_quarantine_id(qualified, p.report.content_hash, n, reason), qualified, p.report.path, n, raw, reason, now)
+        (_quarantine_id(qualified, p.report.content_hash, n, reason), qualified, _absolute(p.report.path),
+         n, raw, reason, now)
         for p in parsed for n, raw, reason in p.quarantine
     ]
     if quarantine:
@@ -933,12 +967,16 @@ def _write(lake: Lakehouse, spec: TableSpec, parsed: list[_Parsed]) -> None:
             df = lake.spark.createDataFrame(quarantine, QUARANTINE.schema)
             lake.merge(df, QUARANTINE.name, QUARANTINE.primary_key, QUARANTINE.layer, update=False)
 
-    log = [(p.report.content_hash, qualified, p.report.path, p.report.format, p.report.rows_read,
+    log = [(p.report.content_hash, qualified, _absolute(p.report.path), p.report.format, p.report.rows_read,
             p.report.ingested, p.report.quarantined, p.report.duplicates_skipped, now)
            for p in parsed if p.report.status != "empty"]
     if log:
         df = lake.spark.createDataFrame(log, INGEST_LOG.schema)
         lake.merge(df, INGEST_LOG.name, INGEST_LOG.primary_key, INGEST_LOG.layer, update=False)
+
+
+def _absolute(path: str) -> str:
+    return str(Path(path).resolve())
 
 
 def _quarantine_id(qualified: str, content_hash: str, row_number: int, reason: str) -> str:
