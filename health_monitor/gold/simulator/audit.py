@@ -97,31 +97,33 @@ def generate_audit(estate: Estate, plan: Plan, window: Window, rng: np.random.Ge
                 hours = window.hours
                 keep = rng.random(len(hours)) < 0.8
                 hs = hours[keep]
-                n = rng.poisson(1.2, len(hs))
+                n = rng.poisson(0.5, len(hs))
                 ts = np.repeat(hs.to_numpy(), n) + (rng.uniform(0, 3600, n.sum()) * 1e9).astype("timedelta64[ns]")
                 pick = rng.choice(len(names), len(ts), p=w)
                 ip = f"{u.ip_prefix}.{int(rng.integers(2, 250))}"
                 for t, k in zip(ts, pick, strict=True):
                     s, a = names[k]
-                    rows.append(_ev(estate, u, ws, pd.Timestamp(t), s, a, ip, params=_params(estate, u, s, a, rng)))
+                    rows.append(_ev(estate, u, ws, t, s, a, ip, params=_params(estate, u, s, a, rng)))
                 continue
             active = rng.random(len(days)) < np.clip(0.92 * dayf * min(1.0, u.activity), 0, 1)
-            for d in days[active]:
-                start = d + pd.Timedelta(hours=float(8.5 - u.tz_offset + rng.normal(0, 0.7)))
-                ip = f"{u.ip_prefix}.{int(rng.integers(2, 250))}"
-                if rng.random() < 0.03:
-                    for _ in range(int(rng.integers(1, 3))):
-                        rows.append(_ev(estate, u, ws, start - pd.Timedelta(seconds=int(rng.integers(20, 120))), "accounts",
-                                        "login", ip, 401, err="Invalid username or password"))
-                rows.append(_ev(estate, u, ws, start, "accounts", "login", ip))
-                k = rng.poisson(7 * u.activity)
-                ts = start + pd.to_timedelta(np.sort(rng.uniform(60, 9 * 3600, k)), unit="s")
-                pick = rng.choice(len(names), k, p=w)
-                for t, j in zip(ts, pick, strict=True):
-                    s, a = names[j]
-                    status = 403 if rng.random() < 0.01 else 200
-                    rows.append(_ev(estate, u, ws, t, s, a, ip, status, _params(estate, u, s, a, rng),
-                                    "PERMISSION_DENIED: User does not have permission" if status == 403 else None))
+            d = days.to_numpy()[active]
+            start = d + ((8.5 - u.tz_offset + rng.normal(0, 0.7, len(d))) * 3.6e12).astype("timedelta64[ns]")
+            ips = [f"{u.ip_prefix}.{x}" for x in rng.integers(2, 250, len(d))]
+            for i in np.flatnonzero(rng.random(len(d)) < 0.03):
+                for _ in range(int(rng.integers(1, 3))):
+                    t = start[i] - np.timedelta64(int(rng.integers(20, 120)), "s")
+                    rows.append(_ev(estate, u, ws, t, "accounts", "login", ips[i], 401, err="Invalid username or password"))
+            for i in range(len(d)):
+                rows.append(_ev(estate, u, ws, start[i], "accounts", "login", ips[i]))
+            k = rng.poisson(7 * u.activity, len(d))
+            day_of = np.repeat(np.arange(len(d)), k)
+            ts = start[day_of] + (rng.uniform(60, 9 * 3600, len(day_of)) * 1e9).astype("timedelta64[ns]")
+            pick = rng.choice(len(names), len(day_of), p=w)
+            denied = rng.random(len(day_of)) < 0.01
+            for t, j, di, no in zip(ts, pick, day_of, denied, strict=True):
+                s_, a_ = names[j]
+                rows.append(_ev(estate, u, ws, t, s_, a_, ips[di], 403 if no else 200, _params(estate, u, s_, a_, rng),
+                                "PERMISSION_DENIED: User does not have permission" if no else None))
     rows += _security_incidents(estate, plan, rng)
     df = pd.DataFrame(rows)
     df["event_time"] = pd.to_datetime(df["event_time"]).dt.floor("ms")
@@ -229,7 +231,7 @@ def generate_lineage(estate: Estate, plan: Plan, window: Window, rng: np.random.
     if not audit.empty:
         nb = audit[(audit["action_name"].isin(["runCommand", "downloadLargeResults", "generateTemporaryTableCredential"]))
                    & (audit["response.status_code"] == 200)]
-        nb = nb[rng.random(len(nb)) < 0.35]
+        nb = nb[rng.random(len(nb)) < 0.15]
         tnames = [t.full_name for t in estate.tables]
         sens = {t.full_name for t in estate.tables if t.sensitive}
         srcs = []
@@ -251,8 +253,10 @@ def generate_lineage(estate: Estate, plan: Plan, window: Window, rng: np.random.
     df = df[(df["event_time"] >= window.start) & (df["event_time"] < window.end)].reset_index(drop=True)
     m = len(df)
 
+    parts_of = {t.full_name: t.full_name.split(".") for t in estate.tables}
+
     def split(col: pd.Series, i: int) -> pd.Series:
-        return col.str.split(".").str[i]
+        return col.map(lambda v: parts_of[v][i] if isinstance(v, str) else None)
 
     return pd.DataFrame({
         "account_id": estate.account_id, "metastore_id": METASTORE_ID, "workspace_id": df["workspace_id"],

@@ -1,7 +1,9 @@
 """Clusters: configurations (SCD), uptime of all-purpose clusters and node utilization.
 
-``compute.node_timeline`` is per minute in Databricks; the simulator writes one row per node
-per 10 minutes (same columns, ``end_time - start_time`` = 10 minutes) to keep volumes sane.
+``compute.node_timeline`` is per minute in Databricks (kept 90 days); the simulator writes one
+row per node per 10 minutes (same columns, ``end_time - start_time`` = 10 minutes) and only for
+the last :data:`NODE_TIMELINE_DAYS` days of a simulation (every hour in live mode) to keep
+volumes sane.
 Utilization follows the work on the cluster: job runs load their nodes in proportion to the
 job's data volume and memory pressure; interactive clusters idle most of the time with bursts;
 an over-provisioned cluster shows many nodes at low CPU.
@@ -18,6 +20,7 @@ from health_monitor.gold.simulator.frames import json_col
 from health_monitor.gold.simulator.incidents import Plan
 
 NODE_SLOT = "10min"
+NODE_TIMELINE_DAYS = 30
 
 
 def untagged_clusters(estate: Estate, plan: Plan) -> list[Cluster]:
@@ -94,8 +97,9 @@ def sessions(estate: Estate, plan: Plan, window: Window, rng: np.random.Generato
     return df[df["end"] > df["start"] + pd.Timedelta(minutes=5)].reset_index(drop=True)
 
 
-def node_timeline(estate: Estate, sess: pd.DataFrame, runs: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    """One row per node per 10 minutes for all-purpose sessions and job-cluster runs."""
+def node_timeline(estate: Estate, sess: pd.DataFrame, runs: pd.DataFrame, rng: np.random.Generator,
+                  since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """One row per node per 10 minutes for all-purpose sessions and job-cluster runs after ``since``."""
     jr = runs[runs["compute"] == "job_cluster"] if not runs.empty else runs
     work = pd.concat([
         pd.DataFrame({"cluster_id": sess["cluster_id"], "workspace_id": sess["workspace_id"], "start": sess["start"],
@@ -106,6 +110,9 @@ def node_timeline(estate: Estate, sess: pd.DataFrame, runs: pd.DataFrame, rng: n
                       "cpu": np.clip(35 + 30 * jr["volume"] ** 0.5, 10, 97),
                       "mem": np.clip(20 + 70 * jr["mem"], 5, 99.5), "interactive": False}),
     ], ignore_index=True)
+    if since is not None:
+        work = work[work["end"] > since].reset_index(drop=True)
+        work["start"] = work["start"].clip(lower=since)
     if work.empty:
         return pd.DataFrame()
     # Nodes: one driver plus the workers (single-node clusters are a driver only).

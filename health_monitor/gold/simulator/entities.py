@@ -289,11 +289,11 @@ _TABLES = [
 # Job archetypes: name -> (schedule, base minutes, sigma, workers range, compute choices, weight)
 ARCHETYPES = {
     "etl_nightly": ("daily", 35, 0.45, (2, 8), {"job_cluster": 0.8, "serverless": 0.2}, 5),
-    "hourly_ingest": ("hourly", 6, 0.5, (1, 3), {"serverless": 0.6, "job_cluster": 0.4}, 2),
+    "hourly_ingest": ("hourly", 6, 0.5, (1, 3), {"serverless": 0.75, "job_cluster": 0.25}, 1),
     "ingest_4h": ("every4h", 14, 0.5, (2, 4), {"job_cluster": 0.7, "serverless": 0.3}, 2),
     "ml_training": ("weekly", 95, 0.65, (2, 6), {"job_cluster": 0.6, "all_purpose": 0.4}, 2),
     "ml_scoring": ("daily", 22, 0.5, (2, 4), {"job_cluster": 1.0}, 2),
-    "streaming": ("continuous", 1440, 0.0, (2, 4), {"job_cluster": 1.0}, 1),
+    "streaming": ("continuous", 1440, 0.0, (1, 2), {"job_cluster": 1.0}, 0.5),
     "reporting": ("daily", 12, 0.55, (1, 1), {"warehouse": 1.0}, 3),
     "month_end_close": ("monthly", 150, 0.4, (4, 10), {"job_cluster": 1.0}, 1),
     "file_arrival": ("file_arrival", 9, 0.6, (1, 3), {"serverless": 0.5, "job_cluster": 0.5}, 1),
@@ -400,14 +400,16 @@ def build_estate(seed: int, window: Window, workspaces: int, scale: float) -> Es
                 f"{team} {['BI', 'Reporting', 'Ad hoc', 'Dashboards', 'ETL'][k % 5]} warehouse",
                 wtype, size, 1, maxc, int(rng.choice([5, 10, 30, 60])), _tags(rng, team, 0.1), creator.email,
                 window.start - pd.Timedelta(days=int(rng.integers(20, 400))),
-                float(rng.lognormal(np.log(40), 0.5) * scale ** 0.3)))
+                float(rng.lognormal(np.log(25), 0.5) * scale ** 0.3)))
         ws_clusters = [c for c in clusters if c.workspace_id == ws.workspace_id]
         ws_wh = [w for w in warehouses if w.workspace_id == ws.workspace_id]
-        n_jobs = max(len(ARCHETYPES) // 2, round(14 * scale * ws.size))
+        n_jobs = max(5, round(12 * scale * ws.size))
         names = list(ARCHETYPES)
         weights = np.array([ARCHETYPES[a][5] for a in names], float)
+        # Every workspace has the common archetypes; the rest are drawn by weight.
+        fixed = ["etl_nightly", "reporting", "ingest_4h", "adhoc_notebook", "ml_scoring"]
         for j in range(n_jobs):
-            arch = names[j] if j < len(names) // 2 + 1 and j < n_jobs else str(rng.choice(names, p=weights / weights.sum()))
+            arch = fixed[j] if j < len(fixed) else str(rng.choice(names, p=weights / weights.sum()))
             jobs.append(_make_job(rng, ws, arch, people, sps, ws_clusters, ws_wh, team, window))
         if rng.random() < 0.6 or scale >= 1:
             for _ in range(max(1, round(0.6 * scale * ws.size))):

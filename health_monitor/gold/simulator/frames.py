@@ -89,5 +89,19 @@ def to_spark(spark: SparkSession, pdf: pd.DataFrame, spec: TableSpec) -> DataFra
 
 
 def json_col(values: list | pd.Series | np.ndarray) -> list[str | None]:
-    """JSON text for map / array-of-struct columns (None stays null)."""
-    return [None if v is None else json.dumps(v, separators=(",", ":")) for v in values]
+    """JSON text for map / array-of-struct columns (None stays null).
+
+    Many rows share one dict (a cluster's tags on every billing hour): encode each object once.
+    """
+    cache: dict[int, str] = {}
+    out: list[str | None] = []
+    for v in values:
+        if v is None:
+            out.append(None)
+            continue
+        key = id(v)
+        text = cache.get(key)
+        if text is None:
+            text = cache[key] = json.dumps(v, separators=(",", ":"))
+        out.append(text)
+    return out

@@ -49,7 +49,8 @@ def generate(estate: Estate, plan: Plan, window: Window, seed: int, static: bool
     out.tables["lakeflow.job_run_timeline"] = runs.timeline
     ap_runs = runs.runs[runs.runs["compute"] == "all_purpose"] if not runs.runs.empty else runs.runs
     sess = compute.sessions(estate, plan, window, rng_for(seed, window, 2), cal, extra=ap_runs)
-    out.tables["compute.node_timeline"] = compute.node_timeline(estate, sess, runs.runs, rng_for(seed, window, 3))
+    since = estate.window.end - pd.Timedelta(days=compute.NODE_TIMELINE_DAYS)
+    out.tables["compute.node_timeline"] = compute.node_timeline(estate, sess, runs.runs, rng_for(seed, window, 3), since)
     out.tables["compute.clusters"] = compute.clusters_table(estate, plan, runs.runs, rng_for(seed, window, 4), static)
     q = queries.generate_queries(estate, plan, window, rng_for(seed, window, 5), cal, runs.runs)
     out.tables["compute.warehouse_events"] = q.events

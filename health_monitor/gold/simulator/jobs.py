@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from health_monitor.gold.simulator.calendar import Calendar, Window, office_curve
-from health_monitor.gold.simulator.entities import Estate, Job, hexid
+from health_monitor.gold.simulator.entities import Estate, Job
 from health_monitor.gold.simulator.frames import json_col
 from health_monitor.gold.simulator.incidents import Plan
 
@@ -179,10 +179,10 @@ def _runs_of(job: Job, sched: np.ndarray, estate: Estate, plan: Plan, rng: np.ra
         for i in np.flatnonzero(result != "SUCCEEDED"):
             if code[i] == "USER_CANCELED":
                 continue
-            prev = df.iloc[i]
+            prev = df.iloc[i].to_dict()
             for _ in range(job.max_retries):
                 ok = code[i] in _TRANSIENT and rng.random() < 0.75
-                r = prev.copy()
+                r = dict(prev)
                 r["start"] = prev["end"] + pd.Timedelta(seconds=float(rng.uniform(30, 300)))
                 r["queue_s"] = 0.0
                 r["exec_s"] = float(prev["exec_s"] / max(0.05, rng.uniform(0.05, 0.9)) if ok else prev["exec_s"])
@@ -201,8 +201,9 @@ def _runs_of(job: Job, sched: np.ndarray, estate: Estate, plan: Plan, rng: np.ra
     df["term_type"] = [_TERMINATION_TYPE.get(c, "CLIENT_ERROR") for c in df["code"]]
     df["compute"] = job.compute
     if job.compute == "job_cluster":
-        st = pd.DatetimeIndex(df["start"])
-        df["cluster_id"] = [f"{s:%m%d-%H%M%S}-{hexid(rng, 8)}" for s in st]
+        # Job clusters are created per run, named like Databricks does: MMDD-HHMMSS-xxxxxxxx.
+        stamp = pd.DatetimeIndex(df["start"]).strftime("%m%d-%H%M%S").to_numpy().astype(str)
+        df["cluster_id"] = np.char.add(np.char.add(stamp, "-"), np.char.mod("%08x", rng.integers(0, 2**32, m))).astype(object)
     else:
         df["cluster_id"] = job.cluster_id
     df["warehouse_id"] = job.warehouse_id

@@ -71,12 +71,11 @@ def _last_commits(lake: Lakehouse) -> dict[str, pd.Timestamp]:
 
 
 def run_live(lake: Lakehouse, read_params: Callable, write_params: Callable, write_all: Callable,
-             build_gold: Callable, pending_spec: Callable, ticks: int | None, hours_per_tick: int,
+             build_gold: Callable, ticks: int | None, hours_per_tick: int,
              seed: int | None, interval: float) -> SimulationSummary:
     """See :func:`health_monitor.gold.simulator.simulate_live`."""
     from health_monitor.gold.simulator.run import SimulationSummary
 
-    del pending_spec
     t0 = time.monotonic()
     params = read_params(lake)
     base_window = Window.for_days(pd.Timestamp(params["end_date"]).date(), int(params["days"]))

@@ -102,6 +102,8 @@ def generate_queries(estate: Estate, plan: Plan, window: Window, rng: np.random.
     history = _inject_security(estate, plan, window, rng, history)
     ev = pd.DataFrame(events, columns=["account_id", "workspace_id", "warehouse_id", "event_type", "cluster_count",
                                        "event_time"])
+    ev["event_time"] = pd.to_datetime(ev["event_time"].astype("int64")).dt.floor("ms")
+    ev["cluster_count"] = ev["cluster_count"].astype("int32")
     ev["account_id"] = estate.account_id
     return QueryOutput(history, ev, pd.concat(billed, ignore_index=True) if billed else pd.DataFrame())
 
@@ -143,9 +145,10 @@ def _statements(estate: Estate, wh, ws, hour_of_row: np.ndarray, rng: np.random.
     tpl = np.where(src_job != None, rng.choice([2, 8, 9, 10], m), tpl)  # noqa: E711
     t_days = (pd.DatetimeIndex(start) - estate.epoch) / pd.Timedelta(days=1)
     texts, stypes, scan = [], [], []
+    tcols = [_cols(t) for t in tables]
     for i in range(m):
         st, text, kind, _ = _TEMPLATES[tpl[i]]
-        a, b = _cols(tables[ti[i]]), _cols(tables[ti2[i]])
+        a, b = tcols[ti[i]], tcols[ti2[i]]
         texts.append(text.format(**a, t2=b["t"], k2=b["k"], part2=b["part"]))
         stypes.append(st)
         scan.append(kind)
@@ -220,53 +223,55 @@ def _statements(estate: Estate, wh, ws, hour_of_row: np.ndarray, rng: np.random.
 
 def _scaling(wh, q: pd.DataFrame, rng: np.random.Generator, window: Window) -> tuple[list[tuple], pd.DataFrame]:  # noqa: ANN001
     """Running hours, cluster counts and the STARTING/RUNNING/SCALED/STOPPING events of one warehouse."""
-    hrs = pd.DatetimeIndex(q["start_time"]).floor("h")
-    per_hour = pd.Series(1, index=hrs).groupby(level=0).sum()
-    first = pd.Series(q["start_time"].to_numpy(), index=hrs).groupby(level=0).min()
-    last = pd.Series(q["end_time"].to_numpy(), index=hrs).groupby(level=0).max()
-    need = np.clip(np.ceil(per_hour.to_numpy() / (30 * (WAREHOUSE_SIZES[wh.size] / 12) ** 0.35)),
+    # Integer nanoseconds: this loop runs once per busy hour of every warehouse.
+    H, MIN, SEC = 3_600_000_000_000, 60_000_000_000, 1_000_000_000
+    st = pd.DatetimeIndex(q["start_time"]).asi8
+    en = pd.DatetimeIndex(q["end_time"]).asi8
+    hr = st - st % H
+    idx, inv = np.unique(hr, return_inverse=True)
+    per_hour = np.bincount(inv)
+    first = np.full(len(idx), np.iinfo(np.int64).max)
+    np.minimum.at(first, inv, st)
+    last = np.zeros(len(idx), np.int64)
+    np.maximum.at(last, inv, en)
+    need = np.clip(np.ceil(per_hour / (30 * (WAREHOUSE_SIZES[wh.size] / 12) ** 0.35)),
                    wh.min_clusters, wh.max_clusters).astype(int)
-    idx = per_hour.index
+    stop_ns = wh.auto_stop * MIN
+    jitter = rng.integers(3, 120, size=(len(idx), 2))
     events, bills = [], []
     prev_h, prev_c = None, 0
-    for i, h in enumerate(idx):
-        c = int(need[i])
-        gap = prev_h is None or h - prev_h > pd.Timedelta(hours=1)
-        if gap:
+    for i in range(len(idx)):
+        h, c = int(idx[i]), int(need[i])
+        if prev_h is None or h - prev_h > H:
             if prev_h is not None:
-                stop = min(last[prev_h] + pd.Timedelta(minutes=wh.auto_stop), h)
-                events += [(None, wh.workspace_id, wh.warehouse_id, "STOPPING", prev_c, stop),
-                           (None, wh.workspace_id, wh.warehouse_id, "STOPPED", 0, stop + pd.Timedelta(seconds=20))]
-            t0 = first[h] - pd.Timedelta(seconds=int(rng.integers(3, 40)))
-            events += [(None, wh.workspace_id, wh.warehouse_id, "STARTING", c, t0),
-                       (None, wh.workspace_id, wh.warehouse_id, "RUNNING", c, t0 + pd.Timedelta(seconds=int(rng.integers(5, 120))))]
-            frac = 1 - (first[h] - h) / pd.Timedelta(hours=1)
+                stop = min(int(last[i - 1]) + stop_ns, h)
+                events += [("STOPPING", prev_c, stop), ("STOPPED", 0, stop + 20 * SEC)]
+            t0 = int(first[i]) - int(jitter[i, 0] % 40 + 3) * SEC
+            events += [("STARTING", c, t0), ("RUNNING", c, t0 + int(jitter[i, 1]) * SEC)]
+            frac = 1 - (int(first[i]) - h) / H
         else:
             if c > prev_c:
-                events.append((None, wh.workspace_id, wh.warehouse_id, "SCALED_UP", c, first[h]))
+                events.append(("SCALED_UP", c, int(first[i])))
             elif c < prev_c:
-                events.append((None, wh.workspace_id, wh.warehouse_id, "SCALED_DOWN", c, h + pd.Timedelta(minutes=int(rng.integers(1, 20)))))
+                events.append(("SCALED_DOWN", c, h + int(jitter[i, 0] % 20 + 1) * MIN))
             frac = 1.0
-        nxt = idx[i + 1] if i + 1 < len(idx) else None
-        if nxt is None or nxt - h > pd.Timedelta(hours=1):
-            tail = (last[h] - h) / pd.Timedelta(hours=1) + wh.auto_stop / 60
-            frac = min(frac, max(0.02, tail))
-            if nxt is None:
-                frac = min(1.0, frac)
+        if i + 1 == len(idx) or int(idx[i + 1]) - h > H:
+            frac = min(frac, max(0.02, (int(last[i]) - h + stop_ns) / H))
         bills.append((h, min(1.0, max(0.02, frac)), c))
         prev_h, prev_c = h, c
     if prev_h is not None:
-        stop = last[prev_h] + pd.Timedelta(minutes=wh.auto_stop)
-        if stop < window.end:
-            events += [(None, wh.workspace_id, wh.warehouse_id, "STOPPING", prev_c, stop),
-                       (None, wh.workspace_id, wh.warehouse_id, "STOPPED", 0, stop + pd.Timedelta(seconds=20))]
+        stop = int(last[-1]) + stop_ns
+        if stop < window.end.value:
+            events += [("STOPPING", prev_c, stop), ("STOPPED", 0, stop + 20 * SEC)]
+    events = [(None, wh.workspace_id, wh.warehouse_id, e, c, t) for e, c, t in events]
+    bills = [(pd.Timestamp(h), f, c) for h, f, c in bills]
     b = pd.DataFrame(bills, columns=["hour", "fraction", "clusters"])
     b["warehouse_id"] = wh.warehouse_id
     b["workspace_id"] = wh.workspace_id
     b["dbu_per_hour"] = WAREHOUSE_SIZES[wh.size]
     b["wtype"] = wh.wtype
     b["tags"] = [wh.tags] * len(b)
-    return [(e[0], e[1], e[2], e[3], e[4], pd.Timestamp(e[5]).floor("ms")) for e in events], b
+    return events, b
 
 
 def _inject_security(estate: Estate, plan: Plan, window: Window, rng: np.random.Generator,

@@ -124,18 +124,19 @@ def _annual_cost(estate: Estate, usage: pd.DataFrame) -> dict[str, float]:
     return {str(k): float(v) for k, v in per_ws.items()}
 
 
-def _build_gold(lake: Lakehouse) -> dict[str, int]:
+def _build_gold(lake: Lakehouse, full_refresh: bool = False) -> dict[str, int]:
     try:
         from health_monitor.gold.builders import build_gold
     except ImportError:  # the builders land separately; the system layer is complete without them
         progress.info("Gold builders not available yet: system layer only")
         return {}
     with progress.step("building Gold from the system tables"):
-        return dict(build_gold(lake))
+        # A fresh estate rebuilds Gold from scratch instead of merging into an older estate's.
+        return dict(build_gold(lake, full_refresh=full_refresh))
 
 
 def simulate(lake: Lakehouse, days: int = 120, workspaces: int = 8, seed: int = 7, scale: float = 1.0,
-             end_date: date | None = None) -> SimulationSummary:
+             end_date: date | None = None, build: bool = True) -> SimulationSummary:
     """Simulate a fresh estate into ``lake`` (system tables, user config, ground truth), then build Gold.
 
     Args:
@@ -145,6 +146,7 @@ def simulate(lake: Lakehouse, days: int = 120, workspaces: int = 8, seed: int = 
         seed: same seed and arguments give the same estate.
         scale: multiplies entity counts (users, clusters, warehouses, jobs), not days.
         end_date: last simulated day (default: yesterday, UTC).
+        build: build Gold afterwards (tests of the system layer alone turn it off).
     """
     _check(days, workspaces, scale)
     t0 = time.monotonic()
@@ -157,9 +159,6 @@ def simulate(lake: Lakehouse, days: int = 120, workspaces: int = 8, seed: int = 
         gen = generate(estate, plan, window, seed)
     summary = SimulationSummary(start=window.start.to_pydatetime(), end=window.end.to_pydatetime())
     with progress.step("writing system tables"):
-        for name in GOLD_TABLES:  # a fresh estate: Gold is rebuilt from it, not merged into an old one
-            if lake.exists(name, "gold"):
-                lake.delete_table(name, "gold")
         written = _write_all(lake, gen, window.end, "overwrite")
         summary.rows.update({f"system.{k}": v for k, v in written.items()})
         spark = lake.spark
@@ -175,7 +174,8 @@ def simulate(lake: Lakehouse, days: int = 120, workspaces: int = 8, seed: int = 
         _write_params(lake, {"seed": seed, "days": days, "workspaces": workspaces, "scale": scale,
                              "end_date": end_date.isoformat(), "now": window.end.isoformat(), "ticks": 0}, "overwrite")
     summary.incidents = dict(Counter(plan.frame()["incident_type"]))
-    summary.rows.update({f"gold.{k}": v for k, v in _build_gold(lake).items()})
+    if build:
+        summary.rows.update({f"gold.{k}": v for k, v in _build_gold(lake, full_refresh=True).items()})
     summary.seconds = time.monotonic() - t0
     return summary
 
@@ -196,7 +196,7 @@ def _read_params(lake: Lakehouse) -> dict:
 
 
 def simulate_live(lake: Lakehouse, ticks: int | None = 1, hours_per_tick: int = 1, seed: int | None = None,
-                  interval: float = 0.0) -> SimulationSummary:
+                  interval: float = 0.0, build: bool = True) -> SimulationSummary:
     """Continue a simulated estate from its last hour, ``hours_per_tick`` per tick, building Gold each tick.
 
     Each tick appends the rows that became visible in its hours (late rows of earlier ticks
@@ -206,7 +206,7 @@ def simulate_live(lake: Lakehouse, ticks: int | None = 1, hours_per_tick: int = 
     """
     from health_monitor.gold.simulator.live import run_live
 
-    return run_live(lake, _read_params, _write_params, _write_all, _build_gold, _pending_spec,
+    return run_live(lake, _read_params, _write_params, _write_all, _build_gold if build else (lambda _lake: {}),
                     ticks, hours_per_tick, seed, interval)
 
 
