@@ -21,6 +21,8 @@ LOGIN_REGEX = r"(?i)(login|authenticat)"
 #: Permission changes: grants, ACL changes, role and group membership, admin flags.
 GRANT_REGEX = (r"(?i)(grant|updatepermissions|changepermissions|permissionsupdate|acl|"
                r"addprincipal|addmember|setadmin|updaterole|assignrole)")
+#: Grants whose grantee may be the actor (group membership changes are admin routine, not grants).
+SELF_GRANT_REGEX = r"(?i)(grant|updatepermissions|changepermissions|permissionsupdate|acl|setadmin|role)"
 #: Administrative actions beyond grants: users, groups, tokens, secrets, settings, policies.
 ADMIN_REGEX = (GRANT_REGEX[:-1] + r"|revoke|createuser|deleteuser|creategroup|deletegroup|"
                r"workspaceconf|setting|createtoken|generatetoken|secret|policy|ipaccesslist)")
@@ -98,8 +100,11 @@ def security_input(lake: Lakehouse, max_files: int | None = None) -> DomainInput
             F.coalesce(F.col("is_failed"), F.col("status_code") >= 400, F.lit(False)).alias("is_failed"),
             (action.rlike(ADMIN_REGEX) & ~action.rlike(LOGIN_REGEX)).alias("is_admin"),
             is_grant.alias("is_grant"),
-            (is_grant & F.coalesce(F.exists(F.map_values("request_params"),
-                                            lambda v: F.lower(v) == F.lower(user)), F.lit(False))
+            # A permission change naming its own actor as principal (the grantee sits inside the
+            # request's JSON "changes", so match the e-mail anywhere in a parameter value).
+            (action.rlike(SELF_GRANT_REGEX)
+             & F.coalesce(F.exists(F.map_values("request_params"),
+                                   lambda v: F.lower(v).contains(F.lower(user))), F.lit(False))
              ).alias("is_self_grant"),
             action.rlike(EXPORT_REGEX).alias("is_export"),
             size.alias("export_bytes"),

@@ -1,0 +1,175 @@
+"""Detection quality of the streaming alerts against the simulator's ground truth.
+
+This is the only stream-side code that reads ``simulator.ground_truth_incidents``: it scores
+what the engine already wrote to ``monitor.alerts``; nothing here feeds back into detection.
+
+Matching: an alert matches an incident when it names the incident's entity (the user, the job,
+or for cost incidents on a job, SKU, cluster or workspace: a cost alert of that workspace, since
+the cost stream watches workspaces and workspace x SKU) and its windows overlap the incident's
+time span widened by a tolerance. Precision counts alerts that match any incident (a duration
+alert on a job with a DBR regression is a true alert even though the regression is a
+performance incident); recall counts incidents of the types the streams are built to catch.
+Time to detect is measured in event time: end of the first matching alert window minus the
+incident start (a live stream emits it one watermark delay later).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pandas as pd
+
+from health_monitor.errors import HealthMonitorError
+from health_monitor.runtime import Lakehouse
+from health_monitor.streaming.engine import WATERMARK_DELAY
+
+#: Incident types each streaming domain is meant to detect (recall is reported for these).
+STREAM_INCIDENT_TYPES = {
+    "cost": ("runaway_job_cost", "billing_error", "budget_overrun", "untagged_spend"),
+    "security": ("credential_compromise", "bulk_exfiltration", "privilege_self_grant"),
+    "reliability": ("failing_job_streak", "sla_breach"),
+}
+_WORKSPACE_LEVEL = {"job", "sku", "cluster", "workspace", "warehouse"}
+
+
+@dataclass
+class TypeQuality:
+    """Recall and time to detect for one incident type."""
+
+    incident_type: str
+    domain: str
+    incidents: int
+    detected: int
+    ttd_hours: list[float] = field(default_factory=list)
+
+    @property
+    def recall(self) -> float:
+        return self.detected / self.incidents if self.incidents else float("nan")
+
+    @property
+    def ttd_median_h(self) -> float:
+        return float(pd.Series(self.ttd_hours).median()) if self.ttd_hours else float("nan")
+
+
+@dataclass
+class AlertQuality:
+    """Precision of one alert type."""
+
+    alert_type: str
+    domain: str
+    alerts: int
+    true_alerts: int
+
+    @property
+    def precision(self) -> float:
+        return self.true_alerts / self.alerts if self.alerts else float("nan")
+
+
+@dataclass
+class Evaluation:
+    """Per incident type recall/TTD, per alert type precision, and the totals."""
+
+    by_incident: list[TypeQuality]
+    by_alert: list[AlertQuality]
+    alerts: int
+    true_alerts: int
+    tolerance_h: float
+    matches: pd.DataFrame
+
+    @property
+    def precision(self) -> float:
+        return self.true_alerts / self.alerts if self.alerts else float("nan")
+
+    @property
+    def recall(self) -> float:
+        n = sum(t.incidents for t in self.by_incident)
+        return sum(t.detected for t in self.by_incident) / n if n else float("nan")
+
+    def format(self) -> str:
+        """The report ``evaluate alerts`` prints."""
+        out = [f"alert precision {self.precision:.1%} ({self.true_alerts}/{self.alerts} alerts match an incident), "
+               f"incident recall {self.recall:.1%}; tolerance {self.tolerance_h:g} h", "",
+               f"{'incident type':<24} {'domain':<12} {'incidents':>9} {'detected':>8} {'recall':>7} "
+               f"{'median TTD (h)':>15}"]
+        for t in self.by_incident:
+            ttd = f"{t.ttd_median_h:.1f}" if t.ttd_hours else "-"
+            out.append(f"{t.incident_type:<24} {t.domain:<12} {t.incidents:>9} {t.detected:>8} "
+                       f"{_pct(t.recall):>7} {ttd:>15}")
+        out += ["", f"{'alert type':<24} {'domain':<12} {'alerts':>9} {'true':>8} {'precision':>9}"]
+        for a in self.by_alert:
+            out.append(f"{a.alert_type:<24} {a.domain:<12} {a.alerts:>9} {a.true_alerts:>8} {_pct(a.precision):>9}")
+        return "\n".join(out)
+
+
+def _pct(x: float) -> str:
+    return "-" if x != x else f"{x:.0%}"
+
+
+def _entity_match(alerts: pd.DataFrame, inc: pd.Series) -> pd.Series:
+    same_entity = alerts["entity_id"].astype(str) == str(inc.entity_id)
+    if inc.entity_type == "sku":
+        same_entity |= alerts["entity_id"].astype(str) == f"{inc.workspace_id}:{inc.entity_id}"
+    if inc.domain == "cost" and inc.entity_type in _WORKSPACE_LEVEL:
+        # The cost stream watches workspaces (and their SKUs): a job's or cluster's runaway cost
+        # shows up as its workspace's cost.
+        same_entity |= (alerts["domain"] == "cost") & (alerts["workspace_id"].astype(str) == str(inc.workspace_id))
+    return same_entity
+
+
+def match_alerts(alerts: pd.DataFrame, truth: pd.DataFrame, tolerance: timedelta) -> pd.DataFrame:
+    """All (alert, incident) pairs that match by entity and overlapping time."""
+    pairs = []
+    for _, inc in truth.iterrows():
+        lo, hi = inc.start_time - tolerance, inc.end_time + tolerance
+        m = _entity_match(alerts, inc) & (alerts["window_end"] > lo) & (alerts["window_start"] < hi)
+        for _, a in alerts[m].iterrows():
+            pairs.append({"alert_id": a.alert_id, "alert_type": a.alert_type, "incident_id": inc.incident_id,
+                          "incident_type": inc.incident_type,
+                          "ttd_h": max((a.window_end - inc.start_time) / pd.Timedelta(hours=1), 0.0)})
+    return pd.DataFrame(pairs, columns=["alert_id", "alert_type", "incident_id", "incident_type", "ttd_h"])
+
+
+def evaluate_frames(alerts: pd.DataFrame, truth: pd.DataFrame, tolerance_h: float = 6.0,
+                    domains: tuple[str, ...] = tuple(STREAM_INCIDENT_TYPES)) -> Evaluation:
+    """Evaluate alert rows against ground-truth rows (pure pandas)."""
+    alerts = alerts[alerts["domain"].isin(domains)].copy()
+    for c in ("window_start", "window_end"):
+        alerts[c] = pd.to_datetime(alerts[c])
+    truth = truth.copy()
+    for c in ("start_time", "end_time"):
+        truth[c] = pd.to_datetime(truth[c])
+    if not alerts.empty:
+        # Only incidents the alerts could have seen: those overlapping the streamed event time.
+        lo, hi = alerts["window_start"].min(), alerts["window_end"].max()
+        truth = truth[(truth["end_time"] >= lo) & (truth["start_time"] <= hi)]
+    matches = match_alerts(alerts, truth, timedelta(hours=tolerance_h))
+    true_ids = set(matches["alert_id"])
+    by_alert = []
+    for (atype, dom), g in alerts.groupby(["alert_type", "domain"]):
+        by_alert.append(AlertQuality(atype, dom, len(g), int(g["alert_id"].isin(true_ids).sum())))
+    by_incident = []
+    for dom in domains:
+        for itype in STREAM_INCIDENT_TYPES.get(dom, ()):
+            incs = truth[truth["incident_type"] == itype]
+            m = matches[matches["incident_type"] == itype]
+            first = m.groupby("incident_id")["ttd_h"].min()
+            by_incident.append(TypeQuality(itype, dom, len(incs), int(first.size), first.tolist()))
+    return Evaluation(by_incident, sorted(by_alert, key=lambda a: (a.domain, a.alert_type)), len(alerts),
+                      int(alerts["alert_id"].isin(true_ids).sum()), tolerance_h, matches)
+
+
+def evaluate_alerts(lake: Lakehouse, tolerance_h: float = 6.0) -> Evaluation:
+    """Evaluate ``monitor.alerts`` against ``simulator.ground_truth_incidents`` of the same lakehouse."""
+    if not lake.exists("ground_truth_incidents", "simulator"):
+        raise HealthMonitorError("no simulator.ground_truth_incidents: evaluation needs a simulated estate "
+                                 "('health-monitor simulate', then 'health-monitor stream start --available-now')")
+    if not lake.exists("alerts", "monitor"):
+        raise HealthMonitorError("no monitor.alerts yet: run 'health-monitor stream start --available-now' first")
+    alerts = lake.read("alerts", "monitor").toPandas()
+    truth = lake.read("ground_truth_incidents", "simulator").toPandas()
+    return evaluate_frames(alerts, truth, tolerance_h)
+
+
+#: Emission delay a live stream adds to event-time TTD, for the docs.
+EMIT_DELAY = WATERMARK_DELAY

@@ -1,0 +1,49 @@
+"""Alert evaluation against ground truth: matching by entity and time, precision, recall, TTD."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from health_monitor.streaming.evaluate import evaluate_frames
+
+
+def _alert(aid, domain, atype, etype, eid, ws, start, hours=1):
+    s = pd.Timestamp(start)
+    return {"alert_id": aid, "domain": domain, "alert_type": atype, "entity_type": etype, "entity_id": eid,
+            "workspace_id": ws, "window_start": s, "window_end": s + pd.Timedelta(hours=hours)}
+
+
+def _inc(iid, itype, domain, etype, eid, ws, start, hours):
+    s = pd.Timestamp(start)
+    return {"incident_id": iid, "incident_type": itype, "domain": domain, "entity_type": etype, "entity_id": eid,
+            "workspace_id": ws, "start_time": s, "end_time": s + pd.Timedelta(hours=hours)}
+
+
+def test_matching_precision_recall_and_time_to_detect():
+    truth = pd.DataFrame([
+        _inc("i1", "bulk_exfiltration", "security", "user", "eve@x.com", "1", "2026-05-10 02:00", 3),
+        _inc("i2", "runaway_job_cost", "cost", "job", "42", "1", "2026-05-12 00:00", 24),
+        _inc("i3", "failing_job_streak", "reliability", "job", "77", "2", "2026-05-13 00:00", 24),
+        _inc("i4", "billing_error", "cost", "sku", "JOBS_COMPUTE", "2", "2026-05-14 00:00", 4),
+    ])
+    alerts = pd.DataFrame([
+        _alert("a1", "security", "data_exfiltration", "user", "eve@x.com", "1", "2026-05-10 03:00"),
+        # A runaway job shows up as its workspace's cost.
+        _alert("a2", "cost", "cost_spike", "workspace", "1", "1", "2026-05-12 05:00", 3),
+        # Right entity, but two days after the incident: a false alarm.
+        _alert("a3", "security", "data_exfiltration", "user", "eve@x.com", "1", "2026-05-12 03:00"),
+        _alert("a4", "cost", "cost_spike", "workspace_sku", "2:JOBS_COMPUTE", "2", "2026-05-14 01:00"),
+        _alert("a5", "reliability", "job_failure_streak", "job", "99", "2", "2026-05-13 05:00"),
+    ])
+    ev = evaluate_frames(alerts, truth, tolerance_h=6)
+    assert ev.alerts == 5 and ev.true_alerts == 3
+    assert ev.precision == pytest.approx(0.6)
+    by = {t.incident_type: t for t in ev.by_incident}
+    assert (by["bulk_exfiltration"].detected, by["bulk_exfiltration"].ttd_median_h) == (1, 2.0)
+    assert by["runaway_job_cost"].detected == 1 and by["runaway_job_cost"].ttd_median_h == 8.0
+    assert by["billing_error"].detected == 1
+    assert by["failing_job_streak"].detected == 0 and by["failing_job_streak"].recall == 0
+    prec = {(a.alert_type, a.domain): a.precision for a in ev.by_alert}
+    assert prec[("data_exfiltration", "security")] == 0.5
+    assert "alert precision 60.0%" in ev.format()
