@@ -170,3 +170,48 @@ def test_any_interval_with_gaps(freq: str, seasonal: bool) -> None:
     spike = len(df) - 50
     assert s.score[spike] >= 0.8
     assert (np.delete(s.score, spike) >= 0.8).mean() < 0.01
+
+
+def test_multivariate_zero_inflated_counts_no_storm_and_priors() -> None:
+    """Sparse activity (mostly 0, sometimes a few) is normal for its key; a burst is not."""
+    from health_monitor.detectors.multivariate import MultivariateDetector, population_prior
+
+    n = 24 * 30
+    feats = ["sensitive_reads", "tables_touched", "bytes_out"]
+
+    def user(seed: int) -> pd.DataFrame:
+        r = np.random.default_rng(seed)
+        return pd.DataFrame({
+            "timestamp": pd.date_range("2026-01-01", periods=n, freq="h"),
+            "sensitive_reads": r.poisson(0.1, n).astype(float),
+            "tables_touched": r.poisson(4, n).astype(float),
+            "bytes_out": np.where(r.random(n) < 0.2, r.lognormal(12, 0.5, n), 0.0),
+        })
+
+    prior = population_prior(pd.concat([user(s) for s in range(100, 105)]), feats)
+    assert set(prior) == set(feats) and all(scale > 0 for _, scale in prior.values())
+    df = user(1)
+    df.loc[600, "sensitive_reads"] = 30
+    for p in (None, prior):
+        s = MultivariateDetector(feats, prior=p).score_learn(df)
+        normal = np.delete(s.score, 600)[24 * 7:]
+        assert (normal >= 0.8).mean() <= 0.01
+        assert s.score[600] >= 0.8 and "sensitive_reads 30" in s.evidence[600][0]
+
+
+def test_multivariate_log_features_and_missing_columns() -> None:
+    from health_monitor.detectors.multivariate import MultivariateDetector
+
+    with pytest.raises(ValueError, match="log_features"):
+        MultivariateDetector(["a"], log_features=["b"])
+    n = 400
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame({"timestamp": pd.date_range("2026-01-01", periods=n, freq="h"),
+                       "duration_s": rng.lognormal(8, 0.3, n)})
+    df.loc[300, "duration_s"] *= 10
+    det = MultivariateDetector(["duration_s"], log_features=["duration_s"])
+    s = det.score_learn(df)
+    assert s.score[300] >= 0.8 and (np.delete(s.score, 300)[50:] >= 0.8).mean() < 0.01
+    assert abs(s.expected[300] - np.exp(8)) / np.exp(8) < 0.5  # baseline back in seconds
+    with pytest.raises(ValueError, match="lacks feature"):
+        det.score_learn(df.rename(columns={"duration_s": "d"}))

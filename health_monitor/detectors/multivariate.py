@@ -41,6 +41,9 @@ class MultivariateDetector(StreamingDetector):
         scale_alpha, huber: EW weight and clipping (sigmas) of the robust baseline updates.
         z_mid, z_slope: logistic squashing of the calibrated robust z.
         trees_weight: how far the Half-Space Trees score may lift the robust score (0 disables).
+        log_features: features judged on a log scale (byte volumes, durations, costs: heavy
+            right tails where a 3x jump matters, not a fixed number of bytes). Evidence still
+            shows their raw values.
         n_trees, height, window_size, seed: river HalfSpaceTrees parameters (kept small: the
             state of every key is stored).
     """
@@ -54,7 +57,8 @@ class MultivariateDetector(StreamingDetector):
                  min_scale: float | Mapping[str, float] = 1e-6, min_history: int = 8,
                  warmup_ramp: int = 16, scale_alpha: float = 0.05, huber: float = 3.0,
                  z_mid: float = 5.0, z_slope: float = 1.2, trees_weight: float = 0.5,
-                 n_trees: int = 10, height: int = 6, window_size: int = 64, seed: int = 42) -> None:
+                 n_trees: int = 10, height: int = 6, window_size: int = 64, seed: int = 42,
+                 log_features: list[str] | tuple[str, ...] = ()) -> None:
         if not features:
             raise ValueError("MultivariateDetector needs at least one feature")
         self.features = list(features)
@@ -74,10 +78,21 @@ class MultivariateDetector(StreamingDetector):
         self.height = height
         self.window_size = window_size
         self.seed = seed
+        unknown = sorted(set(log_features) - set(self.features))
+        if unknown:
+            raise ValueError(f"log_features not among the features: {', '.join(unknown)}")
+        self.log_features = tuple(log_features)
         p = len(self.features)
         self.n_ = 0
         self.center_ = np.full(p, np.nan)
         self.mad_ = np.zeros(p)
+        self.spread_ = np.zeros(p)  # unclipped EW mean absolute deviation: lets the scale grow
+        self.mean_abs_ = np.zeros(p)  # EW mean of |x|: the Poisson (count) noise floor
+        # every value so far a whole number (a count) or within [0, 1] (a share or a rate)
+        self.integer_ = np.ones(p, dtype=bool)
+        self.unit_ = np.ones(p, dtype=bool)
+        self.q_hi_ = np.full(p, np.nan)  # running 95th / 5th percentiles (stochastic approximation)
+        self.q_lo_ = np.full(p, np.nan)
         self.count_ = np.zeros(p, dtype=int)
         self.q_ = 3.0
         self.q_trees_ = 0.5
@@ -88,28 +103,49 @@ class MultivariateDetector(StreamingDetector):
         """Boolean anomaly flags for ``scores`` at this detector's threshold."""
         return np.asarray(scores.score) >= self.threshold
 
-    def _baseline(self) -> tuple[np.ndarray, np.ndarray]:
-        """Centre and sigma per feature, shrunk to the prior by how much history the key has."""
+    def _baseline(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Centre and upward/downward sigma per feature, shrunk to the prior while history is short.
+
+        Why asymmetric and quantile-aware: activity features are zero-inflated and skewed (most
+        hours a user exports nothing; some hours a few MB). A MAD alone collapses to 0 on such a
+        feature and every ordinary non-zero value would alarm; the scale is therefore at least
+        the distance from the centre to the key's own 95th (5th) percentile over 1.645, so a
+        value is judged against how far this key's usual upper (lower) tail reaches.
+        """
         center = self.center_.copy()
-        mad = self.mad_.copy()
+        base = np.maximum(self.mad_, 0.5 * self.spread_)
+        up = np.maximum(base, np.nan_to_num(self.q_hi_ - center, nan=0.0) / 1.645 / _SIGMA_PER_MAD)
+        down = np.maximum(base, np.nan_to_num(center - self.q_lo_, nan=0.0) / 1.645 / _SIGMA_PER_MAD)
         for j, f in enumerate(self.features):
             floor = self.min_scale.get(f, 1e-6) if isinstance(self.min_scale, Mapping) else self.min_scale
             if f in self.prior:
                 c0, s0 = self.prior[f]
                 w = self.count_[j] / (self.count_[j] + self.prior_weight)
                 center[j] = c0 if math.isnan(center[j]) else w * center[j] + (1 - w) * c0
-                mad[j] = w * mad[j] + (1 - w) * s0 / _SIGMA_PER_MAD
+                up[j] = w * up[j] + (1 - w) * s0 / _SIGMA_PER_MAD
+                down[j] = w * down[j] + (1 - w) * s0 / _SIGMA_PER_MAD
                 floor = max(floor, 0.1 * s0 / _SIGMA_PER_MAD)
             lvl = 0.0 if math.isnan(center[j]) else abs(center[j])
-            mad[j] = max(mad[j], 1e-3 * lvl, floor)
-        return center, _SIGMA_PER_MAD * mad
+            # counts are at least Poisson-noisy (sd >= sqrt(mean)), so a feature that is usually 0
+            # but sometimes 1 (a sensitive read, a failed login) is not an alarm each time it is 1
+            floor = max(floor, 1e-3 * lvl)
+            if self.integer_[j] or self.unit_[j]:
+                # counts and shares are at least Poisson / binomial noisy
+                floor = max(floor, math.sqrt(self.mean_abs_[j]) / _SIGMA_PER_MAD)
+            up[j] = max(up[j], floor)
+            down[j] = max(down[j], floor)
+        return center, _SIGMA_PER_MAD * up, _SIGMA_PER_MAD * down
 
     def score_learn(self, frame: pd.DataFrame) -> Scores:
         """Score each row (columns ``timestamp`` plus the features) before learning it."""
         missing = [f for f in self.features if f not in frame.columns]
         if missing:
             raise ValueError(f"frame lacks feature column(s): {', '.join(missing)}")
-        X = frame[self.features].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+        raw = frame[self.features].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+        X = raw.copy()
+        for f in self.log_features:
+            j = self.features.index(f)
+            X[:, j] = np.sign(X[:, j]) * np.log1p(np.abs(X[:, j]))
         n, p = X.shape
         dirs = np.array([self.directions.get(f, 1) for f in self.features])
         score = np.zeros(n)
@@ -119,8 +155,9 @@ class MultivariateDetector(StreamingDetector):
         for i in range(n):
             x = X[i]
             ok = np.isfinite(x)
-            center, sigma = self._baseline()
+            center, sig_up, sig_down = self._baseline()
             known = ok & ~np.isnan(center)
+            sigma = np.where(x >= center, sig_up, sig_down)
             z = np.zeros(p)
             z[known] = (x[known] - center[known]) / sigma[known]
             zdir = np.where(dirs > 0, np.maximum(z, 0), np.where(dirs < 0, np.maximum(-z, 0), np.abs(z)))
@@ -128,7 +165,7 @@ class MultivariateDetector(StreamingDetector):
             z_agg = float(np.sqrt(np.sum(top ** 2)))
             j_top = int(np.argmax(zdir))
             if not math.isnan(center[j_top]):
-                expected[i] = center[j_top]
+                expected[i] = self._untransform(center)[j_top]
             # --- score ---
             s = 0.0
             if ok.any():
@@ -152,7 +189,7 @@ class MultivariateDetector(StreamingDetector):
                     self.q_ *= math.exp(0.02 * 0.99) if z_agg > self.q_ else math.exp(-0.02 * 0.01)
                     self.q_ = max(self.q_, 3.0)
                 if s >= 0.5:
-                    evidence[i] = self._evidence(x, center, z, zdir, s_t)
+                    evidence[i] = self._evidence(raw[i], self._untransform(center), z, zdir, s_t)
                 # --- learn ---
                 self.trees_.learn_one(scaled)
                 self._learn(x, ok, sigma)
@@ -160,11 +197,25 @@ class MultivariateDetector(StreamingDetector):
             score[i] = s
         return Scores(score=score, expected=expected, evidence=evidence)
 
+    def _untransform(self, v: np.ndarray) -> np.ndarray:
+        """Back from the log scale of ``log_features`` to the features' own units."""
+        if not self.log_features:
+            return v
+        v = v.copy()
+        for f in self.log_features:
+            j = self.features.index(f)
+            v[j] = np.sign(v[j]) * np.expm1(np.abs(v[j]))
+        return v
+
     def _learn(self, x: np.ndarray, ok: np.ndarray, sigma: np.ndarray) -> None:
         for j in np.nonzero(ok)[0]:
             c = self.center_[j]
             if math.isnan(c):
                 self.center_[j] = x[j]
+                self.q_hi_[j] = self.q_lo_[j] = x[j]
+                self.mean_abs_[j] = abs(x[j])
+                self.integer_[j] = x[j] == round(x[j])
+                self.unit_[j] = 0.0 <= x[j] <= 1.0
                 self.count_[j] = 1
                 continue
             k = self.count_[j]
@@ -173,6 +224,18 @@ class MultivariateDetector(StreamingDetector):
             lim = self.huber * sigma[j] if k > 5 else math.inf
             rc = max(-lim, min(lim, r))
             self.center_[j] = c + a * rc
+            self.spread_[j] += (a / 2) * (abs(r) - self.spread_[j])
+            self.mean_abs_[j] += (a / 2) * (abs(x[j]) - self.mean_abs_[j])
+            if self.integer_[j] and x[j] != round(x[j]):
+                self.integer_[j] = False
+            if self.unit_[j] and not 0.0 <= x[j] <= 1.0:
+                self.unit_[j] = False
+            # quantile steps proportional to the feature's spread keep them scale-free
+            step = 0.05 * max(self.spread_[j], self.mad_[j], 1e-12)
+            if math.isnan(self.q_hi_[j]):
+                self.q_hi_[j] = self.q_lo_[j] = x[j]
+            self.q_hi_[j] += step * (0.95 - (x[j] <= self.q_hi_[j])) / 0.05
+            self.q_lo_[j] += step * (0.05 - (x[j] < self.q_lo_[j])) / 0.05
             self.mad_[j] += a * (abs(rc) - self.mad_[j])
             self.count_[j] = k + 1
 
@@ -186,3 +249,21 @@ class MultivariateDetector(StreamingDetector):
         if s_t >= 0.5:
             out.append("unusual combination of features (half-space trees)")
         return out
+
+
+def population_prior(frame: pd.DataFrame, features: list[str]) -> dict[str, tuple[float, float]]:
+    """``(centre, scale)`` per feature across a whole population (all users, all jobs), for the
+    ``prior`` of :class:`MultivariateDetector`: median, and the larger of the normalised MAD and
+    the distance from the median to the 95th percentile over 1.645 (zero-inflated features)."""
+    out: dict[str, tuple[float, float]] = {}
+    for f in features:
+        v = pd.to_numeric(frame[f], errors="coerce").to_numpy(dtype=float)
+        v = v[np.isfinite(v)]
+        if len(v) == 0:
+            continue
+        med = float(np.median(v))
+        mad = 1.4826 * float(np.median(np.abs(v - med)))
+        upper = (float(np.quantile(v, 0.95)) - med) / 1.645
+        out[f] = (med, max(mad, upper, 1e-3 * abs(med), 1e-9))
+    return out
+
