@@ -28,6 +28,8 @@ DOMAIN_COLUMNS: dict[str, dict[str, str]] = {
     "cost": {
         "cost_usd": "list cost of the window (USD)",
         "dbus": "DBUs of the window",
+        "sku_count": "distinct SKUs billed in the window",
+        "job_count": "distinct jobs billed in the window",
         "baseline_7d": "mean hourly cost over the previous 7 days",
         "baseline_30d": "mean hourly cost over the previous 30 days",
         "std_7d": "standard deviation of hourly cost over the previous 7 days",
@@ -65,6 +67,7 @@ DOMAIN_COLUMNS: dict[str, dict[str, str]] = {
         "self_grants": "grants made by the user to themselves",
         "export_gb": "data exported or downloaded (GB)",
         "export_count": "export / download actions",
+        "export_bytes": "data exported or downloaded (bytes)",
         "read_gb": "data read by the user's queries (GB)",
         "is_service_principal": "1 when the user is a service principal",
         "sensitivity": "sensitivity of the data touched, 0 (public) to 1 (PII) (impact input)",
