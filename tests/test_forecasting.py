@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from health_monitor import runtime
-from health_monitor.batch.forecasting import backtest, forecast_daily, forecast_total
+from health_monitor.batch.forecasting import backtest, forecast_daily, forecast_total, forecast_totals
 from health_monitor.cli import main
 from health_monitor.errors import HealthMonitorError
 
@@ -78,6 +78,10 @@ def test_zeros_and_intermittent_series_stay_non_negative() -> None:
     assert total["p10"] < actual_mean_30 < total["p90"]
     zeros = forecast_daily(daily(np.zeros(60)), 10, use_prophet=False)
     assert (zeros[["p10", "p50", "p90"]].to_numpy() == 0).all()
+    # Months of zeros before a workspace existed must not drag its level down.
+    late_start = daily(np.r_[np.zeros(150), weekly_series(90, seed=5)])
+    fc = forecast_daily(late_start, 14, use_prophet=False)
+    assert fc.p50.mean() > 0.85 * weekly_series(90, seed=5)[-28:].mean()
 
 
 def test_gaps_are_missing_days_not_zeros() -> None:
@@ -128,6 +132,12 @@ def test_forecast_total_counts_observed_days_of_the_period() -> None:
     assert abs(month["p50"] - 280.0) < 15
     with pytest.raises(HealthMonitorError, match="before start"):
         forecast_total(history, "2025-03-01", "2025-02-01")
+    # Several periods from one fit; a period that starts later skips the days before it.
+    feb, march_first_week, q1 = forecast_totals(
+        history, [("2025-02-01", "2025-02-28"), ("2025-03-01", "2025-03-07"), ("2025-01-01", "2025-03-31")])
+    assert feb == {"p10": 280.0, "p50": 280.0, "p90": 280.0}  # a flat history forecasts flat
+    assert march_first_week["p50"] == 70.0
+    assert q1["p50"] == 10.0 * (26 + 28 + 31)  # January's first five days are before the history
 
 
 def test_backtest_beats_seasonal_naive_on_a_shipped_series() -> None:

@@ -81,6 +81,10 @@ def read_daily_csv(path: str | Path, timestamp_col: str | None = None,
         notes.append(f"aggregated {len(frame):,} sub-daily rows to {days.nunique():,} daily sums")
     if days.nunique() < 2:
         raise HealthMonitorError(f"{path} covers {days.nunique()} day(s); at least 2 days are needed to forecast")
+    gap = float(np.median(np.diff(np.sort(days.unique())).astype("timedelta64[D]").astype(float)))
+    if gap >= 5:
+        notes.append(f"rows are about {gap:.0f} days apart: the forecast is per day, and days without "
+                     "rows count as unknown, not zero (aggregate to daily values first if that is wrong)")
     notes.insert(0, f"time column {ts_name!r}, value column {val_name!r}")
     return frame, notes
 

@@ -59,20 +59,43 @@ def forecast_total(history: pd.DataFrame | pd.Series, start: str | dt.date | pd.
     Returns:
         ``{"p10": ..., "p50": ..., "p90": ...}`` (keys follow ``quantiles``), non-decreasing.
     """
+    return forecast_totals(history, [(start, end)], quantiles, holidays_country,
+                           use_prophet=use_prophet, seed=seed)[0]
+
+
+def forecast_totals(history: pd.DataFrame | pd.Series,
+                    periods: list[tuple[str | dt.date | pd.Timestamp, str | dt.date | pd.Timestamp]],
+                    quantiles: tuple[float, ...] = DEFAULT_QUANTILES,
+                    holidays_country: str | None = "US", *, use_prophet: bool = True,
+                    seed: int = 0) -> list[dict[str, float]]:
+    """:func:`forecast_total` for several periods from ONE fit (e.g. each month to year end).
+
+    All periods share the same sample paths, so a fit costs once however many periods are
+    asked for, and totals of nested periods stay consistent with each other.
+    """
     names = quantile_names(tuple(quantiles))
     series = prepare_history(history)
-    first_day, last_day = _day(start, "start"), _day(end, "end")
-    if last_day < first_day:
-        raise HealthMonitorError(f"end {last_day.date()} is before start {first_day.date()}")
     last_obs = series.index[-1]
-    observed = float(np.nansum(series.loc[first_day:min(last_day, last_obs)].to_numpy()))
-    if last_day <= last_obs:
-        return dict.fromkeys(names, observed)
-    horizon = int((last_day - last_obs).days)
-    fc = simulate_paths(series, horizon, holidays_country, use_prophet=use_prophet, seed=seed)
-    offset = max(0, int((first_day - last_obs).days) - 1)
-    q = fc.total_quantiles(tuple(quantiles), first=offset) + observed
-    return {name: float(v) for name, v in zip(names, q, strict=True)}
+    bounds = []
+    for start, end in periods:
+        first_day, last_day = _day(start, "start"), _day(end, "end")
+        if last_day < first_day:
+            raise HealthMonitorError(f"end {last_day.date()} is before start {first_day.date()}")
+        bounds.append((first_day, last_day))
+    horizon = max((int((b[1] - last_obs).days) for b in bounds), default=0)
+    fc = (simulate_paths(series, horizon, holidays_country, use_prophet=use_prophet, seed=seed)
+          if horizon > 0 else None)
+    out = []
+    for first_day, last_day in bounds:
+        observed = float(np.nansum(series.loc[first_day:min(last_day, last_obs)].to_numpy()))
+        if last_day <= last_obs:
+            out.append(dict.fromkeys(names, observed))
+            continue
+        first = max(0, int((first_day - last_obs).days) - 1)
+        last = int((last_day - last_obs).days) - 1
+        q = fc.total_quantiles(tuple(quantiles), first=first, last=last) + observed
+        out.append({name: float(v) for name, v in zip(names, q, strict=True)})
+    return out
 
 
 def _day(value: str | dt.date | pd.Timestamp, what: str) -> pd.Timestamp:

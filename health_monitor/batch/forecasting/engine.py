@@ -33,6 +33,7 @@ from health_monitor.errors import HealthMonitorError
 INNER_ORIGINS = 4
 INNER_STEP = 7
 MIN_TRAIN = 21
+MAX_HISTORY_DAYS = 4 * 365
 #: Histories shorter than this use the short-history fallback.
 MIN_VALIDATED = MIN_TRAIN + 7
 #: Level-error spread inflation: few origins underestimate the spread of month totals.
@@ -41,6 +42,9 @@ NOISE_BLOCK = 7
 #: Candidates scoring within this factor of the best are combined (weights 1/score^2): picking
 #: a single winner from four noisy validation windows is less reliable than averaging the good.
 COMBINE_WITHIN = 1.5
+#: Later inner origins count more when scoring candidates (weight RECENCY**k for the k-th most
+#: recent): after a level change the newest windows say most about the next one.
+RECENCY = 0.7
 
 
 @dataclass
@@ -99,6 +103,7 @@ def simulate_paths(series: pd.Series, horizon: int, holidays_country: str | None
     """
     if horizon < 1:
         raise HealthMonitorError(f"horizon must be at least 1 day (got {horizon})")
+    series = _relevant_history(series)
     y = series.to_numpy(dtype=float)
     dates = pd.DatetimeIndex(series.index)
     rng = np.random.default_rng(seed)
@@ -118,6 +123,25 @@ def simulate_paths(series: pd.Series, horizon: int, holidays_country: str | None
         fc.paths = np.maximum(fc.paths, 0.0)
         fc.point = np.maximum(fc.point, 0.0)
     return fc
+
+
+def _relevant_history(series: pd.Series) -> pd.Series:
+    """Drop what only slows the fit or misleads it.
+
+    Four years hold every signal the candidates use (Prophet reads three, the yearly candidate
+    one). A long run of leading zeros followed by steady activity is "did not exist yet" (a
+    workspace created later), not intermittent demand, and would otherwise switch the engine
+    to additive errors and drag levels down.
+    """
+    series = series.iloc[-MAX_HISTORY_DAYS:]
+    y = series.to_numpy(dtype=float)
+    nonzero = np.flatnonzero(np.isfinite(y) & (y != 0))
+    if nonzero.size:
+        first = int(nonzero[0])
+        rest = y[first:][np.isfinite(y[first:])]
+        if first >= 14 and rest.size >= 7 and np.mean(rest == 0) < 0.1:
+            series = series.iloc[first:]
+    return series
 
 
 # ---------------------------------------------------------------- validated ensemble
@@ -175,7 +199,9 @@ def _ensemble(y: np.ndarray, dates: pd.DatetimeIndex, horizon: int, country: str
     if not fc:
         return _short(y, dates, horizon, rng, n_paths)
 
-    scores = {m: np.mean([_score(a, f) for a, f in zip(actuals, fc[m], strict=True)]) for m in fc}
+    recency = RECENCY ** np.arange(len(origins))
+    scores = {m: float(np.average([_score(a, f) for a, f in zip(actuals, fc[m], strict=True)], weights=recency))
+              for m in fc}
     weights = _weights(scores)
 
     residuals = []

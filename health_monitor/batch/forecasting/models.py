@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 #: Spans (days) that switch features on. Yearly seasonality needs ~1.5 years to be identified.
 MIN_DAYS_YEARLY = 548
-MIN_DAYS_PROPHET = 28
-PROPHET_MAX_DAYS = 3 * 365
+MIN_DAYS_PROPHET = 90
+PROPHET_MAX_DAYS = 2 * 365
 
 
 @dataclass
@@ -387,7 +387,7 @@ def prophet(train: Train, horizon: int) -> np.ndarray | None:
     from prophet import Prophet  # heavy import: only when used
 
     _quiet_stan()
-    # Three years carry all the yearly signal Prophet can use; older data only slows the fit.
+    # Two years identify yearly seasonality; older data mostly slows the fit (JSON + Stan time).
     y_all, dates = train.y[-PROPHET_MAX_DAYS:], train.dates[-PROPHET_MAX_DAYS:]
     ok = np.isfinite(y_all)
     y = y_all[ok]
@@ -396,7 +396,7 @@ def prophet(train: Train, horizon: int) -> np.ndarray | None:
     span = len(y_all)
     model = Prophet(
         growth="linear",
-        yearly_seasonality=10 if span >= MIN_DAYS_YEARLY else False,
+        yearly_seasonality=6 if span >= MIN_DAYS_YEARLY else False,
         weekly_seasonality=3 if span >= 14 else False,
         daily_seasonality=False,
         changepoint_range=0.9,
