@@ -1,0 +1,147 @@
+"""Gold builders: the system tables (``system.*`` on Databricks, system-shaped Delta tables in the
+local lakehouse) to every Gold table except the user-configuration ones.
+
+Design
+------
+* One code path in both environments: sources are read only through ``Lakehouse.read`` /
+  ``read_stream`` on the ``system`` layer, and every write goes through ``core.GoldSink``, which
+  conforms the rows to the table's contract (columns, order, types) and MERGEs on its primary key
+  only the rows that are new or changed. Reruns therefore never duplicate and report 0 rows.
+* Streamable, append-only sources (billing.usage, lakeflow.job_run_timeline, compute.node_timeline,
+  access.audit, access.table_lineage) are read with Structured Streaming,
+  ``trigger(availableNow=True)`` and ``foreachBatch``, one checkpoint per Gold table under
+  ``<checkpoint_dir>/gold/<table>``. A row is processed once whenever it arrives, so rows that
+  land late with an old event time are picked up by the next build.
+* Job runs arrive as hourly rows and can straddle builds: each micro-batch recomputes the runs it
+  touches from all of their source rows, so an in-progress run is updated when its final row lands.
+* All-purpose usage is attributed to the job run on its cluster that overlaps it most. When runs
+  change in a build, usage already in Gold on those clusters is attributed again, so a run that
+  arrives after its cluster's usage still gets the cost.
+* Non-streamable sources (query.history, data-quality results, information_schema snapshots) are
+  read from a stored watermark minus a lookback (``core.Watermark``) and upserted.
+* Dimensions are small: every build derives all SCD2 versions from their change logs
+  (``versions``) and the sink writes only new or closed versions. ``dim_date`` spans the facts'
+  dates plus ``FUTURE_DAYS``.
+* A Gold table that is missing while its checkpoint exists is rebuilt from the beginning;
+  ``full_refresh`` drops tables and checkpoints on purpose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from health_monitor import progress
+from health_monitor.errors import HealthMonitorError
+from health_monitor.gold.builders import dims, facts, jobs, usage
+from health_monitor.gold.builders.core import conform, reset_state
+from health_monitor.gold.schemas import GOLD_TABLES
+
+if TYPE_CHECKING:
+    from health_monitor.runtime import Lakehouse
+
+#: Gold tables that hold user configuration: loaded with ``ingest``, never built.
+USER_CONFIG_TABLES = ("commit_configurations", "sla_definitions")
+
+
+@dataclass
+class _Build:
+    """State shared by the builders of one ``build_gold`` call."""
+
+    lake: Lakehouse
+    holiday_country: str = "US"
+    touched_clusters: object = None  # DataFrame of job-run windows that changed in this build
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Builder:
+    """How one Gold table is built: its required system tables and the function that builds it."""
+
+    table: str
+    sources: tuple[str, ...]
+    run: Callable[[_Build], int | None]  # None: nothing to build from (skipped)
+
+
+def _job_runs(b: _Build) -> int:
+    n, b.touched_clusters = jobs.build_job_runs(b.lake)
+    return n
+
+
+#: In dependency order: dimensions, runs before usage (attribution), facts, then the calendar.
+BUILDERS: list[Builder] = [
+    Builder("dim_workspace", ("access.workspaces_latest",), lambda b: dims.build_dim_workspace(b.lake)),
+    Builder("dim_sku", ("billing.list_prices",), lambda b: dims.build_dim_sku(b.lake)),
+    Builder("dim_job", ("lakeflow.jobs",), lambda b: jobs.build_dim_job(b.lake)),
+    Builder("dim_cluster", ("compute.clusters",), lambda b: dims.build_dim_cluster(b.lake)),
+    Builder("dim_warehouse", ("compute.warehouses",), lambda b: dims.build_dim_warehouse(b.lake)),
+    Builder("fact_job_run_timeline", (jobs.RUN_SOURCE,), _job_runs),
+    Builder("fact_usage", (usage.USAGE_SOURCE,), lambda b: usage.build_usage(b.lake, b.touched_clusters)),
+    Builder("fact_node_timeline", ("compute.node_timeline",), lambda b: facts.build_node_timeline(b.lake)),
+    Builder("fact_audit_events", ("access.audit",), lambda b: facts.build_audit_events(b.lake)),
+    Builder("fact_table_lineage", ("access.table_lineage",), lambda b: facts.build_table_lineage(b.lake)),
+    Builder("fact_query_history", ("query.history",), lambda b: facts.build_query_history(b.lake)),
+    Builder("fact_data_quality_monitoring_table_results", ("data_quality_monitoring.table_results",),
+            lambda b: facts.build_dq_results(b.lake)),
+    Builder("fact_table_schema_history", ("information_schema.columns",),
+            lambda b: facts.build_schema_history(b.lake)),
+    Builder("dim_date", (), lambda b: dims.build_dim_date(b.lake, b.holiday_country)),
+]
+
+BUILDABLE = [b.table for b in BUILDERS]
+
+
+def _check_tables(tables: list[str] | None) -> list[str]:
+    if not tables:
+        return BUILDABLE
+    for t in tables:
+        if t in USER_CONFIG_TABLES:
+            raise HealthMonitorError(
+                f"{t} is user configuration, not built from system tables: load it with "
+                f"'health-monitor ingest FILE --table {t}'"
+            )
+        if t not in GOLD_TABLES:
+            raise HealthMonitorError(f"unknown Gold table {t!r}; buildable: {', '.join(BUILDABLE)}")
+    return [t for t in BUILDABLE if t in tables]
+
+
+def build_gold(lake: Lakehouse, tables: list[str] | None = None, *, full_refresh: bool = False,
+               holiday_country: str = "US") -> dict[str, int]:
+    """Build (incrementally) the Gold tables from the system layer.
+
+    Args:
+        lake: the lakehouse to read ``system`` and write ``gold`` in.
+        tables: Gold tables to build (default: all but the user-configuration tables), always
+            built in dependency order.
+        full_refresh: drop the tables and their checkpoints first and rebuild from all history.
+        holiday_country: ISO country code of the holidays in ``dim_date``.
+
+    Returns:
+        Rows inserted or updated per Gold table built; tables whose system sources do not exist
+        are skipped (with a progress note) and absent from the result.
+    """
+    wanted = _check_tables(tables)
+    b = _Build(lake, holiday_country)
+    for builder in BUILDERS:
+        if builder.table not in wanted:
+            continue
+        missing = [s for s in builder.sources if not lake.exists(s, "system")]
+        if missing:
+            progress.info(f"skip {builder.table}: no system.{', system.'.join(missing)}")
+            continue
+        if full_refresh:
+            lake.delete_table(builder.table, "gold")
+        if full_refresh or not lake.exists(builder.table, "gold"):
+            reset_state(lake, builder.table)  # a checkpoint without its table would skip history
+        with progress.step(f"gold.{builder.table}"):
+            n = builder.run(b)
+        if n is None:
+            progress.info(f"skip {builder.table}: no Gold facts to take its range from")
+            continue
+        b.counts[builder.table] = n
+        progress.info(f"gold.{builder.table}: {n:,} rows added or updated")
+    return b.counts
+
+
+__all__ = ["BUILDABLE", "BUILDERS", "USER_CONFIG_TABLES", "Builder", "build_gold", "conform"]
