@@ -224,8 +224,13 @@ class MultivariateDetector(StreamingDetector):
             lim = self.huber * sigma[j] if k > 5 else math.inf
             rc = max(-lim, min(lim, r))
             self.center_[j] = c + a * rc
-            self.spread_[j] += (a / 2) * (abs(r) - self.spread_[j])
-            self.mean_abs_[j] += (a / 2) * (abs(x[j]) - self.mean_abs_[j])
+            # capped after warm-up so one absurd value cannot blind the key for weeks
+            ar, ax = abs(r), abs(x[j])
+            if k > 5 and self.spread_[j] > 0:  # (a feature that was always 0 may still grow)
+                ar = min(ar, 100.0 * self.spread_[j] + 10.0 * sigma[j])
+                ax = min(ax, 100.0 * (self.mean_abs_[j] + self.spread_[j]))
+            self.spread_[j] += (a / 2) * (ar - self.spread_[j])
+            self.mean_abs_[j] += (a / 2) * (ax - self.mean_abs_[j])
             if self.integer_[j] and x[j] != round(x[j]):
                 self.integer_[j] = False
             if self.unit_[j] and not 0.0 <= x[j] <= 1.0:

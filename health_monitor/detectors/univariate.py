@@ -294,9 +294,18 @@ class UnivariateDetector(StreamingDetector):
                 evidence = self._evidence(x, expected, z_best, best, shift_flag)
 
         # series-level state
-        self.abs_level_ += max(0.02, 1.0 / (n_before + 1)) * (abs(x) - self.abs_level_)
+        # the scale floors must not be poisoned by one absurd value (a 1000x spike would blind the
+        # detector for thousands of rows), so after warm-up their updates are capped: they can
+        # still grow geometrically when the series truly changes scale
+        ax, dx = abs(x), (abs(x - self._last_x) if n_before >= 1 else 0.0)
+        if n_before > self.min_history:
+            cap = 5.0 * (self.abs_level_ + self.long_mad_) + 1e-12
+            ax = ax if ax < cap else cap
+            cap = 5.0 * self.long_mad_ + 1e-3 * self.abs_level_ + 1e-12
+            dx = dx if dx < cap else cap
+        self.abs_level_ += max(0.02, 1.0 / (n_before + 1)) * (ax - self.abs_level_)
         if n_before >= 1:
-            self.long_mad_ += max(0.005, 1.0 / n_before) * (abs(x - self._last_x) - self.long_mad_)
+            self.long_mad_ += max(0.005, 1.0 / n_before) * (dx - self.long_mad_)
         self._last_x = x
         if math.isnan(self.t0_):
             self.t0_ = t
