@@ -150,8 +150,7 @@ def node_timeline(estate: Estate, sess: pd.DataFrame, runs: pd.DataFrame, rng: n
     }).loc[p_end > p_start].reset_index(drop=True)
 
 
-def clusters_table(estate: Estate, plan: Plan, runs: pd.DataFrame, rng: np.random.Generator,
-                   include_static: bool = True) -> pd.DataFrame:
+def clusters_table(estate: Estate, plan: Plan, window: Window, runs: pd.DataFrame, include_static: bool = True) -> pd.DataFrame:
     """``compute.clusters``: all-purpose clusters with their edits, plus one row per job cluster."""
     rows = []
 
@@ -178,14 +177,15 @@ def clusters_table(estate: Estate, plan: Plan, runs: pd.DataFrame, rng: np.rando
             rows.append(row(c, c.create_time))
             for when, new in c.upgrades:
                 rows.append(row(c, when, dbr=new))
-        for inc in plan.of("cluster_over_provisioning"):
-            c = next(x for x in estate.clusters if x.cluster_id == inc.entity_id)
-            rows.append(row(c, inc.start, workers=inc.extra["workers"]))
-            rows.append(row(c, inc.end))
-        for c in untagged_clusters(estate, plan):
-            end = next(i.end for i in plan.of("untagged_spend") if i.extra["cluster_id"] == c.cluster_id)
-            rows.append(row(c, c.create_time))
-            rows.append(row(c, end, delete=end))
+    # Changes made by incidents, each written in the window it happens in (live ticks included).
+    inc_rows = []
+    for inc in plan.of("cluster_over_provisioning"):
+        c = next(x for x in estate.clusters if x.cluster_id == inc.entity_id)
+        inc_rows += [row(c, inc.start, workers=inc.extra["workers"]), row(c, inc.end)]
+    for c in untagged_clusters(estate, plan):
+        end = next(i.end for i in plan.of("untagged_spend") if i.extra["cluster_id"] == c.cluster_id)
+        inc_rows += [row(c, c.create_time), row(c, end, delete=end)]
+    rows += [r for r in inc_rows if window.start <= r["change_time"] < window.end]
     jr = runs[runs["compute"] == "job_cluster"] if not runs.empty else runs
     df = pd.DataFrame(rows)
     if len(jr):

@@ -260,9 +260,9 @@ _WS_NAMES = ["prod-analytics", "data-platform", "ml-research", "finance-prod", "
 
 # Table catalog: (catalog, schema, name, base rows/day, sensitive, columns)
 _TABLES = [
-    ("raw", "events", "clickstream", 5e7, False, "event_id:string,user_id:bigint,session_id:string,page:string,event_ts:timestamp,event_date:date,country:string,device:string"),
-    ("raw", "events", "app_logs", 2e7, False, "log_id:string,service:string,level:string,message:string,ts:timestamp,log_date:date,host:string"),
-    ("raw", "iot", "sensor_readings", 8e7, False, "device_id:string,reading:double,unit:string,reading_ts:timestamp,reading_date:date,site_id:int"),
+    ("raw", "events", "clickstream", 5e6, False, "event_id:string,user_id:bigint,session_id:string,page:string,event_ts:timestamp,event_date:date,country:string,device:string"),
+    ("raw", "events", "app_logs", 2e6, False, "log_id:string,service:string,level:string,message:string,ts:timestamp,log_date:date,host:string"),
+    ("raw", "iot", "sensor_readings", 8e6, False, "device_id:string,reading:double,unit:string,reading_ts:timestamp,reading_date:date,site_id:int"),
     ("main", "sales", "orders", 2e6, False, "order_id:bigint,customer_id:bigint,order_ts:timestamp,order_date:date,amount:decimal(18,2),currency:string,status:string,channel:string"),
     ("main", "sales", "order_items", 6e6, False, "order_id:bigint,item_id:bigint,sku:string,qty:int,unit_price:decimal(18,2),order_date:date"),
     ("main", "sales", "customers_pii", 3e4, True, "customer_id:bigint,full_name:string,email:string,phone:string,address:string,birth_date:date,created_at:timestamp"),
@@ -288,14 +288,14 @@ _TABLES = [
 
 # Job archetypes: name -> (schedule, base minutes, sigma, workers range, compute choices, weight)
 ARCHETYPES = {
-    "etl_nightly": ("daily", 35, 0.45, (2, 8), {"job_cluster": 0.8, "serverless": 0.2}, 5),
+    "etl_nightly": ("daily", 50, 0.45, (4, 16), {"job_cluster": 0.8, "serverless": 0.2}, 5),
     "hourly_ingest": ("hourly", 6, 0.5, (1, 3), {"serverless": 0.75, "job_cluster": 0.25}, 1),
-    "ingest_4h": ("every4h", 14, 0.5, (2, 4), {"job_cluster": 0.7, "serverless": 0.3}, 2),
-    "ml_training": ("weekly", 95, 0.65, (2, 6), {"job_cluster": 0.6, "all_purpose": 0.4}, 2),
-    "ml_scoring": ("daily", 22, 0.5, (2, 4), {"job_cluster": 1.0}, 2),
+    "ingest_4h": ("every4h", 14, 0.5, (2, 6), {"job_cluster": 0.7, "serverless": 0.3}, 2),
+    "ml_training": ("weekly", 95, 0.65, (4, 12), {"job_cluster": 0.6, "all_purpose": 0.4}, 2),
+    "ml_scoring": ("daily", 22, 0.5, (2, 8), {"job_cluster": 1.0}, 2),
     "streaming": ("continuous", 1440, 0.0, (1, 2), {"job_cluster": 1.0}, 0.5),
     "reporting": ("daily", 12, 0.55, (1, 1), {"warehouse": 1.0}, 3),
-    "month_end_close": ("monthly", 150, 0.4, (4, 10), {"job_cluster": 1.0}, 1),
+    "month_end_close": ("monthly", 150, 0.4, (8, 20), {"job_cluster": 1.0}, 1),
     "file_arrival": ("file_arrival", 9, 0.6, (1, 3), {"serverless": 0.5, "job_cluster": 0.5}, 1),
     "adhoc_notebook": ("adhoc", 25, 0.9, (1, 1), {"all_purpose": 1.0}, 2),
 }
@@ -389,10 +389,10 @@ def build_estate(seed: int, window: Window, workspaces: int, scale: float) -> Es
                 _tags(rng, team), window.start - pd.Timedelta(days=int(rng.integers(5, 300))),
                 float(rng.uniform(6, 11) if shared else rng.uniform(2, 6)),
                 "USER_ISOLATION" if shared else "SINGLE_USER", upgrades))
-        n_wh = max(1, round(2.5 * scale * ws.size))
+        n_wh = max(1, round(2 * scale * ws.size))
         for k in range(n_wh):
             wtype = str(rng.choice(["SERVERLESS", "PRO", "CLASSIC"], p=[0.5, 0.35, 0.15]))
-            size = str(rng.choice(list(WAREHOUSE_SIZES)[:7], p=[0.15, 0.25, 0.25, 0.18, 0.1, 0.05, 0.02]))
+            size = str(rng.choice(list(WAREHOUSE_SIZES), p=[0.28, 0.28, 0.2, 0.12, 0.05, 0.03, 0.02, 0.01, 0.01]))
             maxc = int(rng.choice([1, 2, 4, 8], p=[0.3, 0.35, 0.25, 0.1]))
             creator = people[int(rng.integers(0, len(people)))]
             warehouses.append(Warehouse(
@@ -474,7 +474,9 @@ def _make_job(rng: np.random.Generator, ws: Workspace, arch: str, people: list[U
     owner = people[int(rng.integers(0, len(people)))]
     run_as = sps[int(rng.integers(0, len(sps)))].email if sps and arch != "adhoc_notebook" and rng.random() < 0.75 else owner.email
     ml = arch.startswith("ml_")
-    node = str(rng.choice((GPU_NODES if rng.random() < 0.3 else CPU_NODES[4:9]) if ml else CPU_NODES))
+    # Batch jobs run on the larger nodes; GPUs only for some ML jobs.
+    big = ["m5d.2xlarge", "m5d.4xlarge", "r5d.2xlarge", "r5d.4xlarge", "i3.2xlarge", "c5d.4xlarge"]
+    node = str(rng.choice((GPU_NODES if rng.random() < 0.3 else big[2:5]) if ml else big))
     cluster = None
     if compute == "all_purpose":
         cluster = clusters[int(rng.integers(0, len(clusters)))]
@@ -506,7 +508,7 @@ def _make_job(rng: np.random.Generator, ws: Workspace, arch: str, people: list[U
         int(rng.integers(wlo, whi + 1)),
         str(rng.choice(DBR_ML[:2] if ml else DBR_VERSIONS[1:])), bool(rng.random() < 0.45),
         "SPOT_WITH_FALLBACK" if rng.random() < 0.35 else "ON_DEMAND", base_minutes, sigma,
-        float(rng.uniform(0.0, 0.006)), float(rng.uniform(0.35, 0.8)), float(rng.beta(1, 60)),
+        float(rng.uniform(0.0, 0.004)), float(rng.uniform(0.3, 0.75)), float(rng.beta(1, 60)),
         [str(r) for r in reads], writes, tasks,
         int(rng.choice([0, 3600 * 4, 3600 * 8])) if schedule != "continuous" else 0,
         window.start - pd.Timedelta(days=int(rng.integers(3, 400))), int(rng.choice([0, 1, 2], p=[0.4, 0.4, 0.2])))

@@ -51,7 +51,7 @@ def generate(estate: Estate, plan: Plan, window: Window, seed: int, static: bool
     sess = compute.sessions(estate, plan, window, rng_for(seed, window, 2), cal, extra=ap_runs)
     since = estate.window.end - pd.Timedelta(days=compute.NODE_TIMELINE_DAYS)
     out.tables["compute.node_timeline"] = compute.node_timeline(estate, sess, runs.runs, rng_for(seed, window, 3), since)
-    out.tables["compute.clusters"] = compute.clusters_table(estate, plan, runs.runs, rng_for(seed, window, 4), static)
+    out.tables["compute.clusters"] = compute.clusters_table(estate, plan, window, runs.runs, static)
     q = queries.generate_queries(estate, plan, window, rng_for(seed, window, 5), cal, runs.runs)
     out.tables["compute.warehouse_events"] = q.events
     raw = usage.usage_records(estate, plan, window, rng_for(seed, window, 6), runs.runs, sess, q.billed)

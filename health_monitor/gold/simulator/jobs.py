@@ -102,7 +102,8 @@ def _runs_of(job: Job, sched: np.ndarray, estate: Estate, plan: Plan, rng: np.ra
     # Latent causes of failure.
     oom = rng.random(n) < 1 / (1 + np.exp(-(mem - 1.02) * 14))
     code[oom] = "DRIVER_ERROR"
-    bad_spell = np.convolve(rng.random(n) < job.flaky, np.ones(3), mode="same") > 0  # bursty flakiness
+    # Bursty flakiness: a bad spell spans the neighbouring runs too.
+    bad_spell = np.convolve(rng.random(n) < job.flaky, np.ones(3), mode="full")[1:n + 1] > 0
     flaky = bad_spell & (rng.random(n) < 0.6)
     code[flaky & (code == "SUCCESS")] = rng.choice(["LIBRARY_INSTALLATION_ERROR", "CLOUD_FAILURE", "INTERNAL_ERROR"],
                                                    int((flaky & (code == "SUCCESS")).sum()), p=[0.5, 0.3, 0.2])
@@ -135,7 +136,7 @@ def _runs_of(job: Job, sched: np.ndarray, estate: Estate, plan: Plan, rng: np.ra
             a = inc.active(sched)
             # The producer waits on upstream files that do not come, then times out.
             queue_s = np.where(a, queue_s + rng.uniform(1800, 5400, n), queue_s)
-            code[a] = np.where(rng.random(int(a.sum())) < 0.7, "RUN_EXECUTION_ERROR", code[a])
+            code[a] = "RUN_EXECUTION_ERROR"
     for inc in plan.of("quality_degradation"):
         if inc.extra.get("writer_job") == job.job_id:
             a = inc.active(sched)

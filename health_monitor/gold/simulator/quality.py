@@ -51,6 +51,9 @@ def dq_results(estate: Estate, plan: Plan, window: Window, rng: np.random.Genera
         if t.full_name not in writers:  # loaded by an outside process, daily around 02:00
             days = pd.date_range(window.start.floor("D") - pd.Timedelta(days=1), window.end, freq="D")
             c = pd.DataFrame({"commit_time": days + pd.to_timedelta(2 + rng.uniform(0, 1, len(days)), unit="h")})
+        for inc in plan.of("late_data"):
+            if inc.entity_id == t.full_name:  # the producer stalled: nothing landed meanwhile
+                c = c[(c["commit_time"] < inc.start) | (c["commit_time"] >= inc.end)]
         times = c["commit_time"].to_numpy()
         pos = np.searchsorted(times, checks.to_numpy(), side="right") - 1
         last = np.where(pos >= 0, times[np.clip(pos, 0, None)] if len(times) else np.datetime64("NaT"), np.datetime64("NaT"))

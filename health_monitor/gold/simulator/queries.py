@@ -57,6 +57,8 @@ _TEMPLATES = [
     ("DESCRIBE", "DESCRIBE TABLE EXTENDED {t}", "meta", 0.05),
     ("SHOW", "SHOW TABLES IN {schema}", "meta", 0.04),
 ]
+#: Statements per hour one warehouse cluster of size SMALL serves before statements queue.
+HOURLY_CAPACITY = 12
 _TPL_P = np.array([t[3] for t in _TEMPLATES]) / sum(t[3] for t in _TEMPLATES)
 
 
@@ -158,7 +160,7 @@ def _statements(estate: Estate, wh, ws, hour_of_row: np.ndarray, rng: np.random.
                      [1.0, rng.uniform(1 / 365, 30 / 365, m), 0.0005, 0.0, rng.uniform(0.001, 0.01, m)])
     read_bytes = (size * frac * rng.lognormal(0, 0.3, m)).astype("int64")
     dbu = WAREHOUSE_SIZES[wh.size]
-    throughput = 25e6 * dbu  # bytes per second of execution
+    throughput = 150e6 * dbu ** 0.8  # bytes per second of execution
     cached = dash & (rng.random(m) < 0.35)
     exec_ms = (150 + read_bytes / throughput * 1000 * rng.lognormal(0, 0.5, m)
                + np.where(tpl == 4, read_bytes / throughput * 600, 0)).astype("int64")
@@ -166,9 +168,9 @@ def _statements(estate: Estate, wh, ws, hour_of_row: np.ndarray, rng: np.random.
     comp_ms = rng.lognormal(np.log(120), 0.6, m).astype("int64")
     # Queueing: statements in busy hours wait for capacity.
     busy = per_hour[np.clip(np.searchsorted(h_np, pd.DatetimeIndex(start).floor("h").to_numpy()), 0, len(h_np) - 1)]
-    capacity = wh.max_clusters * 30 * (dbu / 12) ** 0.35
+    capacity = wh.max_clusters * HOURLY_CAPACITY * (dbu / 12) ** 0.3
     rho = busy / capacity
-    wait_cap = np.where(rho > 0.6, rng.exponential(1, m) * 4000 * np.clip(rho - 0.6, 0, None) ** 1.5 * 10, 0).astype("int64")
+    wait_cap = np.where(rho > 0.5, rng.exponential(1, m) * 30000 * np.clip(rho - 0.5, 0, None) ** 1.5, 0).astype("int64")
     cold = rng.random(m) < (0.02 if wh.wtype == "SERVERLESS" else 0.05)
     wait_compute = np.where(cold, rng.uniform(4000, 9000, m) if wh.wtype == "SERVERLESS" else rng.uniform(60000, 240000, m), 0).astype("int64")
     fetch_ms = np.where(scan == "full", rng.lognormal(np.log(800), 0.8, m), rng.lognormal(np.log(30), 0.6, m)).astype("int64")
@@ -234,7 +236,7 @@ def _scaling(wh, q: pd.DataFrame, rng: np.random.Generator, window: Window) -> t
     np.minimum.at(first, inv, st)
     last = np.zeros(len(idx), np.int64)
     np.maximum.at(last, inv, en)
-    need = np.clip(np.ceil(per_hour / (30 * (WAREHOUSE_SIZES[wh.size] / 12) ** 0.35)),
+    need = np.clip(np.ceil(per_hour / (HOURLY_CAPACITY * (WAREHOUSE_SIZES[wh.size] / 12) ** 0.3)),
                    wh.min_clusters, wh.max_clusters).astype(int)
     stop_ns = wh.auto_stop * MIN
     jitter = rng.integers(3, 120, size=(len(idx), 2))
@@ -293,7 +295,7 @@ def _inject_security(estate: Estate, plan: Plan, window: Window, rng: np.random.
             meta = inc.incident_type == "credential_compromise" and rng.random() < 0.4
             text = (f"SHOW TABLES IN {t.catalog}.{t.schema}" if meta else f"SELECT * FROM {t.full_name}")
             rb = 0 if meta else int(table_bytes(t, 0) * rng.uniform(0.6, 1.0) * (1 + 2 * inc.magnitude))
-            dur = int(400 + rb / (25e6 * WAREHOUSE_SIZES[wh.size]) * 1000)
+            dur = int(400 + rb / (150e6 * WAREHOUSE_SIZES[wh.size] ** 0.8) * 1000)
             extra.append({
                 "account_id": estate.account_id, "workspace_id": wh.workspace_id, "statement_id": None,
                 "executed_by": user.email, "session_id": None, "execution_status": "FINISHED",

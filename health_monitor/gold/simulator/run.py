@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 PARAMS_TABLE = "simulation_params"
 _PENDING_PREFIX = "pending__"
+#: Rows per Arrow batch handed to Spark at once.
+CHUNK_ROWS = 400_000
 
 
 @dataclass
@@ -84,7 +86,7 @@ def _write_all(lake: Lakehouse, gen: Generated, until: pd.Timestamp, mode: str) 
         spec = SYSTEM_TABLES[name]
         pspec = _pending_spec(spec)
         visible, pending = split_pending(name, gen.tables.get(name, pd.DataFrame()), spec.event_time, until)
-        vis_df = to_spark(spark, visible, spec) if len(visible) else None
+        vis_df = to_spark(spark, visible, spec) if 0 < len(visible) <= CHUNK_ROWS else None
         pen_df = to_spark(spark, pending, pspec) if len(pending) else None
         n_due = 0
         if mode == "append" and lake.exists(pspec.name, "simulator"):
@@ -99,8 +101,17 @@ def _write_all(lake: Lakehouse, gen: Generated, until: pd.Timestamp, mode: str) 
                 pen_df = keep if pen_df is None else pen_df.unionByName(keep)
             else:
                 pen_df = None  # nothing changed
-        if vis_df is not None or mode == "overwrite":
-            lake.write(vis_df if vis_df is not None else spark.createDataFrame([], spec.schema), name, "system", mode=mode)
+        if len(visible) > CHUNK_ROWS:
+            # Large frames (--scale 10) go in slices so the driver never holds two full Arrow copies.
+            for k, start in enumerate(range(0, len(visible), CHUNK_ROWS)):
+                part = to_spark(spark, visible.iloc[start:start + CHUNK_ROWS], spec)
+                lake.write(part, name, "system", mode=mode if k == 0 else "append")
+            mode_rest = "append"
+        else:
+            mode_rest = mode
+        if vis_df is not None or mode_rest == "overwrite":
+            lake.write(vis_df if vis_df is not None else spark.createDataFrame([], spec.schema), name, "system",
+                       mode=mode_rest)
         if pen_df is not None:
             lake.write(pen_df, pspec.name, "simulator", mode="overwrite")
         elif mode == "overwrite" and lake.exists(pspec.name, "simulator"):
