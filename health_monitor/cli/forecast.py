@@ -99,12 +99,13 @@ def _header(path: str | Path) -> list[str]:
 
 def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001 - Context; no Spark is touched
     from health_monitor.batch.forecasting import backtest, forecast_daily
+    from health_monitor.batch.forecasting.engine import check_country
 
     country = None if str(args.holidays).lower() in ("none", "", "off") else args.holidays
     frame, notes = read_daily_csv(args.input, args.timestamp_col, args.value_col)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    _check_country(country)
+    check_country(country)
     if args.backtest:
         with progress.step(f"backtesting {args.origins} origins x {args.horizon} days"):
             result = backtest(frame, horizon=args.horizon, origins=args.origins, step=args.step,
@@ -125,12 +126,3 @@ def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001 - Context; no Spa
     else:
         fc.to_csv(sys.stdout, index=False, float_format="%.6g")
     return 0
-
-
-def _check_country(country: str | None) -> None:
-    if country is None:
-        return
-    import holidays
-
-    if country.upper() not in holidays.list_supported_countries():
-        raise HealthMonitorError(f"unknown holiday country {country!r}: use a code such as US, GB, DE, or 'none'")

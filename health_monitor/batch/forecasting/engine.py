@@ -39,6 +39,9 @@ MIN_VALIDATED = MIN_TRAIN + 7
 #: Level-error spread inflation: few origins underestimate the spread of month totals.
 LEVEL_INFLATION = 1.25
 NOISE_BLOCK = 7
+#: Day-to-day noise inflation: the ensemble was weighted on the same windows its errors come
+#: from, so those errors are slightly optimistic.
+NOISE_INFLATION = 1.1
 #: Candidates scoring within this factor of the best are combined (weights 1/score^2): picking
 #: a single winner from four noisy validation windows is less reliable than averaging the good.
 COMBINE_WITHIN = 1.5
@@ -83,6 +86,19 @@ def quantile_names(quantiles: tuple[float, ...]) -> list[str]:
     return names
 
 
+def check_country(country: str | None) -> str | None:
+    """The upper-case holiday country code; an unknown one is a one-line error up front."""
+    if country is None:
+        return None
+    import holidays
+
+    code = str(country).strip().upper()
+    if code not in holidays.list_supported_countries():
+        raise HealthMonitorError(
+            f"unknown holiday country {country!r}: use a code such as US, GB, DE, or none")
+    return code
+
+
 def is_multiplicative(y: np.ndarray) -> bool:
     """Seasonality and errors scale with the level for non-negative, mostly non-zero series."""
     v = y[np.isfinite(y)]
@@ -103,6 +119,7 @@ def simulate_paths(series: pd.Series, horizon: int, holidays_country: str | None
     """
     if horizon < 1:
         raise HealthMonitorError(f"horizon must be at least 1 day (got {horizon})")
+    holidays_country = check_country(holidays_country)
     series = _relevant_history(series)
     y = series.to_numpy(dtype=float)
     dates = pd.DatetimeIndex(series.index)
@@ -264,7 +281,7 @@ def _sample(point: np.ndarray, residuals: list[np.ndarray], hv: int, scale: floa
     lead = np.arange(1, horizon + 1)
     growth = np.sqrt(np.maximum(1.0, lead / hv))
     level = rng.normal(0.0, sd_level, size=(n_paths, 1)) * growth[None, :]
-    eps = _block_bootstrap(noise, horizon, rng, n_paths)
+    eps = _block_bootstrap(noise, horizon, rng, n_paths) * NOISE_INFLATION
     den = _denominator(point, scale, mult)
     return point[None, :] + (level + eps) * den[None, :]
 
@@ -313,9 +330,13 @@ def _short(y: np.ndarray, dates: pd.DatetimeIndex, horizon: int, rng: np.random.
         train.profile = np.ones(7) if mult else np.zeros(7)  # one week cannot tell a pattern from noise
     d = train.deseasonalized
     ok = np.isfinite(d)
-    level = M.recent_level(d, 7)
     t = np.flatnonzero(ok)
     slope = float(np.polyfit(t, d[ok], 1)[0]) if ok.sum() >= 4 else 0.0
+    # The mean of the last week sits at its middle day: move it to the last day along the slope.
+    recent = t[t >= len(d) - 7]
+    level = M.recent_level(d, 7) + slope * (len(d) - 1 - recent.mean() if recent.size else 0.0)
+    if mult:
+        level = max(level, 0.0)
     lead = np.arange(1, horizon + 1)
     drift = slope * np.cumsum(0.8 ** lead)  # saturates at 4 days' worth of slope
     if mult:

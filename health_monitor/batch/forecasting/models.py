@@ -319,6 +319,10 @@ def _ses_states(d: np.ndarray, alphas: np.ndarray, betas: np.ndarray, phis: np.n
 
 
 _ALPHAS = np.array([0.05, 0.15, 0.3, 0.5, 0.8])
+#: (alpha, beta, phi) grid: simple smoothing (beta 0) plus damped trends.
+_GRID = tuple(np.array(v) for v in zip(
+    *([(a, 0.0, 1.0) for a in _ALPHAS] + [(a, b, p) for a in _ALPHAS for b in (0.05, 0.2) for p in (0.9, 0.98)]),
+    strict=True))
 
 
 def damped_trend(train: Train, horizon: int) -> np.ndarray:
@@ -326,14 +330,28 @@ def damped_trend(train: Train, horizon: int) -> np.ndarray:
     d = train.deseasonalized[-365:]
     if np.isfinite(d).sum() < 7:
         return _profile_level(7)(train, horizon)
-    grid = [(a, 0.0, 1.0) for a in _ALPHAS] + [(a, b, p) for a in _ALPHAS for b in (0.05, 0.2) for p in (0.9, 0.98)]
-    alphas, betas, phis = (np.array(v) for v in zip(*grid, strict=True))
+    alphas, betas, phis = _GRID
     level, trend, sse = _ses_states(d, alphas, betas, phis)
     k = int(np.argmin(sse))
     steps = np.arange(1, horizon + 1)
     damp = np.cumsum(phis[k] ** steps) if betas[k] > 0 else np.zeros(horizon)
     path = level[k] + damp * trend[k]
     return train.reseasonalize(path, horizon)
+
+
+def damped_trend_log(train: Train, horizon: int) -> np.ndarray | None:
+    """Damped trend on the log of the deseasonalized series: compounding growth (cloud spend, users)."""
+    d = train.deseasonalized[-365:]
+    ok = np.isfinite(d)
+    if not train.multiplicative or ok.sum() < 14 or d[ok].min() <= 0:
+        return None
+    logd = np.where(ok, np.log(np.where(ok, d, 1.0)), np.nan)
+    alphas, betas, phis = _GRID
+    level, trend, sse = _ses_states(logd, alphas, betas, phis)
+    k = int(np.argmin(sse))
+    steps = np.arange(1, horizon + 1)
+    damp = np.cumsum(phis[k] ** steps) if betas[k] > 0 else np.zeros(horizon)
+    return train.reseasonalize(np.exp(np.clip(level[k] + damp * trend[k], -50, 50)), horizon)
 
 
 def theta(train: Train, horizon: int) -> np.ndarray:
@@ -439,6 +457,7 @@ CANDIDATES: dict[str, Callable[[Train, int], np.ndarray | None]] = {
     "profile7": _profile_level(7),
     "profile28": _profile_level(28),
     "damped_trend": damped_trend,
+    "damped_trend_log": damped_trend_log,
     "theta": theta,
     "yearly": yearly_profile,
     "prophet": prophet,
@@ -447,7 +466,7 @@ CANDIDATES: dict[str, Callable[[Train, int], np.ndarray | None]] = {
 
 def candidate_names(span: int, use_prophet: bool = True) -> list[str]:
     """The candidates worth trying for a history of ``span`` days."""
-    names = ["seasonal_naive", "profile7", "profile28", "damped_trend", "theta"]
+    names = ["seasonal_naive", "profile7", "profile28", "damped_trend", "damped_trend_log", "theta"]
     if span >= 400:
         names.append("yearly")
     if use_prophet and span >= MIN_DAYS_PROPHET:
