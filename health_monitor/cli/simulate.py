@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ground_truth_incidents, then build the Gold layer. --live continues an existing estate hour by hour.")
     p.add_argument("--days", type=int, default=120, help="days of history (default 120)")
     p.add_argument("--workspaces", type=int, default=8, help="number of workspaces (default 8)")
-    p.add_argument("--seed", type=int, default=7, help="random seed: same seed, same estate (default 7)")
+    p.add_argument("--seed", type=int, help="random seed: same seed, same estate (default 7; "
+                   "with --live it varies the new hours)")
     p.add_argument("--scale", type=float, default=1.0,
                    help="multiplies users, clusters, warehouses and jobs, not days (default 1.0)")
     p.add_argument("--end-date", type=_date, help="last simulated day, YYYY-MM-DD (default yesterday, UTC)")
@@ -46,9 +47,10 @@ def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
         if args.interval < 0:
             raise HealthMonitorError("--interval must not be negative")
         summary = simulate_live(ctx.lake, ticks=args.ticks, hours_per_tick=args.hours_per_tick,
-                                seed=args.seed if args.seed != 7 else None, interval=args.interval)
+                                seed=args.seed, interval=args.interval)
     else:
-        summary = simulate(ctx.lake, days=args.days, workspaces=args.workspaces, seed=args.seed,
+        summary = simulate(ctx.lake, days=args.days, workspaces=args.workspaces,
+                           seed=7 if args.seed is None else args.seed,
                            scale=args.scale, end_date=args.end_date)
     print("\n".join(summary.lines()))
     return 0
