@@ -112,3 +112,10 @@ def test_bad_input_is_one_line_error(case: str, tmp_path: Path, capsys) -> None:
 def test_missing_output_folder_is_one_line_error(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     rc, _, err = detect(capsys, str(DATA / "daily_epoch_labeled.csv"), "-o", str(tmp_path / "no" / "s.csv"))
     assert rc == 2 and "output folder" in err and "Traceback" not in err
+
+
+def test_value_column_preferred_over_leading_id(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    rows = "\n".join(f"{i},2026-01-{i:02d},{5 + (i % 2)}" for i in range(1, 29))
+    path = _write(tmp_path, "id,timestamp,Value\n" + rows + "\n")
+    rc, out, _ = detect(capsys, path, "-o", str(tmp_path / "s.csv"))
+    assert rc == 0 and "value: 'Value'" in out and "other numeric columns: id" in out

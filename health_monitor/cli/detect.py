@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "time, with anomaly_score (0..1) and is_anomaly.")
     p.add_argument("input", metavar="INPUT.csv", help="CSV with a time column and a numeric column")
     p.add_argument("--timestamp-col", help="time column (default: the first column of timestamps)")
-    p.add_argument("--value-col", help="value column (default: the first numeric column)")
+    p.add_argument("--value-col", help="value column (default: a column named value, else the first numeric one)")
     p.add_argument("--threshold", type=float, default=None,
                    help=f"score at or above which a row is an anomaly (default {default_t})")
     p.add_argument("--output", "-o", required=True, metavar="SCORES.csv", help="where to write the scores")

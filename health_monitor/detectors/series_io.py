@@ -172,7 +172,10 @@ def read_series(path: str | Path, timestamp_col: str | None = None,
             raise HealthMonitorError(f"value column {val_name!r} holds no numeric values")
     else:
         val_name, values = "", pd.Series(dtype=float)
-        for c in columns:
+        # a column called "value" wins (benchmark files often lead with an id column);
+        # otherwise the first column that is mostly numbers
+        order = sorted(columns, key=lambda c: c.strip().lower() != "value")
+        for c in order:
             if c == ts_name:
                 continue
             v = _to_numeric(col(c))

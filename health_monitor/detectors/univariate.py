@@ -3,23 +3,30 @@
 Why this design: it must work on series it has never seen (any sampling interval, flat stretches,
 gaps, level shifts, trends, seasonality) and score strictly causally, a micro-batch at a time.
 So instead of fitting one model, it runs a small family of robust exponential-smoothing
-forecasters side by side and, at each row, trusts the one that has forecast this series best so
-far:
+forecasters side by side and, at each row, trusts the one with the lowest recent forecast error
+on this series (model selection by running error, so nothing is tuned per series):
 
-* two non-seasonal robust Holt models (a fast and a slow level, damped trend),
-* calendar-seasonal ones (hour-of-day, day-of-week x hour) when the sampling interval allows,
-* one with a period found by autocorrelation of the history (for non-calendar cycles).
+* three non-seasonal robust Holt models: near-naive with trend (random-walk-like series), a
+  fast and a slow EW level (noisy stationary series), all with damped trends;
+* calendar-seasonal ones (hour-of-day, day-of-week [x hour]) when the sampling interval allows
+  and the timestamps are real dates (not a row number written as a time);
+* one with a period found by autocorrelation of the history (non-calendar cycles), re-searched
+  as the history grows. Late-joining models are warm-started on the history (per-phase median
+  profile, then a replay), which is still causal: the history holds only rows already scored.
 
 Each model's residual is standardised by its own robust scale (EW mean absolute deviation of
 Huber-clipped residuals, with a floor so a flat line does not explode on float noise, yet a jump
-off a flat line still scores high). A two-sided CUSUM on the standardised residuals flags
-sustained shifts and re-baselines the level, so a level shift alarms for a few points and is then
-accepted as the new normal. The robust z is calibrated against the series' own running upper
-quantile of z (heavy-tailed series are not alarmed on their ordinary tails), squashed smoothly
-into [0, 1], and damped during warm-up. Rows are scored before they are learned.
+off a flat line still scores high). After a gap, forecasts carry the damped trend over the missed
+steps and their sigma widens. A two-sided CUSUM on the standardised residuals flags sustained
+shifts and re-baselines the level, so a level shift alarms for a few points and is then accepted
+as the new normal. The robust z is calibrated against the series' own running 99th percentile of
+|z| (heavy-tailed series are not alarmed on their ordinary tails), squashed smoothly into [0, 1]
+and damped during warm-up. Rows are scored before they are learned.
 
-NaN values (and NaT timestamps) are not scored and not learned: score 0, ``expected`` is still
-given. Missing timestamps need no filling: seasonal phases come from the timestamps themselves.
+NaN values (and NaT timestamps) are not scored and not learned: score 0 and ``is_anomaly``
+False; ``expected`` is still given. Missing timestamps need no filling: seasonal phases come from
+the timestamps themselves. Known weakness (see bench/bench_detect_quality.py): a slow trend
+change is tracked rather than flagged.
 """
 
 from __future__ import annotations
