@@ -288,13 +288,20 @@ def _sample(point: np.ndarray, residuals: list[np.ndarray], hv: int, scale: floa
 
 def _block_bootstrap(noise: list[np.ndarray], horizon: int, rng: np.random.Generator,
                      n_paths: int) -> np.ndarray:
-    """Concatenate random 7-day blocks of validation noise (keeps short autocorrelation)."""
+    """Concatenate random 7-day blocks of validation noise (keeps short autocorrelation).
+
+    ``noise`` lists each inner origin's sequence, most recent origin first.
+    """
     seqs = [s for s in noise if s.size]
+    # Recent windows are drawn more often, as in candidate scoring: after a level change the
+    # older windows mix two regimes and would overstate (and skew) the day-to-day noise.
+    prob = RECENCY ** np.arange(len(seqs))
+    prob /= prob.sum()
     out = np.empty((n_paths, horizon))
     block = min(NOISE_BLOCK, min(s.size for s in seqs))
     for start in range(0, horizon, block):
         width = min(block, horizon - start)
-        which = rng.integers(0, len(seqs), size=n_paths)
+        which = rng.choice(len(seqs), size=n_paths, p=prob)
         for i, s in enumerate(seqs):
             rows = np.flatnonzero(which == i)
             if rows.size == 0:
