@@ -61,7 +61,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--keep", help="data directory to keep (default: a temp folder, removed)")
+    parser.add_argument("--progress", action="store_true", help="print the timed steps of each ingest")
     args = parser.parse_args()
+    if args.progress:
+        from health_monitor import progress
+
+        progress.enable(True)
     root = Path(args.keep or tempfile.mkdtemp(prefix="bench-ingest-"))
     csv_path = root / "usage.csv"
     write_csv(csv_path, args.rows)
