@@ -155,6 +155,13 @@ def test_continuing_incident_updates_one_row_and_replay_is_a_no_op(lake) -> None
     assert apply_alerts(lake, other, 0, "app-b") == 1
     assert len(_table(lake)) == 4
 
+    # The table is dropped and recreated (a reset): no incident carries over from memory.
+    lake.delete_table("alerts", "monitor")
+    assert apply_alerts(lake, candidates(cost_window(18, 500.0)), 0, "app-c") == 1
+    reset = _table(lake)
+    assert len(reset) == 1 and reset.occurrences[0] == 1
+    assert reset.window_start[0] == pd.Timestamp("2026-11-26 18:00")
+
 
 LOCK_HOLDER = textwrap.dedent("""
     import sys

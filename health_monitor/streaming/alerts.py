@@ -22,6 +22,7 @@ import hashlib
 import math
 import threading
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -407,7 +408,8 @@ def apply_alerts(lake: Lakehouse, alerts_pdf: pd.DataFrame, batch_id: int, app_i
         return 0
     with _APPLY_LOCK, lake.writer_lock(ALERTS.name, LAYER):
         lake.ensure_table(ALERTS.name, ALERTS.schema, LAYER)
-        existing = _existing_for(lake, alerts_pdf)
+        before = _table_version(lake)
+        existing = _existing_for(lake, alerts_pdf, before)
         rows = fold_alerts(existing, alerts_pdf)
         if rows.empty:
             return 0
@@ -417,7 +419,6 @@ def apply_alerts(lake: Lakehouse, alerts_pdf: pd.DataFrame, batch_id: int, app_i
         src = session.createDataFrame(_to_spark_rows(rows), ALERTS.schema)
         view = f"alerts_batch_{uuid.uuid4().hex}"
         src.createOrReplaceTempView(view)
-        before = _table_version(lake)
         try:
             session.sql(
                 f"MERGE INTO {lake.table_name(ALERTS.name, LAYER)} t USING {view} s "
@@ -426,8 +427,56 @@ def apply_alerts(lake: Lakehouse, alerts_pdf: pd.DataFrame, batch_id: int, app_i
             )
         finally:
             session.catalog.dropTempView(view)
+        after = _table_version(lake)
+        _cache_commit(lake, before, after, rows)
         # Delta skips a MERGE whose (txnAppId, txnVersion) it has already committed.
-        return len(rows) if _table_version(lake) > before else 0
+        return len(rows) if after > before else 0
+
+
+# The stream process is the only writer of monitor.alerts, so it can keep the recent incidents in
+# memory between micro-batches instead of re-reading them: valid while the table's version is the
+# one the cache was built at (anything else, e.g. a reset, shows up as a different version or a
+# recreated log and the next batch reads the table again). Local only: on Databricks the version
+# lookup would cost as much as the read.
+@dataclass
+class _IncidentCache:
+    identity: tuple
+    version: int
+    horizon: pd.Timestamp  # holds every row whose window_end >= horizon
+    rows: pd.DataFrame
+
+
+_CACHE: dict[str, _IncidentCache] = {}
+#: How much older than the batch's earliest window the cache reaches back (late data).
+CACHE_REACH = pd.Timedelta(days=2)
+
+
+def _table_identity(lake: Lakehouse) -> tuple | None:
+    """Identifies one incarnation of the local table (a deleted and recreated table differs)."""
+    if lake.settings.is_databricks:
+        return None
+    first = lake.location(ALERTS.name, LAYER) / "_delta_log" / f"{0:020d}.json"
+    try:
+        st = first.stat()
+    except OSError:
+        return None
+    return (str(first), st.st_ino, st.st_mtime_ns)
+
+
+def _cache_commit(lake: Lakehouse, before: int, after: int, rows: pd.DataFrame) -> None:
+    """Fold the rows just merged into the cache (or drop it when the versions do not line up)."""
+    identity = _table_identity(lake)
+    cache = _CACHE.get(str(identity[0])) if identity else None
+    if cache is None:
+        return
+    if after == before:
+        return  # skipped replay: the table did not change
+    if after != before + 1 or cache.version != before or cache.identity != identity:
+        _CACHE.pop(str(identity[0]), None)
+        return
+    keep = cache.rows[~cache.rows["alert_id"].isin(set(rows["alert_id"]))]
+    cache.rows = pd.concat([keep, rows[rows["window_end"].map(_naive) >= cache.horizon]], ignore_index=True)
+    cache.version = after
 
 
 def _table_version(lake: Lakehouse) -> int:
@@ -440,15 +489,28 @@ def _table_version(lake: Lakehouse) -> int:
     return int(row["version"]) if row else -1
 
 
-def _existing_for(lake: Lakehouse, candidates: pd.DataFrame) -> pd.DataFrame:
-    """Current rows of the candidates' entities and alert types (small: filtered before collect)."""
+def _existing_for(lake: Lakehouse, candidates: pd.DataFrame, version: int) -> pd.DataFrame:
+    """Current rows that candidates may continue: same entities, windows within the gap."""
     from pyspark.sql import functions as F
 
-    df = lake.read(ALERTS.name, LAYER)
-    ids = sorted(set(candidates["entity_id"].astype(str)))
     earliest = min(_naive(t) for t in candidates["window_start"]) - SUPPRESSION_GAP
-    df = df.where(F.col("entity_id").isin(ids) & (F.col("window_end") >= F.lit(earliest.to_pydatetime().replace(tzinfo=UTC))))
-    return df.toPandas()
+    ids = set(candidates["entity_id"].astype(str))
+    identity = _table_identity(lake)
+    cache = _CACHE.get(str(identity[0])) if identity else None
+    if not (cache and cache.identity == identity and cache.version == version and earliest >= cache.horizon):
+        horizon = earliest - CACHE_REACH
+        df = lake.read(ALERTS.name, LAYER).where(
+            F.col("window_end") >= F.lit(horizon.to_pydatetime().replace(tzinfo=UTC)))
+        rows = df.toPandas()
+        if identity is None:
+            return rows[rows["entity_id"].isin(ids) & (rows["window_end"] >= earliest)]
+        cache = _CACHE[str(identity[0])] = _IncidentCache(identity, version, horizon, rows)
+    elif earliest - CACHE_REACH > cache.horizon + pd.Timedelta(days=1):
+        # Slide the horizon forward so a long-running stream does not keep every old alert.
+        cache.horizon = earliest - CACHE_REACH
+        cache.rows = cache.rows[cache.rows["window_end"].map(_naive) >= cache.horizon].reset_index(drop=True)
+    rows = cache.rows
+    return rows[rows["entity_id"].isin(ids) & (rows["window_end"].map(_naive) >= earliest)]
 
 
 def _to_spark_rows(rows: pd.DataFrame) -> list[tuple]:
