@@ -165,6 +165,23 @@ def test_unsafe_or_invalid_expressions_are_rejected(text: str) -> None:
         parse(text)
 
 
+def test_three_valued_logic_never_fires_on_missing_data() -> None:
+    frame = pd.DataFrame({"x": [1.0, np.nan, 10.0], "s": ["a", None, "b"], "p": [0, np.nan, 1]})
+    cases = {
+        "not x > 5": [True, False, False],           # NOT (NULL > 5) is NULL, not TRUE
+        "x > 5 or s == 'b'": [False, False, True],
+        "x > 5 or true": [True, True, True],          # NULL OR TRUE is TRUE
+        "not s in ['a']": [False, False, True],
+        "not p": [True, False, False],
+        "not coalesce(p, 0)": [True, True, False],
+        "1 < x < 20": [False, False, True],
+        "x / (x - 1) > 0": [False, False, True],     # 1/0 is null, not inf
+        "contains(lower(s), 'B')": [False, False, True],
+    }
+    for text, expected in cases.items():
+        assert parse(text).evaluate(frame).tolist() == expected, text
+
+
 def test_expression_reports_its_columns() -> None:
     expr = parse("a > 1 AND (b + c) / d < 3 or not e in ['x']")
     assert expr.columns == ("a", "b", "c", "d", "e")

@@ -11,9 +11,9 @@ functions); anything else (attribute access, subscripts, lambdas, calls to other
 rejected at load time. Nothing is ever passed to ``eval``: the checked tree is walked by
 :func:`evaluate`, which turns each node into a pandas/numpy operation on whole columns.
 
-Null semantics follow SQL closely enough for alerting: arithmetic with a null gives null,
-division by zero gives null (like ``try_divide``), and a comparison with a null is false, so a
-rule never fires on missing data.
+Null semantics follow SQL: arithmetic with a null gives null, division by zero gives null (like
+``try_divide``), a comparison with a null is unknown, ``and``/``or``/``not`` use three-valued
+logic, and a condition that ends unknown does not fire: a rule never fires on missing data.
 """
 
 from __future__ import annotations
@@ -160,15 +160,33 @@ def _op_text(op: ast.AST) -> str:
 # Vectorized evaluation
 
 
-def as_bool(value: object, index: pd.Index) -> pd.Series:
-    """A boolean Series where null/NaN counts as false."""
+def truth(value: object, index: pd.Index) -> pd.Series:
+    """Three-valued truth (nullable ``boolean``: True, False, NA) of a value, per row.
+
+    Numbers are true when non-zero, strings when non-empty; nulls stay NA so ``not`` and ``or``
+    follow SQL's logic (``NOT NULL`` is NULL, ``NULL OR TRUE`` is TRUE).
+    """
     if isinstance(value, pd.Series):
-        if value.dtype == bool:
+        if str(value.dtype) == "boolean":
             return value
-        return value.fillna(False).astype(bool)
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return pd.Series(False, index=index)
-    return pd.Series(bool(value), index=index)
+        if value.dtype == bool:
+            return value.astype("boolean")
+        num = _numeric(value)
+        if isinstance(num, pd.Series) and num.dtype.kind in "fiu":
+            return (num != 0).astype("boolean").mask(num.isna())
+        return pd.Series([pd.NA if _is_null(x) else bool(x) for x in value], index=index, dtype="boolean")
+    if _is_null(value):
+        return pd.Series(pd.NA, index=index, dtype="boolean")
+    return pd.Series(bool(value), index=index, dtype="boolean")
+
+
+def _is_null(x: object) -> bool:
+    return x is None or x is pd.NA or x is pd.NaT or (isinstance(x, float) and np.isnan(x))
+
+
+def as_bool(value: object, index: pd.Index) -> pd.Series:
+    """A plain boolean Series where null (unknown) counts as false: a rule never fires on it."""
+    return truth(value, index).fillna(False).astype(bool)
 
 
 def _numeric(value: object) -> object:
@@ -190,13 +208,15 @@ def _compare(op: Callable, left: object, right: object, index: pd.Index) -> pd.S
             result = op(left, right)
         except TypeError:
             # e.g. a string column compared with a number: no row can match.
-            return pd.Series(False, index=index)
-    mask = as_bool(result, index)
-    # A comparison involving a null is false (SQL): pandas already gives False for NaN except !=.
+            return pd.Series(False, index=index, dtype="boolean")
+    # A comparison involving a null is unknown (SQL), not False: ``not (x > 5)`` must not fire.
+    null = pd.Series(False, index=index)
     for side in (left, right):
         if isinstance(side, pd.Series):
-            mask &= side.notna()
-    return mask
+            null |= side.isna()
+        elif _is_null(side):
+            null[:] = True
+    return truth(result, index).fillna(False).mask(null)
 
 
 def evaluate(node: ast.AST, frame: pd.DataFrame) -> object:
@@ -213,7 +233,7 @@ def evaluate(node: ast.AST, frame: pd.DataFrame) -> object:
             return pd.Series(np.nan, index=index)
         return frame[node.id]
     if isinstance(node, ast.BoolOp):
-        parts = [as_bool(evaluate(v, frame), index) for v in node.values]
+        parts = [truth(evaluate(v, frame), index) for v in node.values]
         out = parts[0]
         for p in parts[1:]:
             out = (out & p) if isinstance(node.op, ast.And) else (out | p)
@@ -221,7 +241,7 @@ def evaluate(node: ast.AST, frame: pd.DataFrame) -> object:
     if isinstance(node, ast.UnaryOp):
         val = evaluate(node.operand, frame)
         if isinstance(node.op, ast.Not):
-            return ~as_bool(val, index)
+            return ~truth(val, index)
         val = _numeric(val)
         return -val if isinstance(node.op, ast.USub) else val
     if isinstance(node, ast.BinOp):
@@ -238,7 +258,7 @@ def evaluate(node: ast.AST, frame: pd.DataFrame) -> object:
                 return pd.Series(np.nan, index=index)
     if isinstance(node, ast.Compare):
         left = evaluate(node.left, frame)
-        result = pd.Series(True, index=index)
+        result = pd.Series(True, index=index, dtype="boolean")
         for op, comp in zip(node.ops, node.comparators, strict=True):
             if isinstance(op, ast.In | ast.NotIn):
                 values = [e.value for e in comp.elts]  # type: ignore[attr-defined]
@@ -246,7 +266,8 @@ def evaluate(node: ast.AST, frame: pd.DataFrame) -> object:
                 hit = ser.isin(values)
                 if ser.dtype != object:
                     hit |= _numeric(ser).isin([v for v in values if not isinstance(v, str)])
-                result &= (hit if isinstance(op, ast.In) else (~hit & ser.notna()))
+                hit = hit.astype("boolean").mask(ser.isna())
+                result &= hit if isinstance(op, ast.In) else ~hit
                 right = comp
             else:
                 right = evaluate(comp, frame)
@@ -279,5 +300,5 @@ def _call(name: str, args: list[object], index: pd.Index) -> object:
         return _series(args[0], index).astype("string").str.lower()
     if name == "contains":
         hay = _series(args[0], index).astype("string").str.lower()
-        return hay.str.contains(str(args[1]).lower(), regex=False).fillna(False).astype(bool)
+        return hay.str.contains(str(args[1]).lower(), regex=False)
     raise ExpressionError(f"unknown function {name}")  # unreachable after _check
