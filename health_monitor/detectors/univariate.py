@@ -104,6 +104,8 @@ class UnivariateDetector(StreamingDetector):
         rel_floor: scale floor relative to the series' level (flat lines).
         z_mid, z_slope: the logistic squashing of the calibrated z into [0, 1].
         calib_q: upper quantile of past z the calibration tracks.
+        shift_hold: rows after a confirmed level shift whose score stays at least a linearly
+            decaying share of the shift's score (0 disables).
         seasonal: look for daily/weekly/autocorrelation seasonality.
     """
 
@@ -113,7 +115,8 @@ class UnivariateDetector(StreamingDetector):
     def __init__(self, threshold: float = 0.8, min_history: int = 12, warmup_ramp: int = 24,
                  scale_alpha: float = 0.02, huber: float = 3.0, cusum_k: float = 1.0,
                  cusum_h: float = 8.0, rel_floor: float = 1e-4, z_mid: float = 5.0,
-                 z_slope: float = 1.2, calib_q: float = 0.99, seasonal: bool = True) -> None:
+                 z_slope: float = 1.2, calib_q: float = 0.99, seasonal: bool = True,
+                 shift_hold: int = 6) -> None:
         self.threshold = threshold
         self.min_history = min_history
         self.warmup_ramp = warmup_ramp
@@ -126,6 +129,7 @@ class UnivariateDetector(StreamingDetector):
         self.z_slope = z_slope
         self.calib_q = calib_q
         self.seasonal = seasonal
+        self.shift_hold = shift_hold
         # learned state (scikit-learn convention: trailing underscore)
         self.n_ = 0
         self.t0_ = math.nan
@@ -143,6 +147,8 @@ class UnivariateDetector(StreamingDetector):
         self.abs_level_ = 0.0
         self.q_ = 3.0  # running upper quantile of z (log-space stochastic approximation)
         self._last_x = math.nan
+        self.hold_score_ = 0.0
+        self.hold_left_ = 0
 
     # ------------------------------------------------------------------ public API
     def is_anomaly(self, scores: Scores) -> np.ndarray:
@@ -290,6 +296,15 @@ class UnivariateDetector(StreamingDetector):
             warm = (n_before - self.min_history) / self.warmup_ramp
             warm = 0.0 if warm < 0 else (1.0 if warm > 1 else warm)
             score = max(0.0, min(1.0, s * warm))
+            # after a confirmed shift the next rows are still off the *old* normal: hold the alarm
+            # for a few rows, decaying, so the change is reported as one event of sensible length
+            if self.hold_left_ > 0:
+                held = self.hold_score_ * self.hold_left_ / (self.shift_hold + 1)
+                score = held if held > score else score
+                self.hold_left_ -= 1
+            if shift_flag and self.shift_hold > 0:
+                self.hold_score_ = score
+                self.hold_left_ = self.shift_hold
             # track the upper quantile of |z| multiplicatively (scale-free, slow)
             if n_before > self.min_history:
                 if az > self.q_:
