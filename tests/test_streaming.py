@@ -108,7 +108,7 @@ def _dropped(run: engine.StreamRun, domain: str) -> int:
                for p in run.queries[domain].recentProgress for op in p.get("stateOperators", []))
 
 
-def test_late_rows_are_counted_and_kept_and_rows_inside_the_watermark_update_windows(lake, tmp_path):
+def test_late_rows_are_counted_and_kept_and_rows_inside_the_watermark_update_windows(lake, tmp_path, capsys):
     load_usage(lake, usage_rows(range(0, 60)), tmp_path / "in")
     run = engine.start_streams(lake, ["cost"], available_now=True)
     engine.wait(run)
@@ -139,6 +139,16 @@ def test_late_rows_are_counted_and_kept_and_rows_inside_the_watermark_update_win
     # Windows before the late rows were not re-scored.
     assert ws.loc[pd.Timestamp(T0 + timedelta(hours=5)), "value"] == pytest.approx(
         usage_rows(range(0, 60))[5]["list_cost"])
+
+    # `stream status` reads the checkpoint, the status file and the monitor tables.
+    from health_monitor.cli import Context
+    from health_monitor.cli.stream import run_status
+
+    capsys.readouterr()
+    assert run_status(None, Context(lake.settings)) == 0
+    out = capsys.readouterr().out
+    assert "stream process: not running" in out and "hm_cost (cost)" in out
+    assert "2 kept in monitor.late_rows" in out and "txnAppId health-monitor-hm_cost-" in out
 
 
 # ------------------------------------------------------------------------ exactly once

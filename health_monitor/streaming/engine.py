@@ -90,7 +90,16 @@ def _detector(domain: str, ks: windows.KeyState):  # noqa: ANN202 - StreamingDet
     from health_monitor.detectors.base import StreamingDetector
 
     if ks.detector is not None:
-        return StreamingDetector.from_state(ks.detector)
+        try:
+            det = StreamingDetector.from_state(ks.detector)
+            # The class attribute comes from today's code; the saved tag from the code that learned.
+            if ks.history.get("detector_version") == f"{det.name}:{type(det).version}":
+                return det
+        except Exception:  # noqa: BLE001 - state of a detector class that no longer loads
+            pass
+        # State written by another version of the detector: start it afresh, say so in evidence.
+        ks.detector = None
+        ks.history["detector_reset"] = True
     feats = windows.LOGIC[domain].detector_features
     if feats:
         from health_monitor.detectors.multivariate import MultivariateDetector
@@ -124,8 +133,19 @@ def score_windows(domain: str, ks: windows.KeyState, closed: list[dict], ctx: di
         frame.insert(0, "timestamp", ts)
     else:
         frame = pd.DataFrame({"timestamp": ts, "value": values})
-    sc = det.score_learn(frame.reset_index(drop=True))
+    try:
+        sc = det.score_learn(frame.reset_index(drop=True))
+    except (AttributeError, KeyError, TypeError):
+        if ks.detector is None:
+            raise
+        # Restored state from older code lacks what the new code needs (a detector upgraded
+        # under a running checkpoint without a version bump): relearn rather than stop the stream.
+        ks.detector = None
+        ks.history["detector_reset"] = True
+        det = _detector(domain, ks)
+        sc = det.score_learn(frame.reset_index(drop=True))
     ks.detector = det.get_state()
+    ks.history["detector_version"] = f"{det.name}:{det.version}"
     score = np.clip(np.nan_to_num(np.asarray(sc.score, dtype=float), nan=0.0), 0.0, 1.0)
     expected = np.asarray(sc.expected, dtype=float)
     model_name, model_version = det.name, str(det.version)
@@ -245,6 +265,7 @@ class BatchStats:
     late_watermark: str | None = None
     seconds: float = 0.0
     finished_at: str | None = None
+    newest_window: str | None = None  # latest window_start scored in the batch (latency probes)
     totals: dict = field(default_factory=lambda: {"windows": 0, "late_rows": 0, "alerts": 0, "batches": 0})
 
 
@@ -317,6 +338,7 @@ class BatchSink:
         if scored.empty:
             return stats
         stats.max_score = float(scored["score"].max())
+        stats.newest_window = pd.Timestamp(scored["window_start"].max()).isoformat()
         self._write_scores(scored, batch_id)
         stats.alerts = self._write_alerts(out, batch_id)
         return stats
@@ -428,8 +450,16 @@ class StreamRun:
             "updated_at": datetime.now(UTC).isoformat(),
         })
 
-    def stop(self) -> None:
-        """Stop every query (the current micro-batch finishes or is abandoned cleanly)."""
+    def stop(self, drain_s: float = 0.0) -> None:
+        """Stop every query; with ``drain_s`` first let a running micro-batch finish (up to that long).
+
+        Stopping mid-batch is safe (the sinks are idempotent and the batch reruns on restart);
+        draining just avoids redoing the work.
+        """
+        deadline = time.monotonic() + drain_s
+        while drain_s and time.monotonic() < deadline and any(
+                q.isActive and q.status.get("isTriggerActive") for q in self.queries.values()):
+            time.sleep(0.2)
         for q in self.queries.values():
             with contextlib.suppress(Exception):  # already stopped or failed: nothing to stop
                 q.stop()
@@ -499,7 +529,8 @@ def wait(run: StreamRun, stop_event: threading.Event | None = None, poll_s: floa
             run.check()
             run.report()
             if stop_event is not None and stop_event.is_set():
-                run.stop()
+                progress.info("stopping: letting the running micro-batch finish ...")
+                run.stop(drain_s=120.0)
                 break
             time.sleep(poll_s)
         run.check()

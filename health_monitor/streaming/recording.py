@@ -119,7 +119,7 @@ def load_into(lake: Lakehouse, recording: Recording, chunks: int = 1) -> dict[st
 
 def cut_recording(lake: Lakehouse, out_dir: str | Path, name: str, start: datetime, end: datetime,
                   tables: dict[str, str | None], incident_type: str | None = None,
-                  description: str = "") -> Recording:
+                  description: str = "", extra: dict | None = None) -> Recording:
     """Write the Gold rows of ``tables`` with event time in [start, end) to a new recording.
 
     ``tables`` maps a Gold table to an optional SQL filter (e.g. ``"workspace_id = '1001'"``) that
@@ -132,16 +132,21 @@ def cut_recording(lake: Lakehouse, out_dir: str | Path, name: str, start: dateti
     files = {}
     for table, where in tables.items():
         spec = gold_table(table)
-        df = lake.read(table).filter((F.col(spec.event_time) >= F.lit(start)) & (F.col(spec.event_time) < F.lit(end)))
+        df = lake.read(table)
+        if spec.event_time:  # configuration tables (SLAs, commits) have no event time: keep all
+            df = df.filter((F.col(spec.event_time) >= F.lit(start)) & (F.col(spec.event_time) < F.lit(end)))
         if where:
             df = df.filter(where)
-        rows = [json.dumps(r, default=_json_default, separators=(",", ":"))
-                for r in (row.asDict(recursive=True) for row in df.orderBy(spec.event_time).collect())]
+        order = [spec.event_time] if spec.event_time else spec.primary_key
+        # Nulls are left out of the JSON (the schema fills them back in): recordings stay small.
+        rows = [json.dumps({k: v for k, v in r.items() if v is not None and v != {} and v != []},
+                           default=_json_default, separators=(",", ":"))
+                for r in (row.asDict(recursive=True) for row in df.orderBy(*order).collect())]
         fname = f"{table}.jsonl"
         (out / fname).write_text("\n".join(rows) + ("\n" if rows else ""))
         files[table] = fname
     manifest = {"name": name, "incident_type": incident_type, "description": description,
-                "start": start.isoformat(), "end": end.isoformat(), "tables": files}
+                "start": start.isoformat(), "end": end.isoformat(), "tables": files, **(extra or {})}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return load_recording(out)
 
