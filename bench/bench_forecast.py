@@ -204,10 +204,11 @@ def render(table: pd.DataFrame, agg: pd.DataFrame, args: argparse.Namespace, not
         "## The engine in one paragraph",
         "",
         "`health_monitor.batch.forecasting` reindexes the history to whole days (gaps stay missing, "
-        "sub-daily rows are summed), cleans isolated outliers, and lets seven candidates compete: "
-        "seasonal naive, weekly profile x 7- or 28-day level, damped-trend exponential smoothing, "
-        "Theta, last year's seasonal movement (>= 400 days) and Prophet (weekly, yearly from 548 "
-        "days, country holidays, month-start/-end regressors). The statistical candidates share a "
+        "sub-daily rows are summed), cleans isolated outliers, and lets eight candidates compete: "
+        "seasonal naive, weekly profile x 7- or 28-day level, damped-trend exponential smoothing "
+        "(linear and log), Theta, last year's seasonal movement (>= 400 days) and Prophet (from 90 "
+        "days; weekly, yearly from 548 days, country holidays, month-start/-end regressors). The "
+        "statistical candidates share a "
         "calendar of weekly profile, month-start/-end and holiday effects estimated robustly from "
         "the history. Each candidate forecasts from four inner origins in the last weeks of the "
         "history; they are weighted by 1/score^2 (daily WAPE + window-total error), and the "

@@ -2,16 +2,19 @@
 
 How one forecast is made (``simulate_paths``):
 
-1. The history is reindexed to whole days (gaps stay NaN) and isolated outliers are cleaned.
+1. The history is reindexed to whole days (gaps stay NaN), cut to its last four years, and
+   a long run of leading zeros (before the thing existed) is dropped; each training slice has
+   its isolated outliers cleaned.
 2. Every candidate model of :mod:`.models` forecasts from up to four *inner origins* in the
    most recent part of the history (each 7 days apart, each seeing only its past). Candidates
-   are scored on daily error plus error of the window total and weighted by 1/score^2; poor
-   ones (score > 1.25 x best) get no weight.
-3. The weighted ensemble's out-of-sample errors at those origins, normalised by the local level,
-   are split into a per-origin *level error* (the mean: what makes a month total wrong) and
-   day-to-day *noise* (the rest). Sample paths add a fresh level error and block-bootstrapped
-   noise to the ensemble forecast; the level error widens with the square root of the lead
-   beyond the validated horizon.
+   are scored on daily WAPE plus the error of the window total (recent origins weigh more)
+   and combined with weights 1/score^2; those scoring worse than 1.5 x the best get none.
+3. The ensemble's out-of-sample errors at those origins, normalised by the forecast (or the
+   local level), are split into a per-origin *level error* (the mean: what makes a month
+   total wrong) and day-to-day *noise* (the rest). Sample paths add a fresh normal level error
+   (spread = RMS of the origins' level errors x 1.25, widening with the square root of the
+   lead beyond the validated horizon) and 7-day blocks of noise (x 1.1, recent origins drawn
+   more often) to the ensemble forecast; non-negative histories give non-negative paths.
 4. Daily quantiles are quantiles of the paths per day; quantiles of a period total are
    quantiles of the path sums, which keeps their correlation (not a sum of daily quantiles).
 
@@ -137,9 +140,26 @@ def simulate_paths(series: pd.Series, horizon: int, holidays_country: str | None
     else:
         fc = _ensemble(y, dates, horizon, holidays_country, use_prophet, rng, n_paths)
     if nonneg:
-        fc.paths = np.maximum(fc.paths, 0.0)
         fc.point = np.maximum(fc.point, 0.0)
+        # Multiplicative series carry log-normal level errors and rarely reach zero; additive
+        # (mostly intermittent) ones need their clipping kept from lifting the totals.
+        fc.paths = np.maximum(fc.paths, 0.0) if is_multiplicative(y) else _clip_keeping_mean(fc.paths, fc.point)
     return fc
+
+
+def _clip_keeping_mean(paths: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """Clip paths at zero without letting the clipping raise their mean above the point forecast.
+
+    Noise borrowed from validation windows with a higher forecast can push many days below
+    zero; cutting those off alone would lift the mean (and every period total) far above the
+    forecast for intermittent series. Each day is scaled back so its mean stays at the point
+    forecast (never scaled up).
+    """
+    clipped = np.maximum(paths, 0.0)
+    mean = clipped.mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(mean > point, point / mean, 1.0)
+    return clipped * factor[None, :]
 
 
 def _relevant_history(series: pd.Series) -> pd.Series:
@@ -281,6 +301,10 @@ def _sample(point: np.ndarray, residuals: list[np.ndarray], hv: int, scale: floa
     lead = np.arange(1, horizon + 1)
     growth = np.sqrt(np.maximum(1.0, lead / hv))
     level = rng.normal(0.0, sd_level, size=(n_paths, 1)) * growth[None, :]
+    if mult:
+        # Level errors of multiplicative series are ratios: log-normal, so a large spread (say
+        # after a level change) widens the band upwards instead of pushing paths below zero.
+        level = np.expm1(level)
     eps = _block_bootstrap(noise, horizon, rng, n_paths) * NOISE_INFLATION
     den = _denominator(point, scale, mult)
     return point[None, :] + (level + eps) * den[None, :]

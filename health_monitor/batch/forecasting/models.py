@@ -1,11 +1,13 @@
 """Candidate point forecasters for one clean daily series.
 
 Each candidate is a plain function ``(train, horizon) -> np.ndarray`` of point forecasts (means,
-not medians). The engine scores every candidate on the most recent part of the history and
-weights them, so a candidate only has to be good on *some* kind of series: the weekly-profile
-models win on stable or noisy series, the damped trend and Theta models on trending ones, the
-yearly model on long retail/traffic series, Prophet where holidays, changepoints and yearly
-seasonality matter.
+not medians), or None when it does not apply. The engine scores every candidate on the most
+recent part of the history and weights them, so a candidate only has to be good on *some* kind
+of series: the weekly-profile models win on stable or noisy series, the damped trend (linear or
+log) and Theta models on trending ones, the yearly model on long retail/traffic series, Prophet
+where changepoints, yearly seasonality and holidays matter. The statistical candidates share one
+calendar (:class:`Train`): weekly profile x month-start/-end effect x holiday effect, estimated
+robustly from the history.
 """
 
 from __future__ import annotations
