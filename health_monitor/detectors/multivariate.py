@@ -54,8 +54,8 @@ class MultivariateDetector(StreamingDetector):
     def __init__(self, features: list[str], threshold: float = 0.8,
                  directions: Mapping[str, int] | None = None,
                  prior: Mapping[str, tuple[float, float]] | None = None, prior_weight: float = 10.0,
-                 min_scale: float | Mapping[str, float] = 1e-6, min_history: int = 8,
-                 warmup_ramp: int = 16, scale_alpha: float = 0.05, huber: float = 3.0,
+                 min_scale: float | Mapping[str, float] = 1e-6, min_history: int = 24,
+                 warmup_ramp: int = 48, scale_alpha: float = 0.05, huber: float = 3.0,
                  z_mid: float = 5.0, z_slope: float = 1.2, trees_weight: float = 0.5,
                  n_trees: int = 10, height: int = 6, window_size: int = 64, seed: int = 42,
                  log_features: list[str] | tuple[str, ...] = ()) -> None:
