@@ -133,7 +133,7 @@ _JOB_CONFIG = (
     "cluster_cores", "cluster_memory_gb", "dbr_major_version", "is_ml_runtime", "is_spot",
     "uses_job_cluster",
 )
-_JOB_UTILIZATION = ("prev_day_avg_cpu", "prev_day_peak_cpu", "prev_day_peak_mem", "prev_day_avg_io_wait")
+_JOB_UTILIZATION = ("hist_avg_cpu", "hist_peak_cpu", "hist_peak_mem", "hist_avg_io_wait")
 _TIME = ("hour_of_day", "day_of_week", "is_business_hours", "is_weekend")
 _USER_SECURITY = (
     "event_count", "login_count", "failed_login_count", "failed_login_rate", "unique_ip_count",
@@ -309,7 +309,7 @@ MODELS: tuple[ModelSpec, ...] = (
         refresh="real-time prediction, daily retraining", endpoint="query-forecast",
         key_metric="mape", target=0.15, baseline="mean duration of prior runs of the same query text",
         params={"n_estimators": 300, "max_depth": 7, "log_target": True, "baseline_col": "hash_avg_duration_ms",
-                "output_scale": 0.001},
+                "output_scale": 0.001, "row_filter": "is_executed"},
         description="Query duration before it runs.",
     ),
     ModelSpec(
@@ -390,7 +390,8 @@ MODELS: tuple[ModelSpec, ...] = (
         outputs=("cache_hit_probability", "freshness_score"),
         refresh="per query", endpoint=None,
         key_metric="f1", target=0.85, baseline="same query text seen in the previous 24 h",
-        params={"C": 1.0, "baseline_col": "hours_since_same_hash", "baseline_rule": "lt24"},
+        params={"C": 1.0, "baseline_col": "hours_since_same_hash", "baseline_rule": "lt24",
+                "row_filter": "is_finished"},
         description="Whether a statement will be served from the result cache.",
     ),
     # ------------------------------------------------------------------ reliability
@@ -449,7 +450,7 @@ MODELS: tuple[ModelSpec, ...] = (
         time_key="period_start_time",
         features=("prev_term_transient", "prev_term_user_error", "prev_term_resource", "retry_index",
                   "hours_since_prev_failure", "historical_retry_success_rate", "historical_failure_rate",
-                  "consecutive_failures", "prev_day_peak_mem", "prev_day_avg_cpu", "worker_count", "is_spot",
+                  "consecutive_failures", "hist_peak_mem", "hist_avg_cpu", "worker_count", "is_spot",
                   "avg_duration_s"),
         label="label_is_success",
         label_definition="the run that follows a failed run of the same job SUCCEEDED (retry rows only)",

@@ -32,6 +32,7 @@ def plant_anomalies(frame: pd.DataFrame, features: list[str], reference: pd.Data
     spread = (hi - ref.quantile(0.5)).abs().replace(0, 1.0).fillna(1.0)
     n = n or max(10, len(frame) // 10)
     base = frame.sample(n=n, replace=len(frame) < n, random_state=int(rng.integers(1 << 30))).copy()
+    base[cols] = base[cols].apply(pd.to_numeric, errors="coerce").astype("float64")
     for i in range(n):
         picked = rng.choice(cols, size=min(k, len(cols)), replace=False)
         for c in picked:

@@ -206,7 +206,7 @@ class XGBRegressorModel(BatchModel):
         names = self.spec.outputs
         out = pd.DataFrame({names[0]: pred * scale})
         if self.params.get("optimizer") == "right_size":
-            cpu = pd.to_numeric(X.get("prev_day_avg_cpu"), errors="coerce").to_numpy(dtype=float)
+            cpu = pd.to_numeric(X.get("hist_avg_cpu"), errors="coerce").to_numpy(dtype=float)
             # The spec's right-sizing rule: < 30% CPU -> halve, < 50% -> cut a third.
             frac = np.where(cpu < 30, 0.5, np.where(cpu < 50, 0.3, 0.0))
             frac = np.where(np.isnan(cpu), 0.0, frac)
