@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "Gold table) into a fresh temporary lakehouse, run the streaming queries "
                                    "with an available-now trigger and print the alerts.")
     p.add_argument("recording", help="recording folder (e.g. tests/recordings/bulk_exfiltration)")
-    p.add_argument("--chunks", type=int, default=2, help="commits per table, i.e. data micro-batches (default 2)")
+    p.add_argument("--chunks", type=int, default=1, help="commits per table, i.e. data micro-batches (default 1)")
     p.add_argument("--keep", metavar="DIR", help="keep the replay lakehouse in DIR instead of a temp folder")
     p.add_argument("--check", action="store_true",
                    help="compare with the recording's expected_alerts.json; exit 1 on a difference")

@@ -277,13 +277,12 @@ def expand_scored(pdf: pd.DataFrame) -> pd.DataFrame:
     base = pdf.drop(columns=["features", "evidence", "kind", "event_time", "source_table", "row_json"],
                     errors="ignore")
     feats = feats[[c for c in feats.columns if c not in base.columns]]
+    for c in feats.columns:
+        # JSON null (NaN) leaves a numeric feature as object; ids stay strings (they are quoted).
+        if feats[c].dtype == object and all(v is None or isinstance(v, int | float) for v in feats[c]):
+            feats[c] = pd.to_numeric(feats[c], errors="coerce").astype(float)
     out = pd.concat([base, feats], axis=1)
     out["evidence"] = [json.loads(e) if e else [] for e in pdf["evidence"]]
-    for c in out.columns:
-        if out[c].dtype == object and c not in ("evidence",):
-            conv = pd.to_numeric(out[c], errors="coerce")
-            if conv.notna().sum() == out[c].notna().sum() and out[c].notna().any():
-                out[c] = conv
     return out
 
 

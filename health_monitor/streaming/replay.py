@@ -37,7 +37,7 @@ class ReplayResult:
     data_dir: Path | None
 
 
-def replay(path: str | Path, chunks: int = 2, keep_dir: str | Path | None = None) -> ReplayResult:
+def replay(path: str | Path, chunks: int = 1, keep_dir: str | Path | None = None) -> ReplayResult:
     """Feed a recording through the streaming queries (available-now) and collect the alerts.
 
     Args:

@@ -79,6 +79,11 @@ def _calendar(start_ms: int) -> dict[str, float]:
     }
 
 
+def _flag(s: pd.Series) -> pd.Series:
+    """A nullable boolean column as plain bools (null = False)."""
+    return s.astype("boolean").fillna(False).astype(bool)
+
+
 def _nan(x: float | None) -> float:
     return float("nan") if x is None else float(x)
 
@@ -87,8 +92,7 @@ def _nan(x: float | None) -> float:
 def _cost_accumulate(acc: dict, g: pd.DataFrame) -> None:
     acc["cost"] = acc.get("cost", 0.0) + float(g["cost"].sum())
     acc["dbus"] = acc.get("dbus", 0.0) + float(g["dbus"].sum())
-    acc["untagged"] = acc.get("untagged", 0.0) + float(g.loc[~g["is_tagged"].fillna(False).astype(bool),
-                                                              "cost"].sum())
+    acc["untagged"] = acc.get("untagged", 0.0) + float(g.loc[~_flag(g["is_tagged"]), "cost"].sum())
     skus = acc.setdefault("skus", {})
     for sku, c in g.groupby("sku_name", dropna=True)["cost"].sum().items():
         skus[sku] = skus.get(sku, 0.0) + float(c)
@@ -168,7 +172,7 @@ def _sec_accumulate(acc: dict, g: pd.DataFrame) -> None:
         acc[k] = acc.get(k, 0) + v
     acc.setdefault("ips", set()).update(audit["ip"].dropna().tolist())
     acc.setdefault("tables", set()).update(lineage["table_name"].dropna().tolist())
-    reads = lineage[lineage["is_sensitive"].fillna(False).astype(bool) & lineage["is_read"].fillna(False)]
+    reads = lineage[_flag(lineage["is_sensitive"]) & _flag(lineage["is_read"])]
     acc["sensitive_reads"] = acc.get("sensitive_reads", 0) + len(reads)
     acc.setdefault("sensitive_tables", set()).update(reads["table_name"].dropna().tolist())
     stm = acc.setdefault("statements", {})

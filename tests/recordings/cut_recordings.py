@@ -22,9 +22,9 @@ from health_monitor.settings import load_settings
 from health_monitor.streaming.recording import cut_recording
 
 HERE = Path(__file__).resolve().parent
-ESTATE = {"days": 40, "workspaces": 2, "seed": 5, "scale": 0.3, "end_date": date(2026, 6, 30)}
-WANTED = ["runaway_job_cost", "billing_error", "credential_compromise", "bulk_exfiltration",
-          "privilege_self_grant", "failing_job_streak", "sla_breach"]
+ESTATE = {"days": 45, "workspaces": 2, "seed": 11, "scale": 0.25, "end_date": date(2026, 11, 25)}
+WANTED = ["runaway_job_cost", "credential_compromise", "bulk_exfiltration", "privilege_self_grant",
+          "failing_job_streak"]
 LEAD_IN = {"cost": timedelta(days=4), "security": timedelta(days=4), "reliability": timedelta(days=12)}
 TAIL = timedelta(hours=8)
 
