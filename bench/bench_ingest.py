@@ -5,8 +5,10 @@ Python to keep exact line numbers for the quarantine, so its parse rate and the 
 Delta write decide whether a user waits seconds or minutes. The file mimics a Databricks SQL CSV
 download: ISO timestamps with zone, JSON text in map and struct cells, 1% bad rows.
 
-Run: ``.venv/bin/python bench/bench_ingest.py [--rows 200000] [--keep DIR]``.
-Reports: parse-only rate (validation, no Spark), end-to-end rate (first load into an empty table),
+A second, flat file (compute.node_timeline: numbers, booleans, timestamps) is the "simple CSV".
+
+Run: ``.venv/bin/python bench/bench_ingest.py [--rows 200000] [--only usage|simple] [--keep DIR]``.
+Reports per file: parse-only rate (validation, no Spark), end-to-end rate (first load into an empty table),
 and the rate of re-ingesting an overlapping export (every key exists: insert-only MERGE path).
 """
 
@@ -57,22 +59,30 @@ def write_csv(path: Path, rows: int, seed: int = 7, prefix: str = "r") -> None:
             fh.write(line + "\n")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=200_000)
-    parser.add_argument("--keep", help="data directory to keep (default: a temp folder, removed)")
-    parser.add_argument("--progress", action="store_true", help="print the timed steps of each ingest")
-    args = parser.parse_args()
-    if args.progress:
-        from health_monitor import progress
+NODE_HEADER = ("account_id,workspace_id,cluster_id,instance_id,start_time,end_time,driver,cpu_user_percent,"
+               "cpu_system_percent,cpu_wait_percent,mem_used_percent,mem_swap_percent,network_sent_bytes,"
+               "network_received_bytes,node_type")
 
-        progress.enable(True)
-    root = Path(args.keep or tempfile.mkdtemp(prefix="bench-ingest-"))
-    csv_path = root / "usage.csv"
-    write_csv(csv_path, args.rows)
-    print(f"{args.rows:,} rows, {csv_path.stat().st_size / 1e6:.1f} MB")
 
-    spec = SYSTEM_TABLES["billing.usage"]
+def write_simple_csv(path: Path, rows: int, seed: int = 7) -> None:
+    """A flat compute.node_timeline CSV (numbers, booleans, timestamps; no JSON cells)."""
+    rng = random.Random(seed)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    with path.open("w") as fh:
+        fh.write(NODE_HEADER + "\n")
+        for i in range(rows):
+            start = t0 + timedelta(minutes=i)
+            fh.write(f"acc-1,{1000 + rng.randrange(8)},c-{rng.randrange(300)},i-{i % 40},"
+                     f"{start:%Y-%m-%dT%H:%M:%S}Z,{start + timedelta(minutes=1):%Y-%m-%dT%H:%M:%S}Z,"
+                     f"{'true' if i % 10 == 0 else 'false'},{rng.uniform(0, 80):.2f},{rng.uniform(0, 10):.2f},"
+                     f"{rng.uniform(0, 5):.2f},{rng.uniform(10, 95):.2f},0.0,{rng.randrange(10**9)},"
+                     f"{rng.randrange(10**9)},m5d.2xlarge\n")
+
+
+def bench(root: Path, table: str, csv_path: Path, rows: int) -> None:
+    """Parse-only, first-load and overlapping-re-export rates for one CSV."""
+    print(f"== {table}: {rows:,} rows, {csv_path.stat().st_size / 1e6:.1f} MB")
+    spec = SYSTEM_TABLES[table]
     from pyspark.sql import types as T
     from pyspark.sql.pandas.types import to_arrow_schema
 
@@ -81,28 +91,49 @@ def main() -> int:
     parsed = _FileParser(spec, _RowValidator(spec), schema, set(), 0, csv_path, "csv").parse()
     parse_s, parse_cpu = time.perf_counter() - t, time.process_time() - cpu
     # CPU seconds too: on a shared machine wall time measures the neighbours as much as the code.
-    print(f"parse only: {parse_s:.2f}s wall ({parse_cpu:.2f}s CPU) = {args.rows / parse_s:,.0f} rows/s wall, "
-          f"{args.rows / parse_cpu:,.0f} rows/s per CPU ({parsed.good:,} valid, "
+    print(f"parse only: {parse_s:.2f}s wall ({parse_cpu:.2f}s CPU) = {rows / parse_s:,.0f} rows/s wall, "
+          f"{rows / parse_cpu:,.0f} rows/s per CPU ({parsed.good:,} valid, "
           f"{parsed.report.quarantined:,} quarantined)")
 
     settings = load_settings(root / "hm")
     lake = Lakehouse(settings, get_spark(settings))
     lake.spark.range(1).count()  # JVM start-up is not ingest time
     t = time.perf_counter()
-    report = ingest(lake, csv_path, "billing.usage")
+    report = ingest(lake, csv_path, table)
     first_s = time.perf_counter() - t
     print(f"first load: {first_s:.2f}s = {report.rows_read / first_s:,.0f} rows/s "
           f"({report.ingested:,} ingested, {report.quarantined:,} quarantined)")
 
-    again = root / "usage_again.csv"
+    again = csv_path.with_name(f"again_{csv_path.name}")
     shutil.copy(csv_path, again)
     with again.open("a") as fh:
         fh.write("\n")  # different bytes, same rows: skips the log, exercises the MERGE
     t = time.perf_counter()
-    report = ingest(lake, again, "billing.usage")
+    report = ingest(lake, again, table)
     merge_s = time.perf_counter() - t
     print(f"overlapping re-export: {merge_s:.2f}s = {report.rows_read / merge_s:,.0f} rows/s "
           f"({report.ingested:,} ingested, {report.duplicates_skipped:,} duplicates skipped)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--only", choices=["usage", "simple"], help="run one of the two files")
+    parser.add_argument("--keep", help="data directory to keep (default: a temp folder, removed)")
+    parser.add_argument("--progress", action="store_true", help="print the timed steps of each ingest")
+    args = parser.parse_args()
+    if args.progress:
+        from health_monitor import progress
+
+        progress.enable(True)
+    root = Path(args.keep or tempfile.mkdtemp(prefix="bench-ingest-"))
+    root.mkdir(parents=True, exist_ok=True)
+    if args.only in (None, "simple"):
+        write_simple_csv(root / "node_timeline.csv", args.rows)
+        bench(root, "compute.node_timeline", root / "node_timeline.csv", args.rows)
+    if args.only in (None, "usage"):
+        write_csv(root / "usage.csv", args.rows)
+        bench(root, "billing.usage", root / "usage.csv", args.rows)
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
     return 0

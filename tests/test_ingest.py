@@ -21,12 +21,19 @@ from health_monitor.errors import HealthMonitorError
 from health_monitor.gold.ingest import enum_values, ingest, required_columns, resolve_table
 from health_monitor.gold.schemas import GOLD_TABLES
 from health_monitor.gold.system_schemas import SYSTEM_TABLES
+from health_monitor.runtime import Lakehouse
+from health_monitor.settings import load_settings
 
 DATA = Path(__file__).parent / "data" / "ingest"
 
 
 def _quarantine(lake) -> dict[int, str]:  # noqa: ANN001
     return {r.row_number: r.reason for r in lake.read("quarantine", "monitor").collect()}
+
+
+def lake_at(data_dir: Path, spark) -> Lakehouse:  # noqa: ANN001
+    """The lakehouse a CLI call with ``--data-dir data_dir`` wrote to."""
+    return Lakehouse(load_settings(data_dir), spark)
 
 
 def _usage(lake) -> dict[str, dict]:  # noqa: ANN001
@@ -231,10 +238,13 @@ def test_cli_ingests_a_folder_and_prints_counts(spark, tmp_path: Path, capsys: p
     folder.mkdir()
     (folder / "part-0.csv.gz").write_bytes(gzip.compress((DATA / "usage_good.csv").read_bytes()))
     shutil.copy(DATA / "usage_mixed.jsonl", folder / "part-1.jsonl")
+    shutil.copy(DATA / "usage_spark_style.csv", folder / "part-2.csv")  # quotes escaped as \" by Spark
     (folder / "_SUCCESS").write_text("")
     rc = cli.main(["--data-dir", str(tmp_path / "hm"), "ingest", str(folder), "--table", "system.billing.usage"])
     out = capsys.readouterr().out
     assert rc == 0
     assert out.splitlines()[0].startswith(
-        "system.billing.usage: 6 rows ingested, 3 quarantined, 0 duplicates skipped (2 file(s), 9 rows read)")
+        "system.billing.usage: 7 rows ingested, 3 quarantined, 0 duplicates skipped (3 file(s), 10 rows read)")
     assert "next: run 'health-monitor build'" in out
+    tags = lake_at(tmp_path / "hm", spark).read("billing.usage", "system").where("record_id = 's-001'")
+    assert tags.selectExpr("custom_tags['team']", "usage_metadata.cluster_id").first() == ("sales, ops", "1120-223212-1d6b66ca")

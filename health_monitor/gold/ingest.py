@@ -698,7 +698,11 @@ class _FileParser:
                 consumed.append(line)
                 yield line
 
-        reader = csv.reader(lines(), delimiter=delimiter)
+        # Spark's CSV writer (df.write.csv, the usual export on Databricks) escapes quotes as \" where
+        # RFC 4180 tools double them; accept the backslash form only when the file uses it, so
+        # backslashes in other files (Windows paths, regexes) stay literal.
+        escape = "\\" if b'\\"' in head else None
+        reader = csv.reader(lines(), delimiter=delimiter, escapechar=escape)
         mapping: list[int | None] | None = None
         width = len(self.v.names)
         start = 1
