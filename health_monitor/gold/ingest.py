@@ -10,6 +10,13 @@ Idempotency has two layers: ``monitor.ingest_log`` remembers (content hash, tabl
 ingested, so the same bytes are skipped outright, and rows are written insert-only on the primary
 key, so an overlapping export adds only the rows that are new (the others count as duplicates).
 
+Conventions: timestamps are ISO-8601, taken as UTC when they carry no zone; an empty CSV cell is
+null, and so are ``null``/``NULL``/``None``/``NaN`` in non-string columns; map, array and struct
+cells of a CSV hold JSON text (quotes doubled as in RFC 4180, or backslash-escaped as Spark writes
+them). ``row_number`` is the line where the row starts (the CSV header is line 1); for Parquet and
+JSON arrays it is the 1-based row index. An empty file (no bytes, or only a header) is not an
+error: it is reported as ``empty`` and ingests nothing.
+
 A file-level problem (missing path, unreadable or mis-named file, missing required columns) is a
 one-line :class:`~health_monitor.errors.HealthMonitorError`. All files are parsed before anything
 is written, so such an error never leaves half an ingest behind.
