@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from health_monitor.gold.ddl import TableSpec
+from health_monitor.gold.ingest import INGEST_LOG
 from health_monitor.gold.schemas import GOLD_TABLES, GROUND_TRUTH, QUARANTINE
 from health_monitor.gold.system_schemas import SYSTEM_TABLES
 
@@ -39,7 +40,7 @@ def render() -> str:
     for spec in GOLD_TABLES.values():
         out += _section(spec)
     out += ["## Monitor and simulator tables", ""]
-    for spec in (QUARANTINE, GROUND_TRUTH):
+    for spec in (QUARANTINE, INGEST_LOG, GROUND_TRUTH):
         out += _section(spec)
     out += ["## System-table sources", "",
             "Shapes read from `system.*` on Databricks and from the local `system` layer otherwise.", ""]

@@ -59,7 +59,7 @@ INGEST_LOG = table(
     content_hash string NOT NULL -- sha256 of the file's bytes
     table_name string NOT NULL -- layer-qualified target, e.g. system.billing.usage
     source_file string NOT NULL
-    file_format string NOT NULL -- csv | json | parquet
+    file_format string NOT NULL -- csv, json or parquet
     rows_read bigint
     rows_ingested bigint
     rows_quarantined bigint
