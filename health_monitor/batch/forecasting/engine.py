@@ -11,10 +11,12 @@ How one forecast is made (``simulate_paths``):
    and combined with weights 1/score^2; those scoring worse than 1.5 x the best get none.
 3. The ensemble's out-of-sample errors at those origins, normalised by the forecast (or the
    local level), are split into a per-origin *level error* (the mean: what makes a month
-   total wrong) and day-to-day *noise* (the rest). Sample paths add a fresh normal level error
-   (spread = RMS of the origins' level errors x 1.25, widening with the square root of the
-   lead beyond the validated horizon) and 7-day blocks of noise (x 1.1, recent origins drawn
-   more often) to the ensemble forecast; non-negative histories give non-negative paths.
+   total wrong) and day-to-day *noise* (the rest). Sample paths add a fresh level error
+   (normal, or log-normal for multiplicative series; spread = RMS of the origins' level errors
+   x 1.25, widening with the square root of the lead beyond the validated horizon) and 7-day
+   blocks of noise (x 1.1, recent origins drawn more often) to the ensemble forecast.
+   Non-negative histories give non-negative paths; for additive (mostly intermittent) series
+   the clipping at zero is scaled so it cannot lift a day's mean above the point forecast.
 4. Daily quantiles are quantiles of the paths per day; quantiles of a period total are
    quantiles of the path sums, which keeps their correlation (not a sum of daily quantiles).
 
