@@ -6,6 +6,7 @@ Prophet off (``use_prophet=False``); the shipped-series tests and the CLI keep i
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +186,20 @@ def test_cli_writes_a_forecast_csv_and_aggregates_sub_daily_rows(tmp_path: Path,
     assert fc.ds.tolist() == pd.date_range("2025-04-10", periods=10).strftime("%Y-%m-%d").tolist()
     assert (fc.p10 <= fc.p50).all() and (fc.p50 <= fc.p90).all()
     assert "10 days forecast" in stdout
+
+
+def test_cli_picks_the_quantity_not_an_id_column_and_reads_unsorted_us_dates(tmp_path: Path, cli) -> None:  # noqa: ANN001
+    days = pd.date_range("2025-01-01", periods=60)
+    sales = weekly_series(60, seed=10, level=1000)
+    src = tmp_path / "store.csv"
+    pd.DataFrame({"Date": days.strftime("%m/%d/%Y"), "Store": 7, "Sales": sales}).sample(
+        frac=1, random_state=0).to_csv(src, index=False)
+    rc, out, err = cli(str(src), "--horizon", "3", "--no-prophet")
+    assert rc == 0, err
+    assert "value column 'Sales'" in err
+    fc = pd.read_csv(io.StringIO(out))
+    assert fc.ds.tolist() == ["2025-03-02", "2025-03-03", "2025-03-04"]
+    assert (fc.p50 > 300).all()
 
 
 def test_cli_backtest_prints_the_comparison_table(cli) -> None:  # noqa: ANN001

@@ -62,7 +62,12 @@ def read_daily_csv(path: str | Path, timestamp_col: str | None = None,
         timestamp_col = "ds"
     if value_col is None and header.count("y") == 1 and timestamp_col != "y":
         value_col = "y"
+    picked_note = None
+    if value_col is None:
+        value_col, picked_note = _pick_value_column(path, header, timestamp_col)
     raw, ts_name, val_name, times, values, notes = read_series(path, timestamp_col, value_col)
+    if picked_note:
+        notes.append(picked_note)
     text = raw.iloc[:, list(raw.columns).index(val_name)].str.strip()
     bad = values.isna() & text.ne("")
     if bad.any():
@@ -87,6 +92,55 @@ def read_daily_csv(path: str | Path, timestamp_col: str | None = None,
                      "rows count as unknown, not zero (aggregate to daily values first if that is wrong)")
     notes.insert(0, f"time column {ts_name!r}, value column {val_name!r}")
     return frame, notes
+
+
+#: Column names that say "this is the quantity to forecast".
+_VALUE_HINTS = ("y", "value", "cost", "spend", "amount", "total", "sales", "revenue", "usage", "dbus",
+                "quantity", "count", "demand", "views", "visits", "calls", "load")
+#: Name fragments of identifier columns that are numeric but not a quantity.
+_ID_HINTS = ("id", "key", "store", "code", "zip", "year", "month", "day", "week", "hour")
+
+
+def _pick_value_column(path: str | Path, header: list[str], timestamp_col: str | None
+                       ) -> tuple[str | None, str | None]:
+    """The numeric column to forecast when none is named: a value-like name first, never a
+    constant or identifier-like column (a store number is numeric but is not the series)."""
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, nrows=5000)
+    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError):
+        return None, None  # read_series reports the problem
+    if len(set(header)) != len(header) or list(raw.columns) != header:
+        return None, None
+    numeric = []
+    for col in header:
+        if col == timestamp_col:
+            continue
+        text = raw[col].str.strip()
+        vals = pd.to_numeric(text.str.replace(r"[\s,$€£%]", "", regex=True), errors="coerce")
+        if vals.notna().sum() == 0 or vals.notna().sum() < 0.5 * max(int(text.ne("").sum()), 1):
+            continue
+        if vals.notna().sum() >= 0.5 * len(text) and _looks_like_dates(text):
+            continue  # a date column written as text (the time column when none was named)
+        numeric.append((col, vals))
+    if len(numeric) < 2:
+        return None, None  # read_series' own choice is the only one anyway
+
+    def rank(item: tuple[str, pd.Series]) -> tuple[int, int]:
+        name, vals = item[0].strip().lower(), item[1]
+        constant = vals.nunique(dropna=True) <= 1
+        hinted = any(h == name or name.endswith(h) or name.startswith(h) for h in _VALUE_HINTS)
+        id_like = any(h == name or name.endswith(f"_{h}") or name.endswith(h) for h in _ID_HINTS)
+        return (2 if constant else 0) + (1 if id_like and not hinted else 0), 0 if hinted else 1
+
+    best = min(numeric, key=rank)
+    others = [c for c, _ in numeric if c != best[0]]
+    return best[0], (f"forecasting column {best[0]!r} (other numeric columns: {', '.join(others)}; "
+                     "pass --value-col to choose)")
+
+
+def _looks_like_dates(text: pd.Series) -> bool:
+    sample = text[text.ne("")].head(50)
+    return bool(len(sample)) and bool(sample.str.contains(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}", regex=True).all())
 
 
 def _header(path: str | Path) -> list[str]:
