@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("py4j", "mlflow", "cmdstanpy", "prophet", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(logging.INFO if args.verbose else logging.ERROR)
     progress.enable(True)
+    from health_monitor import runtime
+
+    # A session that was running before this call (tests, notebooks) belongs to the caller.
+    owns_spark = runtime._SPARK is None
     ctx = Context(settings=load_settings(args.data_dir, args.catalog), verbose=args.verbose)
     try:
         return int(args.func(args, ctx) or 0)
@@ -93,9 +97,8 @@ def main(argv: list[str] | None = None) -> int:
               "(rerun with --verbose for details)", file=sys.stderr)
         return 1
     finally:
-        from health_monitor import runtime
-
-        runtime.stop_spark()
+        if owns_spark:
+            runtime.stop_spark()
 
 
 if __name__ == "__main__":
