@@ -418,13 +418,21 @@ def build_estate(seed: int, window: Window, workspaces: int, scale: float) -> Es
                                           float(rng.uniform(2, 10)), _tags(rng, team, 0.1),
                                           people[int(rng.integers(0, len(people)))].email))
 
+    # List prices change once mid-period: classic jobs compute always (every estate bills it),
+    # some serverless and DLT SKUs by chance.
     price_changes = {}
+    third = max(1, len(window.days) // 3)
+
+    def change_day() -> pd.Timestamp:
+        return (window.start + pd.Timedelta(days=int(rng.integers(third, max(third + 1, 2 * third))))).floor("D")
+
+    when, factor = change_day(), float(rng.choice([1.1, 1.15, 1.2]))
+    for sku in ["PREMIUM_JOBS_COMPUTE", "PREMIUM_JOBS_COMPUTE_(PHOTON)"]:
+        price_changes[sku] = (when, round(SKUS[sku][0] * factor, 4))
     for sku in ["PREMIUM_SERVERLESS_SQL_COMPUTE_US_EAST", "PREMIUM_JOBS_SERVERLESS_COMPUTE_US_EAST",
                 "PREMIUM_DLT_CORE_COMPUTE"]:
-        if rng.random() < 0.8:
-            when = window.start + pd.Timedelta(days=int(rng.integers(len(window.days) // 3,
-                                                                     max(len(window.days) // 3 + 1, 2 * len(window.days) // 3))))
-            price_changes[sku] = (when.floor("D"), round(SKUS[sku][0] * float(rng.choice([0.9, 1.1, 1.15])), 4))
+        if rng.random() < 0.6:
+            price_changes[sku] = (change_day(), round(SKUS[sku][0] * float(rng.choice([0.9, 1.1, 1.15])), 4))
     return Estate(seed, scale, window, account_id, wss, users, clusters, warehouses, jobs, tables,
                   pipelines, price_changes)
 

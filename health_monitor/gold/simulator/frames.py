@@ -84,9 +84,10 @@ def to_spark(spark: SparkSession, pdf: pd.DataFrame, spec: TableSpec) -> DataFra
     flat = {c: _flat_type(leaf_types[c]) for c in pdf.columns}
     flat_schema = T.StructType([T.StructField(c.replace(".", "__"), t, True) for c, t in flat.items()])
     renamed = pdf.rename(columns={c: c.replace(".", "__") for c in pdf.columns})
-    for c in renamed.columns:
-        # pandas turns None into NaN in group-bys and concats; in a text column that would become "NaN".
-        if renamed[c].dtype == object:
+    for c, orig in zip(renamed.columns, pdf.columns, strict=True):
+        # pandas turns None into NaN in group-bys and concats (an all-null id column even becomes
+        # float64, which Arrow cannot turn into text): text and object columns get real nulls.
+        if renamed[c].dtype == object or isinstance(flat[orig], T.StringType):
             renamed[c] = renamed[c].astype(object).where(renamed[c].notna(), None)
     df = spark.createDataFrame(renamed, schema=flat_schema)
     return df.select([_assemble(f.name, f.dataType, flat).alias(f.name) for f in spec.schema.fields])

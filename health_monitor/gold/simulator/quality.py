@@ -56,10 +56,12 @@ def dq_results(estate: Estate, plan: Plan, window: Window, rng: np.random.Genera
                 c = c[(c["commit_time"] < inc.start) | (c["commit_time"] >= inc.end)]
         times = c["commit_time"].to_numpy()
         pos = np.searchsorted(times, checks.to_numpy(), side="right") - 1
-        last = np.where(pos >= 0, times[np.clip(pos, 0, None)] if len(times) else np.datetime64("NaT"), np.datetime64("NaT"))
+        nat = np.datetime64("NaT", "ns")
+        times = times.astype("datetime64[ns]")
+        last = np.where(pos >= 0, times[np.clip(pos, 0, None)], nat) if len(times) else np.full(len(checks), nat)
         prior = (last_commit or {}).get(t.full_name)
         if prior is not None:
-            last = np.where(pd.isna(last), np.datetime64(prior), last)
+            last = np.where(pd.isna(last), np.datetime64(prior, "ns"), last)
         gaps = np.diff(times).astype("timedelta64[s]").astype(float) if len(times) > 1 else np.array([86400.0])
         interval = float(np.median(gaps)) if len(gaps) else 86400.0
         last_ts = pd.DatetimeIndex(last)
