@@ -251,8 +251,7 @@ def make_alerts(scored: pd.DataFrame, hits: pd.DataFrame, domain: str,
     cols = ALERTS.column_names
     if scored is None or scored.empty:
         return pd.DataFrame(columns=cols)
-    now_ts = pd.Timestamp(now or datetime.now(UTC)).tz_localize(None) if (now is None or now.tzinfo) \
-        else pd.Timestamp(now)
+    now_ts = _naive(now or datetime.now(UTC))
     frame = scored.reset_index(drop=True)
     records = frame.to_dict("records")
     by_row: dict[int, dict[str, list[dict[str, Any]]]] = {}
@@ -301,7 +300,7 @@ def make_alerts(scored: pd.DataFrame, hits: pd.DataFrame, domain: str,
                 "alert_type": alert_type,
                 "entity_type": str(row["entity_type"]),
                 "entity_id": str(row["entity_id"]),
-                "workspace_id": None if row.get("workspace_id") is None else str(row["workspace_id"]),
+                "workspace_id": None if pd.isna(row.get("workspace_id")) else str(row["workspace_id"]),
                 "score": float(min(max(score, 0.0), 1.0)),
                 "severity": impact_severity(score, domain, impact, sens, floor),
                 "deviation_pct": deviation,
@@ -413,19 +412,21 @@ def apply_alerts(lake: Lakehouse, alerts_pdf: pd.DataFrame, batch_id: int, app_i
         rows = fold_alerts(existing, alerts_pdf)
         if rows.empty:
             return 0
-        session = lake.spark.newSession()
-        session.conf.set("spark.databricks.delta.write.txnAppId", app_id)
-        session.conf.set("spark.databricks.delta.write.txnVersion", str(int(batch_id)))
-        src = session.createDataFrame(_to_spark_rows(rows), ALERTS.schema)
+        session = _merge_session(lake)
         view = f"alerts_batch_{uuid.uuid4().hex}"
-        src.createOrReplaceTempView(view)
+        session.conf.set(TXN_APP_ID, app_id)
+        session.conf.set(TXN_VERSION, str(int(batch_id)))
         try:
+            session.createDataFrame(_to_spark_rows(rows), ALERTS.schema).createOrReplaceTempView(view)
             session.sql(
                 f"MERGE INTO {lake.table_name(ALERTS.name, LAYER)} t USING {view} s "
                 "ON t.alert_id = s.alert_id "
                 "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
             )
         finally:
+            # Never leave the identifiers set: any later write in this session would be skipped.
+            session.conf.unset(TXN_APP_ID)
+            session.conf.unset(TXN_VERSION)
             session.catalog.dropTempView(view)
         after = _table_version(lake)
         _cache_commit(lake, before, after, rows)
@@ -477,6 +478,31 @@ def _cache_commit(lake: Lakehouse, before: int, after: int, rows: pd.DataFrame) 
     keep = cache.rows[~cache.rows["alert_id"].isin(set(rows["alert_id"]))]
     cache.rows = pd.concat([keep, rows[rows["window_end"].map(_naive) >= cache.horizon]], ignore_index=True)
     cache.version = after
+
+
+TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
+TXN_VERSION = "spark.databricks.delta.write.txnVersion"
+_SESSIONS: dict[int, tuple[Any, Any]] = {}
+
+
+def _merge_session(lake: Lakehouse) -> Any:
+    """A child session of the lake's SparkSession for the alerts MERGE (one per session, reused).
+
+    Its SQL conf is its own, so the idempotency identifiers set for the MERGE cannot leak into
+    writes other threads make meanwhile; calls are serialised by ``_APPLY_LOCK``. Where child
+    sessions are not supported (Spark Connect) the main session is used, its confs unset right
+    after the MERGE.
+    """
+    parent = lake.spark
+    held = _SESSIONS.get(id(parent))
+    if held is None or held[0] is not parent:
+        try:
+            child = parent.newSession()
+        except Exception:  # noqa: BLE001 - e.g. Spark Connect has no newSession
+            child = parent
+        # Keeping the parent referenced keeps its id from being reused by another session.
+        held = _SESSIONS[id(parent)] = (parent, child)
+    return held[1]
 
 
 def _table_version(lake: Lakehouse) -> int:
