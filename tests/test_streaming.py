@@ -175,11 +175,11 @@ def _txn_versions(table_dir: Path) -> set[int]:
 @pytest.mark.slow
 def test_kill_9_mid_batch_then_restart_gives_exactly_the_alerts_of_an_uninterrupted_run(
         lake, tmp_path, settings):
-    # Two SKUs, 5 days, a spike on day 4; delivered as 3 files -> 3 data batches plus closing ones.
+    # Two SKUs, 5 days, a spike on day 4; delivered as 2 files -> 2 data batches plus a closing one.
     rows = usage_rows(range(0, 120), skus=(("JOBS_COMPUTE", 20.0), ("SQL_COMPUTE", 6.0)), spike=range(80, 84))
 
     # Uninterrupted run, in this process.
-    load_usage(lake, rows, tmp_path / "a", chunks=3)
+    load_usage(lake, rows, tmp_path / "a", chunks=2)
     engine.run_available_now(lake, ["cost"], max_files_per_trigger=1)
     expected = _alerts(lake)
     expected_scores = lake.read("anomaly_scores", "monitor").toPandas()
@@ -187,8 +187,8 @@ def test_kill_9_mid_batch_then_restart_gives_exactly_the_alerts_of_an_uninterrup
 
     # Same input in another lakehouse, run by the CLI in a subprocess that we kill -9 mid-batch.
     other = Lakehouse(settings.with_data_dir(tmp_path / "b-home"), lake.spark)
-    load_usage(other, rows, tmp_path / "b", chunks=3)
-    cmd = [sys.executable, "-m", "health_monitor.cli", "--data-dir", str(other.settings.data_dir),
+    load_usage(other, rows, tmp_path / "b", chunks=2)
+    cmd = [sys.executable, "-m", "health_monitor", "--data-dir", str(other.settings.data_dir),
            "stream", "start", "--domains", "cost", "--available-now", "--max-files-per-trigger", "1"]
     env = {**os.environ, "HEALTH_MONITOR_DRIVER_MEMORY": "1g"}
     loc = checkpoints.checkpoint_location(other.settings, "hm_cost")
@@ -225,3 +225,17 @@ def test_kill_9_mid_batch_then_restart_gives_exactly_the_alerts_of_an_uninterrup
     assert sorted(scores["score_id"]) == sorted(expected_scores["score_id"])
     merged = scores.merge(expected_scores, on="score_id", suffixes=("", "_a"))
     assert (merged["score"] - merged["score_a"]).abs().max() < 1e-9
+
+
+def test_stream_cli_parses_triggers_and_domains():
+    from health_monitor.cli.stream import parse_domains, parse_trigger
+    from health_monitor.errors import HealthMonitorError
+
+    assert parse_trigger("30s") == "30 seconds" and parse_trigger("5m") == "300 seconds"
+    assert parse_trigger("1h") == "3600 seconds" and parse_trigger("500ms") == "500 milliseconds"
+    assert parse_domains("cost, security") == ["cost", "security"]
+    for bad in ("soon", "0s"):
+        with pytest.raises(HealthMonitorError):
+            parse_trigger(bad)
+    with pytest.raises(HealthMonitorError, match="unknown domain"):
+        parse_domains("cost,quality")
