@@ -16,6 +16,7 @@ def _date(text: str) -> date:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``simulate`` sub-command."""
     p = sub.add_parser(
         "simulate", help="simulate a Databricks estate (system tables, incidents) and build Gold",
         description="Write system-table-shaped data for a simulated account (workspaces, jobs, clusters, "
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
+    """Simulate a fresh estate, or continue one with ``--live``; print the summary."""
     from health_monitor.gold.simulator import simulate, simulate_live
 
     if args.live:

@@ -9,7 +9,7 @@ rates by these curves, so every fact table carries the same seasonality.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import holidays
 import numpy as np
@@ -25,14 +25,17 @@ class Window:
 
     @property
     def hours(self) -> pd.DatetimeIndex:
+        """Start of every hour in the window."""
         return pd.date_range(self.start, self.end, freq="h", inclusive="left")
 
     @property
     def days(self) -> pd.DatetimeIndex:
+        """Midnight of every day the window touches."""
         return pd.date_range(self.start.floor("D"), self.end - pd.Timedelta(seconds=1), freq="D")
 
     @classmethod
     def for_days(cls, end_date: date, days: int) -> Window:
+        """The ``days`` whole days ending with ``end_date``."""
         end = pd.Timestamp(datetime(end_date.year, end_date.month, end_date.day)) + pd.Timedelta(days=1)
         return cls(end - pd.Timedelta(days=days), end)
 
@@ -42,9 +45,6 @@ class Calendar:
 
     def __init__(self, years: range) -> None:
         self._hol = {**holidays.US(years=list(years)), **holidays.UK(years=list(years))}
-
-    def holiday_name(self, d: date) -> str | None:
-        return self._hol.get(d)
 
     def day_factors(self, days: pd.DatetimeIndex, weekend: float, holiday: float,
                     month_end: float) -> np.ndarray:
@@ -62,20 +62,6 @@ def office_curve(hours_local: np.ndarray) -> np.ndarray:
     h = hours_local % 24
     curve = np.exp(-0.5 * ((h - 11.0) / 2.2) ** 2) + 0.8 * np.exp(-0.5 * ((h - 15.5) / 2.0) ** 2)
     return 0.04 + curve
-
-
-def growth(days_since_start: np.ndarray, rate_per_day: float) -> np.ndarray:
-    """Compound growth of demand (data volumes, users) since the estate's epoch."""
-    return np.exp(rate_per_day * days_since_start)
-
-
-def to_ts(values: np.ndarray) -> pd.DatetimeIndex:
-    """Nanosecond datetime64 array from a float array of epoch seconds (rounded to the ms)."""
-    return pd.to_datetime(np.round(values * 1000).astype("int64"), unit="ms")
-
-
-def epoch_s(ts: pd.Timestamp | datetime) -> float:
-    return (pd.Timestamp(ts) - pd.Timestamp("1970-01-01")) / timedelta(seconds=1)
 
 
 def split_intervals(start: np.ndarray, end: np.ndarray, freq: str = "1h") -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -86,8 +86,9 @@ def sessions(estate: Estate, plan: Plan, window: Window, rng: np.random.Generato
     df["end"] = pd.to_datetime(df["end"]).dt.floor("s")
     for inc in plan.of("cluster_over_provisioning"):
         a = (df["cluster_id"] == inc.entity_id) & (df["end"] > inc.start) & (df["start"] < inc.end)
+        # The same work spread over many more nodes: each node is busy a fraction of the time.
+        df.loc[a, "load"] = df.loc[a, "load"] * (df.loc[a, "workers"] + 1) / (inc.extra["workers"] + 1)
         df.loc[a, "workers"] = inc.extra["workers"]
-        df.loc[a, "load"] = df.loc[a, "load"] * 0.25  # the same work spread over many more nodes
     # Sessions of one cluster never overlap; clip to the window.
     df = df.sort_values(["cluster_id", "start"]).reset_index(drop=True)
     prev_end = df.assign(cm=df.groupby("cluster_id")["end"].cummax()).groupby("cluster_id")["cm"].shift()
@@ -104,7 +105,7 @@ def node_timeline(estate: Estate, sess: pd.DataFrame, runs: pd.DataFrame, rng: n
     work = pd.concat([
         pd.DataFrame({"cluster_id": sess["cluster_id"], "workspace_id": sess["workspace_id"], "start": sess["start"],
                       "end": sess["end"], "workers": sess["workers"].astype(int), "node_type": sess["node_type"],
-                      "cpu": 8 + 45 * sess["load"], "mem": 25 + 40 * sess["load"], "interactive": True}),
+                      "cpu": 2 + 50 * sess["load"], "mem": 22 + 40 * sess["load"], "interactive": True}),
         pd.DataFrame({"cluster_id": jr["cluster_id"], "workspace_id": jr["workspace_id"], "start": jr["start"],
                       "end": jr["end"], "workers": jr["workers"].astype(int), "node_type": jr["node_type"],
                       "cpu": np.clip(35 + 30 * jr["volume"] ** 0.5, 10, 97),
@@ -218,6 +219,7 @@ def clusters_table(estate: Estate, plan: Plan, window: Window, runs: pd.DataFram
 
 
 def node_types_table(estate: Estate) -> pd.DataFrame:
+    """``compute.node_types``: hardware of every node type the estate uses."""
     return pd.DataFrame({"account_id": estate.account_id, "node_type": [n.node_type for n in NODES.values()],
                          "core_count": [float(n.cores) for n in NODES.values()],
                          "memory_mb": [n.memory_mb for n in NODES.values()],

@@ -39,6 +39,8 @@ def uids(rng: np.random.Generator, n: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class NodeType:
+    """A cloud instance type and its hardware (``system.compute.node_types``)."""
+
     node_type: str
     cores: float
     memory_mb: int
@@ -46,6 +48,7 @@ class NodeType:
 
     @property
     def dbu_per_hour(self) -> float:
+        """DBUs one node of this type bills per hour (about 0.17 per core, AWS-like)."""
         return round(self.cores * 0.17 + self.gpus * 2.5, 3)
 
 
@@ -94,6 +97,8 @@ DOMAIN = "acme-corp.com"
 
 @dataclass
 class User:
+    """A person or service principal, with home network, timezone and activity level."""
+
     email: str
     user_id: str
     role: str  # engineer | analyst | data_scientist | admin | service_principal
@@ -106,6 +111,8 @@ class User:
 
 @dataclass
 class Cluster:
+    """An all-purpose cluster (job clusters are created per run in ``jobs``)."""
+
     cluster_id: str
     workspace_id: str
     name: str
@@ -128,6 +135,8 @@ class Cluster:
 
 @dataclass
 class Warehouse:
+    """A SQL warehouse and its typical daily statement load."""
+
     warehouse_id: str
     workspace_id: str
     name: str
@@ -144,6 +153,8 @@ class Warehouse:
 
 @dataclass
 class Table:
+    """A Unity Catalog table: columns, daily volume, monitoring and sensitivity."""
+
     catalog: str
     schema: str
     name: str
@@ -161,6 +172,8 @@ class Table:
 
 @dataclass
 class Job:
+    """A job of some archetype, with its schedule, compute and hidden traits (growth, flakiness)."""
+
     job_id: str
     workspace_id: str
     name: str
@@ -196,6 +209,8 @@ class Job:
 
 @dataclass
 class Pipeline:
+    """A DLT pipeline (billed by the hour, no job runs)."""
+
     pipeline_id: str
     workspace_id: str
     name: str
@@ -207,6 +222,8 @@ class Pipeline:
 
 @dataclass
 class Workspace:
+    """A workspace with its size, growth rate, home timezone and optional serving endpoint."""
+
     workspace_id: str
     name: str
     url: str
@@ -237,12 +254,15 @@ class Estate:
 
     @property
     def epoch(self) -> pd.Timestamp:
+        """Start of the simulated period: growth is measured from here."""
         return self.window.start
 
     def users_in(self, workspace_id: str, roles: tuple[str, ...] | None = None) -> list[User]:
+        """Users of a workspace, optionally only some roles."""
         return [u for u in self.users if workspace_id in u.workspaces and (roles is None or u.role in roles)]
 
     def table(self, full_name: str) -> Table:
+        """The table named ``catalog.schema.name``."""
         return next(t for t in self.tables if t.full_name == full_name)
 
     def price(self, sku: str, ts: np.ndarray) -> np.ndarray:

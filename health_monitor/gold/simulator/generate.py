@@ -29,6 +29,8 @@ VISIBLE_AT = {
 
 @dataclass
 class Generated:
+    """Generated frames per system table, plus the run list other generators derived from."""
+
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     runs: pd.DataFrame | None = None
 
@@ -77,6 +79,7 @@ def generate(estate: Estate, plan: Plan, window: Window, seed: int, static: bool
 
 
 def warehouses_table(estate: Estate) -> pd.DataFrame:
+    """``compute.warehouses``: one row per warehouse."""
     from health_monitor.gold.simulator.frames import json_col
 
     whs = estate.warehouses

@@ -39,6 +39,8 @@ INCIDENT_TYPES: dict[str, tuple[str, str, tuple[float, float]]] = {
 
 @dataclass
 class Incident:
+    """One injected incident: what, where, when, how strong, and the details its effects need."""
+
     incident_id: str
     incident_type: str
     domain: str
@@ -52,6 +54,7 @@ class Incident:
     extra: dict = field(default_factory=dict)
 
     def active(self, ts: pd.Timestamp | np.ndarray) -> bool | np.ndarray:
+        """Whether the incident is under way at ``ts`` (scalar or datetime64 array)."""
         if isinstance(ts, np.ndarray):
             return (ts >= self.start.to_datetime64()) & (ts < self.end.to_datetime64())
         return self.start <= ts < self.end
@@ -64,9 +67,11 @@ class Plan:
         self.incidents = incidents
 
     def of(self, incident_type: str) -> list[Incident]:
+        """Incidents of one type."""
         return [i for i in self.incidents if i.incident_type == incident_type]
 
     def frame(self) -> pd.DataFrame:
+        """Rows of ``ground_truth_incidents``."""
         return pd.DataFrame({
             "incident_id": [i.incident_id for i in self.incidents],
             "incident_type": [i.incident_type for i in self.incidents],

@@ -64,9 +64,11 @@ def dq_results(estate: Estate, plan: Plan, window: Window, rng: np.random.Genera
             last = np.where(pd.isna(last), np.datetime64(prior, "ns"), last)
         gaps = np.diff(times).astype("timedelta64[s]").astype(float) if len(times) > 1 else np.array([86400.0])
         interval = float(np.median(gaps)) if len(gaps) else 86400.0
+        # Stale means later than the table's usual longest gap (nights, weekends), not its median.
+        tolerance = float(np.quantile(gaps, 0.95)) if len(gaps) else 86400.0
         last_ts = pd.DatetimeIndex(last)
         age = (checks - last_ts) / pd.Timedelta(seconds=1)
-        fresh_bad = ~np.isfinite(age.to_numpy(float)) | (age.to_numpy(float) > 2.5 * interval + 3600)
+        fresh_bad = ~np.isfinite(age.to_numpy(float)) | (age.to_numpy(float) > 1.5 * tolerance + 3600)
         d = checks.floor("D")
         t_days = (d - estate.epoch) / pd.Timedelta(days=1)
         expected = t.daily_rows * np.exp(0.0025 * t_days.to_numpy()) * cal.day_factors(d, 0.6, 0.7, 1.1)

@@ -27,6 +27,8 @@ _CLIENTS = {"analyst": ["Databricks SQL Editor", "Tableau", "Power BI", "Databri
 
 @dataclass
 class QueryOutput:
+    """Statements, warehouse events and the warehouse hours to bill."""
+
     history: pd.DataFrame
     events: pd.DataFrame
     billed: pd.DataFrame  # warehouse_id, workspace_id, hour, fraction, clusters, sku, dbu_per_hour
@@ -83,9 +85,12 @@ def generate_queries(estate: Estate, plan: Plan, window: Window, rng: np.random.
         curve = office_curve(local)
         rate = wh.queries_per_day * curve / curve.sum() * len(hours) / 24 * dayf
         rate = rate * np.exp(ws.growth * t_days_h) * rng.lognormal(0, 0.15, len(hours))
+        capacity = wh.max_clusters * HOURLY_CAPACITY * (WAREHOUSE_SIZES[wh.size] / 12) ** 0.3
         for inc in plan.of("warehouse_saturation"):
             if inc.entity_id == wh.warehouse_id:
-                rate = np.where(inc.active(h_np), rate * inc.extra["factor"] + 15 * inc.magnitude, rate)
+                # A surge beyond what even the largest cluster count can serve.
+                surge = np.maximum(rate * inc.extra["factor"], capacity * (1.1 + 0.5 * inc.magnitude))
+                rate = np.where(inc.active(h_np), surge, rate)
         for inc in plan.of("budget_overrun"):
             if inc.workspace_id == wh.workspace_id:
                 frac = np.clip((hours - inc.start) / (inc.end - inc.start), 0, 1)
