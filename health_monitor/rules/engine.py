@@ -121,8 +121,10 @@ class RuleSet:
             rows = np.flatnonzero(mask.to_numpy())
             if not len(rows):
                 continue
-            sub = positional.iloc[rows]
-            records = sub.to_dict("records")
+            # Only the columns the message and evidence use: formatting is the per-hit cost.
+            used = [c for c in dict.fromkeys([*rule.condition.columns, *(f for f, _ in rule.message_fields)])
+                    if c in positional.columns]
+            records = positional.iloc[rows][used].to_dict("records")
             parts.append(pd.DataFrame({
                 "row": rows.astype("int64"),
                 "rule_id": rule.id,
@@ -148,9 +150,10 @@ def _held_for(frame: pd.DataFrame, mask: pd.Series, n: int) -> pd.Series:
                               kind="stable").index
     m = mask.loc[order].astype(int)
     if keys:
-        groups = frame.loc[order, keys].astype(str).agg("|".join, axis=1)
+        groups = [frame.loc[order, k].astype(str) for k in keys]
         # Length of the current run of True per entity: reset the cumulative sum at each False.
-        run = m.groupby([groups, (m == 0).groupby(groups).cumsum()]).cumsum()
+        breaks = (m == 0).astype(int).groupby(groups).cumsum()
+        run = m.groupby([*groups, breaks]).cumsum()
     else:
         run = m.groupby((m == 0).cumsum()).cumsum()
     return (run >= n).reindex(frame.index).fillna(False).astype(bool)
