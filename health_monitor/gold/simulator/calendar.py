@@ -45,13 +45,14 @@ class Calendar:
 
     def __init__(self, years: range) -> None:
         self._hol = {**holidays.US(years=list(years)), **holidays.UK(years=list(years))}
+        self._hol_days = np.array(sorted(self._hol), dtype="datetime64[D]")
 
     def day_factors(self, days: pd.DatetimeIndex, weekend: float, holiday: float,
                     month_end: float) -> np.ndarray:
         """Multiplier per day: weekend, holiday and month-end (last 3 days) effects."""
         dow = days.dayofweek.to_numpy()
         f = np.where(dow >= 5, weekend, 1.0)
-        hol = np.array([d.date() in self._hol for d in days])
+        hol = np.isin(days.to_numpy().astype("datetime64[D]"), self._hol_days)
         f = np.where(hol, f * holiday, f)
         last3 = (days + pd.Timedelta(days=3)).month != days.month
         return np.where(last3, f * month_end, f)

@@ -160,7 +160,7 @@ def _statements(estate: Estate, wh, ws, hour_of_row: np.ndarray, rng: np.random.
         stypes.append(st)
         scan.append(kind)
     scan = np.array(scan)
-    size = np.array([table_bytes(tables[i], 0) for i in ti]) * np.exp(0.002 * t_days.to_numpy())
+    size = np.array([table_bytes(t, 0) for t in tables])[ti] * np.exp(0.002 * t_days.to_numpy())
     frac = np.select([scan == "full", scan == "part", scan == "limit", scan == "meta", scan == "write"],
                      [1.0, rng.uniform(1 / 365, 30 / 365, m), 0.0005, 0.0, rng.uniform(0.001, 0.01, m)])
     read_bytes = (size * frac * rng.lognormal(0, 0.3, m)).astype("int64")
