@@ -961,7 +961,9 @@ def _write(lake: Lakehouse, spec: TableSpec, parsed: list[_Parsed]) -> None:
                 cond = [src[k].eqNullSafe(target[k]) for k in spec.primary_key]
                 existing = {r["_file"]: r["count"] for r in
                             src.join(target, cond, "left_semi").groupBy("_file").count().collect()}
-                if existing or lake.settings.is_databricks:
+                if sum(existing.values()) == total:
+                    pass  # every key is already there: the insert-only MERGE would add nothing
+                elif existing or lake.settings.is_databricks:
                     lake.merge(src.drop("_file"), spec.name, spec.primary_key, layer, update=False)
                 else:
                     # No key exists and we hold the table's only writer lock: an append inserts
