@@ -23,7 +23,8 @@ def _section(spec: TableSpec) -> list[str]:
     lines += ["; ".join(facts), "", "| column | type | null | notes |", "|---|---|---|---|"]
     for c in spec.columns:
         typ = c.type.replace("|", "\\|")
-        lines.append(f"| `{c.name}` | `{typ}` | {'yes' if c.nullable else 'no'} | {c.comment} |")
+        note = c.comment.replace("|", "\\|")
+        lines.append(f"| `{c.name}` | `{typ}` | {'yes' if c.nullable else 'no'} | {note} |")
     return [*lines, ""]
 
 
