@@ -84,12 +84,37 @@ def entity_split(frame: pd.DataFrame, keys: list[str], fractions: tuple[float, f
 
 
 def load_feature_frame(lake: Lakehouse, table: str) -> pd.DataFrame:
-    """A feature table as pandas (feature tables are per-entity aggregates: small enough)."""
+    """A feature table as pandas (feature tables are per-entity aggregates: small enough).
+
+    Date columns become ``datetime64`` so model signatures and splits see one time type.
+    """
     if not lake.exists(table, "features"):
         raise HealthMonitorError(
             f"feature table {table} does not exist: run 'health-monitor train' (it builds features) "
             "or health_monitor.features.build_features first")
-    return lake.read(table, "features").toPandas()
+    from pyspark.sql import types as T
+
+    df = lake.read(table, "features")
+    dates = [f.name for f in df.schema.fields if isinstance(f.dataType, T.DateType)]
+    frame = df.toPandas()
+    for c in dates:
+        frame[c] = pd.to_datetime(frame[c])
+    return frame
+
+
+def signature_frame(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """The pyfunc input shape: numbers and flags as float64 (nullable everywhere, and MLflow
+    accepts int32 / 0-1 inputs for double columns), times as datetime64, the rest as strings."""
+    out = pd.DataFrame(index=frame.index)
+    for c in features:
+        col = frame[c]
+        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+            out[c] = col.astype("float64")
+        elif pd.api.types.is_datetime64_any_dtype(col):
+            out[c] = col
+        else:
+            out[c] = col.map(lambda v: None if pd.isna(v) else str(v)).astype(object)
+    return out
 
 
 def fit_model(spec: ModelSpec, frame: pd.DataFrame, params: dict[str, Any] | None = None
@@ -135,7 +160,7 @@ def train_model(lake: Lakehouse, spec: ModelSpec, params: dict[str, Any] | None 
 
     experiment_id = configure_mlflow(lake.settings)
     example_src = splits["test"] if len(splits["test"]) else splits["train"]
-    example = example_src[model.features].head(5).reset_index(drop=True)
+    example = signature_frame(example_src[model.features].head(5).reset_index(drop=True), model.features)
     signature = infer_signature(example, model.predict(example))
     name = lake.settings.registered_model_name(spec.name)
     with mlflow.start_run(experiment_id=experiment_id, run_name=spec.name) as run:
