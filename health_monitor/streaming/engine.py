@@ -478,7 +478,8 @@ def available_domains(lake: Lakehouse, domains: list[str] | tuple[str, ...] = DO
 
 def start_streams(lake: Lakehouse, domains: list[str] | tuple[str, ...] = DOMAINS,
                   trigger: str | None = "30 seconds", available_now: bool = False,
-                  max_files_per_trigger: int | None = None, rules: Any = None) -> StreamRun:
+                  max_files_per_trigger: int | None = None, rules: Any = None,
+                  shuffle_partitions: int | None = None) -> StreamRun:
     """Start one query per domain (those with source tables) and return them running.
 
     Args:
@@ -488,6 +489,8 @@ def start_streams(lake: Lakehouse, domains: list[str] | tuple[str, ...] = DOMAIN
         available_now: process everything available in as many batches as needed, then stop.
         max_files_per_trigger: Delta source rate limit (smaller batches; replay and tests use it).
         rules: a :class:`~health_monitor.rules.RuleSet`; loaded from the settings when None.
+        shuffle_partitions: state-store partitions of a *new* checkpoint (default: the session's);
+            small replays run faster on one (fewer Python workers to start).
     """
     bad = [d for d in domains if d not in DOMAINS]
     if bad:
@@ -502,6 +505,11 @@ def start_streams(lake: Lakehouse, domains: list[str] | tuple[str, ...] = DOMAIN
 
         rules = load_rules(lake.settings)
     queries, sinks = {}, {}
+    conf = lake.spark.conf
+    previous = conf.get("spark.sql.shuffle.partitions")
+    if shuffle_partitions:
+        # Each query clones the session conf when it starts; the checkpoint then keeps the value.
+        conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions))
     try:
         for domain in todo:
             sink = BatchSink(lake, domain, rules)
@@ -518,6 +526,8 @@ def start_streams(lake: Lakehouse, domains: list[str] | tuple[str, ...] = DOMAIN
         for q in queries.values():
             q.stop()
         raise
+    finally:
+        conf.set("spark.sql.shuffle.partitions", previous)
     return StreamRun(lake, queries, sinks)
 
 
@@ -540,10 +550,11 @@ def wait(run: StreamRun, stop_event: threading.Event | None = None, poll_s: floa
 
 
 def run_available_now(lake: Lakehouse, domains: list[str] | tuple[str, ...] = DOMAINS,
-                      max_files_per_trigger: int | None = None, rules: Any = None) -> dict[str, BatchStats]:
+                      max_files_per_trigger: int | None = None, rules: Any = None,
+                      shuffle_partitions: int | None = None) -> dict[str, BatchStats]:
     """Process everything the Gold tables hold now, then return each domain's last batch stats."""
     run = start_streams(lake, domains, available_now=True, max_files_per_trigger=max_files_per_trigger,
-                        rules=rules)
+                        rules=rules, shuffle_partitions=shuffle_partitions)
     wait(run)
     return {d: s.last for d, s in run.sinks.items()}
 

@@ -54,7 +54,7 @@ def replay(path: str | Path, chunks: int = 1, keep_dir: str | Path | None = None
     try:
         load_into(lake, rec, chunks)
         domains = [d for d in engine.DOMAINS if any(t in rec.tables for t in SOURCE_TABLES[d])]
-        stats = engine.run_available_now(lake, domains, max_files_per_trigger=1)
+        stats = engine.run_available_now(lake, domains, max_files_per_trigger=1, shuffle_partitions=1)
         alerts = lake.read("alerts", "monitor").toPandas() if lake.exists("alerts", "monitor") \
             else pd.DataFrame(columns=["alert_id", *ALERT_IDENTITY])
     finally:
