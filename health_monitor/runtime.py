@@ -235,10 +235,13 @@ class Lakehouse:
                 writer.save(str(self.location(table, layer)))
 
     def merge(self, df: DataFrame, table: str, keys: list[str], layer: str = "gold",
-              update: bool = True, partition_by: list[str] | None = None) -> None:
+              update: bool = True, partition_by: list[str] | None = None,
+              target_filter: str | None = None) -> None:
         """Upsert ``df`` on ``keys`` (insert-only when ``update`` is False): reruns never duplicate.
 
-        A table that does not exist yet is created from ``df``.
+        A table that does not exist yet is created from ``df``. ``target_filter`` (SQL on the
+        target alias ``t``, e.g. ``t.usage_date IN (...)``) limits the target rows MERGE scans,
+        so it can skip partitions the source cannot match.
         """
         from delta.tables import DeltaTable
 
@@ -253,6 +256,8 @@ class Lakehouse:
             else:
                 target = DeltaTable.forPath(self.spark, str(self.location(table, layer)))
             cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+            if target_filter:
+                cond = f"({target_filter}) AND {cond}"
             builder = target.alias("t").merge(df.alias("s"), cond)
             if update:
                 builder = builder.whenMatchedUpdateAll()

@@ -18,12 +18,12 @@ WS, ACC = "1001", "acc-1"
 JOBS_SKU, AP_SKU = "ENTERPRISE_JOBS_COMPUTE", "ENTERPRISE_ALL_PURPOSE_COMPUTE"
 
 
-def put(lake: Lakehouse, name: str, rows: list[dict]) -> None:
-    """Append rows (dicts; absent columns are null) to a system-layer table of SYSTEM_TABLES shape."""
+def put(lake: Lakehouse, name: str, rows: list[dict], mode: str = "append") -> None:
+    """Write rows (dicts; absent columns are null) to a system-layer table of SYSTEM_TABLES shape."""
     spec = SYSTEM_TABLES[name]
     defaults = {"account_id": ACC, "workspace_id": WS}
     data = [tuple(r.get(c, defaults.get(c)) for c in spec.column_names) for r in rows]
-    lake.write(lake.spark.createDataFrame(data, spec.schema), name, "system")
+    lake.write(lake.spark.createDataFrame(data, spec.schema), name, "system", mode=mode)
 
 
 def usage(record_id: str, start: dt, qty: str, sku: str = JOBS_SKU, record_type: str = "ORIGINAL",
@@ -287,6 +287,11 @@ def test_rerun_adds_nothing_and_late_rows_are_picked_up(lake):
     ap = lake.read("fact_usage").filter("record_id = 'u-ap'").first()
     assert (ap.job_id, ap.job_id_source) == ("j4", "CLUSTER_ATTRIBUTION")
     assert lake.count("fact_usage") == 3 and lake.count("fact_job_run_timeline") == 2
+
+    # A rewritten (not appended) source, e.g. a new simulation: its Gold table is rebuilt from it.
+    put(lake, "billing.usage", [usage("u-new", d(9, day=2), "1", job_id="j9")], mode="overwrite")
+    assert build_gold(lake, ["fact_usage"]) == {"fact_usage": 1}
+    assert [r.record_id for r in lake.read("fact_usage").collect()] == ["u-new"]
 
 
 def test_missing_sources_are_skipped_and_bad_names_are_one_line_errors(lake):

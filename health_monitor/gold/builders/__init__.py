@@ -12,6 +12,10 @@ Design
   ``trigger(availableNow=True)`` and ``foreachBatch``, one checkpoint per Gold table under
   ``<checkpoint_dir>/gold/<table>``. A row is processed once whenever it arrives, so rows that
   land late with an old event time are picked up by the next build.
+* A first build appends (one shuffle: by the partition date, de-duplicated within it) into a table
+  created from the contract by DDL, so NOT NULL columns are enforced. Later builds compare new
+  rows with the table (content hash) only in the partitions the new rows fall in, and MERGE only
+  rows that are new or changed, pruned to those partitions.
 * Job runs arrive as hourly rows and can straddle builds: each micro-batch recomputes the runs it
   touches from all of their source rows, so an in-progress run is updated when its final row lands.
 * All-purpose usage is attributed to the job run on its cluster that overlaps it most. When runs
@@ -22,8 +26,9 @@ Design
 * Dimensions are small: every build derives all SCD2 versions from their change logs
   (``versions``) and the sink writes only new or closed versions. ``dim_date`` spans the facts'
   dates plus ``FUTURE_DAYS``.
-* A Gold table that is missing while its checkpoint exists is rebuilt from the beginning;
-  ``full_refresh`` drops tables and checkpoints on purpose.
+* A Gold table that is missing while its checkpoint exists is rebuilt from the beginning, and so
+  is one whose streamed source was rewritten rather than appended to (locally: a new simulation
+  or an overwrite); ``full_refresh`` drops tables and checkpoints on purpose.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from typing import TYPE_CHECKING
 from health_monitor import progress
 from health_monitor.errors import HealthMonitorError
 from health_monitor.gold.builders import dims, facts, jobs, usage
-from health_monitor.gold.builders.core import conform, reset_state
+from health_monitor.gold.builders.core import SourceRewritten, conform, reset_state
 from health_monitor.gold.schemas import GOLD_TABLES
 
 if TYPE_CHECKING:
@@ -135,7 +140,13 @@ def build_gold(lake: Lakehouse, tables: list[str] | None = None, *, full_refresh
         if full_refresh or not lake.exists(builder.table, "gold"):
             reset_state(lake, builder.table)  # a checkpoint without its table would skip history
         with progress.step(f"gold.{builder.table}"):
-            n = builder.run(b)
+            try:
+                n = builder.run(b)
+            except SourceRewritten as exc:
+                progress.info(f"{exc}: rebuilding {builder.table} from all history")
+                lake.delete_table(builder.table, "gold")
+                reset_state(lake, builder.table)
+                n = builder.run(b)
         if n is None:
             progress.info(f"skip {builder.table}: no Gold facts to take its range from")
             continue

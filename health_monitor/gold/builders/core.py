@@ -67,6 +67,9 @@ class GoldSink:
     lake: Lakehouse
     spec: TableSpec
     written: int = 0
+    #: Compare and MERGE only in the partitions of the new rows. Only right when a key's partition
+    #: value never changes (a billing record's date); a run's date can (an earlier row arrives late).
+    prune_partitions: bool = True
 
     @property
     def exists(self) -> bool:
@@ -78,36 +81,72 @@ class GoldSink:
     def upsert(self, df: DataFrame) -> int:
         """MERGE the rows of ``df`` that are new or differ from the table; return how many."""
         spec, keys = self.spec, self.spec.primary_key
-        rows = conform(df, spec).dropDuplicates(keys)
+        rows = conform(df, spec)
+        prune = None
         if self.exists:
+            rows = rows.dropDuplicates(keys)
+            current = self.read()
+            if spec.partition_by and self.prune_partitions:
+                # New rows usually touch a few recent partitions: compare and MERGE only those.
+                where = self._partitions(rows)
+                current = current.filter(where) if where else current.limit(0)
+                prune = f"t.{where}" if where else None
             # Unchanged rows are dropped before MERGE: reruns rewrite nothing and report 0.
-            current = self.read().select(
+            current = current.select(
                 *[F.col(k).alias(f"_t_{k}") for k in keys], row_hash(spec.column_names).alias("_t_hash")
             )
             rows = rows.withColumn(_HASH, row_hash(spec.column_names))
             cond = [rows[k].eqNullSafe(current[f"_t_{k}"]) for k in keys] + [rows[_HASH] == current["_t_hash"]]
             rows = rows.join(current, cond, "left_anti").drop(_HASH)
         elif spec.partition_by:
-            # First build of a partitioned table: one file per partition, not one per task.
-            rows = rows.repartition(*spec.partition_by)
+            # First build of a partitioned table: one file per partition, not one per task. A key
+            # lives in one partition, so de-duplicating on (partition, key) needs no second shuffle.
+            rows = rows.repartition(*spec.partition_by).dropDuplicates([*spec.partition_by, *keys])
+        else:
+            rows = rows.dropDuplicates(keys)
         first = not self.exists
         rows = rows.persist()
         try:
             n = rows.count()
             if first:
-                # Created from the contract so NOT NULL columns are enforced by Delta from the start.
-                self.lake.ensure_table(spec.name, spec.schema, "gold", partition_by=spec.partition_by or None)
+                self._create()
                 self.lake.write(rows, spec.name, "gold", mode="append")
             elif n:
-                self.lake.merge(rows, spec.name, keys, "gold")
+                self.lake.merge(rows, spec.name, keys, "gold", target_filter=prune)
         finally:
             rows.unpersist()
         self.written += n
         return n
 
 
-def gold_sink(lake: Lakehouse, name: str) -> GoldSink:
-    return GoldSink(lake, GOLD_TABLES[name])
+    def _create(self) -> None:
+        """Create the empty table from the contract, so Delta enforces its NOT NULL columns.
+
+        DDL rather than writing an empty DataFrame: a metadata-only commit, no Spark job.
+        """
+        spec = self.spec
+        cols = ", ".join(
+            f"`{f.name}` {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}" for f in spec.schema.fields
+        )
+        parts = f" PARTITIONED BY ({', '.join(spec.partition_by)})" if spec.partition_by else ""
+        with self.lake.writer_lock(spec.name, "gold"):
+            self.lake.spark.sql(
+                f"CREATE TABLE IF NOT EXISTS {self.lake.table_name(spec.name, 'gold')} ({cols}) USING DELTA{parts}"
+            )
+
+    def _partitions(self, rows: DataFrame, alias: str = "") -> str | None:
+        """``<part> IN (...)`` over the partition values of ``rows`` (None when there are none)."""
+        (part,) = self.spec.partition_by  # Gold tables partition by one date column
+        values = sorted(r[0] for r in rows.select(part).distinct().collect() if r[0] is not None)
+        if not values:
+            return None
+        dates = ", ".join("DATE'" + v.isoformat() + "'" for v in values)
+        return f"{alias}`{part}` IN ({dates})"
+
+
+def gold_sink(lake: Lakehouse, name: str, prune_partitions: bool = True) -> GoldSink:
+    """The sink of Gold table ``name``."""
+    return GoldSink(lake, GOLD_TABLES[name], prune_partitions=prune_partitions)
 
 
 # ---------------------------------------------------------------------------- incremental state
@@ -121,24 +160,41 @@ def reset_state(lake: Lakehouse, table: str) -> None:
     shutil.rmtree(state_dir(lake, table), ignore_errors=True)
 
 
+class SourceRewritten(Exception):
+    """A system table was rewritten (not appended to) since the last build of a Gold table."""
+
+
+#: Delta's errors for a streaming source commit that updates or deletes rows.
+_REWRITE_ERRORS = ("DELTA_SOURCE_TABLE_IGNORE_CHANGES", "DELTA_SOURCE_IGNORE_DELETE")
+
+
 def run_stream(lake: Lakehouse, source: str, table: str, handle: Callable[[DataFrame], None]) -> None:
     """Process the rows of system table ``source`` not yet seen by ``table``'s build.
 
     ``readStream`` + ``trigger(availableNow=True)`` + ``foreachBatch``: every new row once,
     including rows that arrive late with old event times, with the checkpoint as the only state.
-    ``skipChangeCommits`` because system tables delete rows past retention; those deletes are
-    not news for Gold.
+    On Databricks ``skipChangeCommits``: system tables delete rows past retention, which is not
+    news for Gold. Locally a rewritten system table (a new simulation, an overwrite) means its
+    history changed: that raises :class:`SourceRewritten` so the caller rebuilds from scratch.
     """
+    from pyspark.errors import StreamingQueryException
+
     checkpoint = state_dir(lake, table) / "stream"
+    options = {"skipChangeCommits": "true"} if lake.settings.is_databricks else {}
     query = (
-        lake.read_stream(source, "system", skipChangeCommits="true")
+        lake.read_stream(source, "system", **options)
         .writeStream.foreachBatch(lambda batch, _batch_id: handle(batch))
         .option("checkpointLocation", str(checkpoint))
         .trigger(availableNow=True)
         .queryName(f"gold_{table}")
         .start()
     )
-    query.awaitTermination()
+    try:
+        query.awaitTermination()
+    except StreamingQueryException as exc:
+        if any(code in str(exc) for code in _REWRITE_ERRORS):
+            raise SourceRewritten(f"system.{source} was rewritten since {table} was last built") from None
+        raise
 
 
 @dataclass

@@ -99,14 +99,17 @@ def build_job_runs(lake: Lakehouse) -> tuple[int, DataFrame | None]:
     Returns the rows written and the (workspace_id, cluster_id, start, end) windows of runs that
     changed, so cost attribution can revisit all-purpose usage on those clusters.
     """
-    sink = gold_sink(lake, "fact_job_run_timeline")
+    sink = gold_sink(lake, "fact_job_run_timeline", prune_partitions=False)
     touched: list[DataFrame] = []
 
     def handle(batch: DataFrame) -> None:
         # A run split across micro-batches is recomputed from all of its rows, not just the new ones.
-        keys = batch.select("workspace_id", "run_id").distinct()
-        rows = lake.read(RUN_SOURCE, "system").join(F.broadcast(keys) if sink.exists else keys,
-                                                    ["workspace_id", "run_id"], "left_semi")
+        if sink.exists:
+            keys = batch.select("workspace_id", "run_id").distinct()
+            rows = lake.read(RUN_SOURCE, "system").join(keys, ["workspace_id", "run_id"], "left_semi")
+        else:
+            # First batch of a first build: runs with rows in later batches are recomputed there.
+            rows = batch
         runs = collapse_runs(rows).persist()
         try:
             sink.upsert(runs)

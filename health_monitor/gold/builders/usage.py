@@ -79,10 +79,9 @@ def price_usage(usage: DataFrame, prices: DataFrame | None) -> DataFrame:
 
 def needs_attribution() -> Column:
     """All-purpose usage: a cluster but no job in billing."""
-    return (
-        F.col("job_id").isNull() & F.col("cluster_id").isNotNull()
-        & (F.col("billing_origin_product").isin(*ALL_PURPOSE_PRODUCTS) | F.col("sku_name").contains("ALL_PURPOSE"))
-    )
+    product = F.coalesce(F.col("billing_origin_product").isin(*ALL_PURPOSE_PRODUCTS), F.lit(False))
+    return F.col("job_id").isNull() & F.col("cluster_id").isNotNull() & (
+        product | F.col("sku_name").contains("ALL_PURPOSE"))
 
 
 def attribute_jobs(usage: DataFrame, runs: DataFrame | None) -> DataFrame:
@@ -111,16 +110,16 @@ def attribute_jobs(usage: DataFrame, runs: DataFrame | None) -> DataFrame:
         .groupBy("record_id")
         .agg(F.max_by(F.struct("_a_job", "_a_run"), F.struct(overlap, "_a_run")).alias("_a"))
     )
-    attributed = F.col("job_id").isNull() & F.col("_a").isNotNull()
-    return (
-        usage.join(best, "record_id", "left")
-        .withColumn("job_id_source", F.when(F.col("job_id").isNotNull(), F.lit("BILLING"))
-                    .when(attributed, F.lit("CLUSTER_ATTRIBUTION")))
-        .withColumn("usage_metadata_job_run_id",
-                    F.when(attributed, F.col("_a._a_run")).otherwise(F.col("usage_metadata_job_run_id")))
-        .withColumn("job_id", F.coalesce("job_id", "_a._a_job"))
+    # Only candidates are joined back: the other rows skip the shuffle entirely.
+    done = usage.filter(~needs_attribution()).withColumn("job_id_source", source)
+    matched = (
+        usage.filter(needs_attribution()).join(best, "record_id", "left")
+        .withColumn("job_id_source", F.when(F.col("_a").isNotNull(), F.lit("CLUSTER_ATTRIBUTION")))
+        .withColumn("usage_metadata_job_run_id", F.coalesce("_a._a_run", "usage_metadata_job_run_id"))
+        .withColumn("job_id", F.col("_a._a_job"))
         .drop("_a")
     )
+    return done.unionByName(matched)
 
 
 def build_usage(lake: Lakehouse, touched_clusters: DataFrame | None = None) -> int:
@@ -156,7 +155,11 @@ def build_usage(lake: Lakehouse, touched_clusters: DataFrame | None = None) -> i
             progress.info(f"fact_usage: {n} all-purpose rows re-attributed to late job runs")
 
     def handle(batch: DataFrame) -> None:
-        sink.upsert(attribute_jobs(price_usage(flatten_usage(batch), prices), runs))
+        priced = price_usage(flatten_usage(batch), prices).persist()  # read twice by attribution
+        try:
+            sink.upsert(attribute_jobs(priced, runs))
+        finally:
+            priced.unpersist()
 
     run_stream(lake, USAGE_SOURCE, "fact_usage", handle)
     return sink.written
