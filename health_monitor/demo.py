@@ -35,8 +35,46 @@ def run_demo(data_dir: str, days: int, workspaces: int, seed: int) -> int:
         if layer in ("gold", "simulator"):
             print(f"  {layer + '.' + name:<55} {lake.count(name, layer):>10,}")
 
+    report_path = _batch_stages(lake)
+    print(f"\nReport: {report_path}")
+
     print(f"\nDemo finished in {time.monotonic() - start:.0f}s; data in {lake.settings.data_dir}")
     return 0
+
+
+def _batch_stages(lake: Lakehouse) -> str:
+    """Train, score, forecast, (replay), report: the batch half of the tour; returns the report path."""
+    from health_monitor.batch.budget import budget_forecast_predictions
+    from health_monitor.batch.recommendations import build_recommendations, savings_summary
+    from health_monitor.batch.scoring import score_all
+    from health_monitor.batch.trainer import train_models
+    from health_monitor.catalog import MODELS
+    from health_monitor.report import write_report
+
+    _banner("2. Train the 23 catalog models (champion / challenger in the MLflow registry)")
+    train_models(lake, list(MODELS))
+
+    _banner("3. Score the last day: every model's active entities, with coverage")
+    report = score_all(lake)
+    for line in report.lines():
+        print("  " + line)
+
+    _banner("4. Forecast: monthly budget P10/P50/P90 and the commit variance")
+    budget = budget_forecast_predictions(lake, report.score_date)
+    acc = budget[budget.workspace_id == "ACCOUNT"]
+    for r in acc.itertuples():
+        print(f"  {r.month_start}  P10 ${r.predicted_monthly_cost_p10:>12,.0f}  P50 ${r.predicted_monthly_cost:>12,.0f}"
+              f"  P90 ${r.predicted_monthly_cost_p90:>12,.0f}")
+    recs = build_recommendations(lake, report.score_date)
+    by_cat, _ = savings_summary(lake, report.score_date)
+    print(f"  recommendations: {len(recs)}; savings identified: ${by_cat.usd_month.sum():,.0f}/month")
+
+    # 5. Stream replay stage: the STREAM helper's health_monitor.streaming.replay.replay(recording)
+    #    slots in here (between forecasting and the report, so the report shows its alerts).
+
+    _banner("6. Report")
+    path, _ = write_report(lake, lake.settings.data_dir / "report.html")
+    return str(path.resolve())
 
 
 def main(argv: list[str] | None = None) -> int:
