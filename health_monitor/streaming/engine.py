@@ -181,6 +181,8 @@ def make_state_function(domain: str, ctx: dict) -> Callable:
 
     def fn(key: tuple, pdfs: Iterator[pd.DataFrame], state) -> Iterator[pd.DataFrame]:  # noqa: ANN001
         entity_type, entity_id = key
+        if entity_type == HEARTBEAT:
+            return  # only there to move the watermark
         if state.exists:
             ks = windows.KeyState.loads(state.get[0])
         else:
@@ -225,13 +227,31 @@ def _static_context(lake: Lakehouse, domain: str) -> dict:
     return ctx
 
 
-def build_stream(lake: Lakehouse, domain: str, max_files: int | None = None) -> DataFrame:
-    """The streaming DataFrame of a domain: scored windows unioned with the raw rows."""
+HEARTBEAT = "__heartbeat__"
+
+
+def build_stream(lake: Lakehouse, domain: str, max_files: int | None = None,
+                 heartbeat_dir: Path | None = None) -> DataFrame:
+    """The streaming DataFrame of a domain: scored windows unioned with the raw rows.
+
+    ``heartbeat_dir``: a folder of JSON files ``{"event_time": ...}`` streamed alongside the Gold
+    rows. A heartbeat only moves the watermark (the scorer ignores it): a finite recording uses
+    one to say "the recording ends here", so its last windows close as they would in a live
+    estate where other entities' events move the watermark on.
+    """
     if domain not in INPUTS:
         raise HealthMonitorError(f"unknown stream domain {domain!r}; expected one of {', '.join(DOMAINS)}")
     inp = INPUTS[domain](lake, max_files)
     ctx = _static_context(lake, domain)
-    scored = (inp.keyed.withWatermark("event_time", WATERMARK_DELAY[domain])
+    keyed = inp.keyed
+    if heartbeat_dir is not None:
+        beats = lake.spark.readStream.schema("event_time timestamp").json(str(heartbeat_dir))
+        keyed = keyed.unionByName(beats.select(*[
+            F.col("event_time") if f.name == "event_time"
+            else F.lit(HEARTBEAT).alias(f.name) if f.name in ("entity_type", "entity_id")
+            else F.lit(None).cast(f.dataType).alias(f.name)
+            for f in keyed.schema.fields]))
+    scored = (keyed.withWatermark("event_time", WATERMARK_DELAY[domain])
               .groupBy("entity_type", "entity_id")
               .applyInPandasWithState(make_state_function(domain, ctx), OUTPUT_SCHEMA, STATE_SCHEMA,
                                       "append", GroupStateTimeout.EventTimeTimeout))
@@ -479,7 +499,7 @@ def available_domains(lake: Lakehouse, domains: list[str] | tuple[str, ...] = DO
 def start_streams(lake: Lakehouse, domains: list[str] | tuple[str, ...] = DOMAINS,
                   trigger: str | None = "30 seconds", available_now: bool = False,
                   max_files_per_trigger: int | None = None, rules: Any = None,
-                  shuffle_partitions: int | None = None) -> StreamRun:
+                  shuffle_partitions: int | None = None, heartbeat_dir: Path | None = None) -> StreamRun:
     """Start one query per domain (those with source tables) and return them running.
 
     Args:
@@ -491,6 +511,7 @@ def start_streams(lake: Lakehouse, domains: list[str] | tuple[str, ...] = DOMAIN
         rules: a :class:`~health_monitor.rules.RuleSet`; loaded from the settings when None.
         shuffle_partitions: state-store partitions of a *new* checkpoint (default: the session's);
             small replays run faster on one (fewer Python workers to start).
+        heartbeat_dir: watermark heartbeats for finite recordings (see :func:`build_stream`).
     """
     bad = [d for d in domains if d not in DOMAINS]
     if bad:
@@ -513,7 +534,7 @@ def start_streams(lake: Lakehouse, domains: list[str] | tuple[str, ...] = DOMAIN
     try:
         for domain in todo:
             sink = BatchSink(lake, domain, rules)
-            writer = (build_stream(lake, domain, max_files_per_trigger).writeStream
+            writer = (build_stream(lake, domain, max_files_per_trigger, heartbeat_dir).writeStream
                       .queryName(sink.name)
                       .option("checkpointLocation", str(sink.location))
                       .outputMode("append")
@@ -551,10 +572,11 @@ def wait(run: StreamRun, stop_event: threading.Event | None = None, poll_s: floa
 
 def run_available_now(lake: Lakehouse, domains: list[str] | tuple[str, ...] = DOMAINS,
                       max_files_per_trigger: int | None = None, rules: Any = None,
-                      shuffle_partitions: int | None = None) -> dict[str, BatchStats]:
+                      shuffle_partitions: int | None = None,
+                      heartbeat_dir: Path | None = None) -> dict[str, BatchStats]:
     """Process everything the Gold tables hold now, then return each domain's last batch stats."""
     run = start_streams(lake, domains, available_now=True, max_files_per_trigger=max_files_per_trigger,
-                        rules=rules, shuffle_partitions=shuffle_partitions)
+                        rules=rules, shuffle_partitions=shuffle_partitions, heartbeat_dir=heartbeat_dir)
     wait(run)
     return {d: s.last for d, s in run.sinks.items()}
 

@@ -54,7 +54,15 @@ def replay(path: str | Path, chunks: int = 1, keep_dir: str | Path | None = None
     try:
         load_into(lake, rec, chunks)
         domains = [d for d in engine.DOMAINS if any(t in rec.tables for t in SOURCE_TABLES[d])]
-        stats = engine.run_available_now(lake, domains, max_files_per_trigger=1, shuffle_partitions=1)
+        beats = data_dir / "heartbeat"
+        beats.mkdir(parents=True, exist_ok=True)
+        stats = engine.run_available_now(lake, domains, max_files_per_trigger=1, shuffle_partitions=1,
+                                         heartbeat_dir=beats)
+        # End of the recording: one heartbeat a day past its last event moves the watermark on,
+        # and a second available-now run closes (and scores) the windows still open.
+        end = (_last_event(lake, rec) + pd.Timedelta(days=1)).floor("s")
+        (beats / "end.json").write_text(json.dumps({"event_time": end.isoformat() + "Z"}) + "\n")
+        stats = engine.run_available_now(lake, domains, max_files_per_trigger=1, heartbeat_dir=beats)
         alerts = lake.read("alerts", "monitor").toPandas() if lake.exists("alerts", "monitor") \
             else pd.DataFrame(columns=["alert_id", *ALERT_IDENTITY])
     finally:
@@ -62,6 +70,21 @@ def replay(path: str | Path, chunks: int = 1, keep_dir: str | Path | None = None
             shutil.rmtree(data_dir, ignore_errors=True)
     alerts = alerts.sort_values(["window_start", "alert_type", "entity_id"]).reset_index(drop=True)
     return ReplayResult(rec, alerts, stats, data_dir if keep_dir else None)
+
+
+def _last_event(lake: Lakehouse, rec: Recording) -> pd.Timestamp:
+    from pyspark.sql import functions as F
+
+    from health_monitor.gold.schemas import gold_table
+
+    last = []
+    for table in rec.tables:
+        ts = gold_table(table).event_time
+        if ts:
+            v = lake.read(table).agg(F.max(ts)).collect()[0][0]
+            if v is not None:
+                last.append(pd.Timestamp(v))
+    return max(last) if last else pd.Timestamp.now()
 
 
 def alert_identities(alerts: pd.DataFrame) -> set[tuple]:
