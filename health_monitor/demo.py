@@ -69,8 +69,16 @@ def _batch_stages(lake: Lakehouse) -> str:
     by_cat, _ = savings_summary(lake, report.score_date)
     print(f"  recommendations: {len(recs)}; savings identified: ${by_cat.usd_month.sum():,.0f}/month")
 
-    # 5. Stream replay stage: the STREAM helper's health_monitor.streaming.replay.replay(recording)
-    #    slots in here (between forecasting and the report, so the report shows its alerts).
+    _banner("5. Stream: replay a recorded privilege self-grant through the real streaming queries")
+    from pathlib import Path
+
+    from health_monitor.streaming.replay import format_alerts, replay
+
+    recording = Path(__file__).resolve().parents[1] / "tests" / "recordings" / "privilege_self_grant"
+    if recording.is_dir():
+        print(format_alerts(replay(recording).alerts))
+    else:  # an installed wheel has no recordings: say so instead of failing the tour
+        print(f"  (no recording at {recording}; run 'health-monitor replay RECORDING' from a checkout)")
 
     _banner("6. Report")
     path, _ = write_report(lake, lake.settings.data_dir / "report.html")
