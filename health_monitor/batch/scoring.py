@@ -34,6 +34,7 @@ from pyspark.sql import types as T
 from health_monitor import progress
 from health_monitor.catalog import MODELS, ModelSpec, get_model
 from health_monitor.errors import HealthMonitorError
+from health_monitor.features.cost import usage_entity
 from health_monitor.runtime import Lakehouse
 
 #: Columns every prediction table carries besides entity keys and model outputs.
@@ -63,16 +64,7 @@ def _cost_entities(lake: Lakehouse, day: dt.date) -> DataFrame | None:
     u = _gold(lake, "fact_usage")
     if u is None:
         return None
-    # Same precedence as features.cost.entity_cost_features, so keys line up.
-    entity = (
-        F.when(F.col("job_id").isNotNull(), F.struct(F.lit("job").alias("t"), F.col("job_id").alias("i")))
-        .when(F.col("warehouse_id").isNotNull(), F.struct(F.lit("warehouse").alias("t"), F.col("warehouse_id").alias("i")))
-        .when(F.col("dlt_pipeline_id").isNotNull(),
-              F.struct(F.lit("pipeline").alias("t"), F.col("dlt_pipeline_id").alias("i")))
-        .when(F.col("cluster_id").isNotNull(), F.struct(F.lit("cluster").alias("t"), F.col("cluster_id").alias("i")))
-        .when(F.col("endpoint_name").isNotNull(),
-              F.struct(F.lit("endpoint").alias("t"), F.col("endpoint_name").alias("i")))
-        .otherwise(F.struct(F.lit("sku").alias("t"), F.col("sku_name").alias("i"))))
+    entity = usage_entity()  # the feature table's own keys, so coverage lines up
     return (_on(u, "usage_date", day).withColumn("_e", entity)
             .select("workspace_id", F.col("_e.t").alias("entity_type"), F.col("_e.i").alias("entity_id")).distinct())
 

@@ -3,7 +3,7 @@ entity weekly cost profiles (chargeback). Pure ``DataFrame -> DataFrame`` functi
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from health_monitor.features.common import (
@@ -156,10 +156,13 @@ def budget_monthly_features(daily: DataFrame, data_end: F.Column | None = None) 
     )
 
 
-def entity_cost_features(usage: DataFrame) -> DataFrame:
-    """One row per (workspace_id, entity_type, entity_id, week_start): what a job, warehouse,
-    cluster or pipeline spent in the week, its product mix and its team tag (if any)."""
-    entity = (
+def usage_entity() -> Column:
+    """The entity a usage row is charged to, as struct(t = type, i = id).
+
+    Precedence job > warehouse > pipeline > cluster > endpoint > SKU; the batch scorer uses the
+    same expression so its active entities line up with these feature keys.
+    """
+    return (
         F.when(F.col("job_id").isNotNull(), F.struct(F.lit("job").alias("t"), F.col("job_id").alias("i")))
         .when(F.col("warehouse_id").isNotNull(), F.struct(F.lit("warehouse").alias("t"), F.col("warehouse_id").alias("i")))
         .when(F.col("dlt_pipeline_id").isNotNull(),
@@ -169,6 +172,12 @@ def entity_cost_features(usage: DataFrame) -> DataFrame:
               F.struct(F.lit("endpoint").alias("t"), F.col("endpoint_name").alias("i")))
         .otherwise(F.struct(F.lit("sku").alias("t"), F.col("sku_name").alias("i")))
     )
+
+
+def entity_cost_features(usage: DataFrame) -> DataFrame:
+    """One row per (workspace_id, entity_type, entity_id, week_start): what a job, warehouse,
+    cluster or pipeline spent in the week, its product mix and its team tag (if any)."""
+    entity = usage_entity()
     cost = _cost()
     u = usage.withColumn("_e", entity).withColumn("week_start", F.date_trunc("week", "usage_date").cast("date"))
     out = u.groupBy("workspace_id", F.col("_e.t").alias("entity_type"), F.col("_e.i").alias("entity_id"),
