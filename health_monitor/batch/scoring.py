@@ -244,6 +244,7 @@ def score_model(lake: Lakehouse, spec: ModelSpec, day: dt.date, scored_at: dt.da
                 ) -> ModelScore:
     """Score one catalog model's active entities for ``day`` and upsert its prediction table."""
     from health_monitor.batch.registry import CHAMPION, alias_version, load_champion
+    from health_monitor.batch.trainer import signature_frame
 
     definition, active_fn = ACTIVE[spec.feature_table]
     res = ModelScore(spec.name, table=predictions_table(spec.name), active_definition=definition)
@@ -273,7 +274,8 @@ def score_model(lake: Lakehouse, spec: ModelSpec, day: dt.date, scored_at: dt.da
         if rows.empty:
             return res
         model = load_champion(lake.settings, spec.name)
-        out = model.predict(rows[list(spec.features)].reset_index(drop=True))
+        # The signature declares numbers as float64; Spark hands back int64 for count columns.
+        out = model.predict(signature_frame(rows.reset_index(drop=True), list(spec.features)))
         out = out.reset_index(drop=True)[list(spec.outputs)]
         frame = rows[keys].reset_index(drop=True).copy()
         for c in spec.outputs:
