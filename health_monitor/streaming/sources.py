@@ -49,6 +49,29 @@ def _read(lake: Lakehouse, table: str, max_files: int | None) -> DataFrame:
     return lake.read_stream(table, "gold", **opts)
 
 
+def _has_change_feed(lake: Lakehouse, table: str) -> bool:
+    props = lake.spark.sql(f"SHOW TBLPROPERTIES {lake.table_name(table, 'gold')}").collect()
+    return any(r.key == "delta.enableChangeDataFeed" and r.value.lower() == "true" for r in props)
+
+
+def _read_upserts(lake: Lakehouse, table: str, max_files: int | None) -> DataFrame:
+    """New rows and the new versions of updated rows of a Gold table.
+
+    Reads the change data feed where the table has one (inserts and update post-images), so a
+    row that is completed by an update (a job run's final state) reaches the stream. Consumers
+    must treat a re-delivered key as a replacement. Tables without the feed (written before it
+    was enabled, or by hand) fall back to new rows only.
+    """
+    if not _has_change_feed(lake, table):
+        return _read(lake, table, max_files)
+    opts = {"readChangeFeed": "true"}
+    if max_files:
+        opts["maxFilesPerTrigger"] = str(max_files)
+    changes = lake.read_stream(table, "gold", **opts)
+    return (changes.filter(F.col("_change_type").isin("insert", "update_postimage"))
+            .drop("_change_type", "_commit_version", "_commit_timestamp"))
+
+
 def _row_json(df: DataFrame, cols: list[str]) -> Column:
     return F.to_json(F.struct(*[F.col(c) for c in cols]))
 
@@ -148,7 +171,8 @@ def security_input(lake: Lakehouse, max_files: int | None = None) -> DomainInput
 
 def reliability_input(lake: Lakehouse, max_files: int | None = None) -> DomainInput:
     """Finished job runs per job from ``fact_job_run_timeline`` (event time = end of the run)."""
-    r = _read(lake, "fact_job_run_timeline", max_files)
+    # A run lands in Gold while it runs and gets its result_state by an update: read upserts.
+    r = _read_upserts(lake, "fact_job_run_timeline", max_files)
     rows = r.filter(F.col("result_state").isNotNull()).select(
         F.col("job_id").alias("entity_id"), F.col("workspace_id"),
         F.col("period_end_time").alias("event_time"),

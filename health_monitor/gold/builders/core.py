@@ -31,7 +31,13 @@ def far_future() -> Column:
     """A timestamp later than any real one, for open-ended validity intervals."""
     return F.lit("9999-12-31 00:00:00").cast("timestamp")
 
+#: Gold tables whose streams need their updates, not only new rows: a job run is inserted while
+#: it runs and updated when its final row (with result_state) lands, so the reliability stream
+#: reads this table's change data feed (inserts and update post-images).
+CHANGE_FEED_TABLES = frozenset({"fact_job_run_timeline"})
+
 _HASH = "_row_hash"
+_NEW = "_is_new_key"
 
 
 def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
@@ -96,8 +102,10 @@ class GoldSink:
                 *[F.col(k).alias(f"_t_{k}") for k in keys], row_hash(spec.column_names).alias("_t_hash")
             )
             rows = rows.withColumn(_HASH, row_hash(spec.column_names))
-            cond = [rows[k].eqNullSafe(current[f"_t_{k}"]) for k in keys] + [rows[_HASH] == current["_t_hash"]]
-            rows = rows.join(current, cond, "left_anti").drop(_HASH)
+            on_key = [rows[k].eqNullSafe(current[f"_t_{k}"]) for k in keys]
+            rows = (rows.join(current, on_key, "left")
+                    .filter(current["_t_hash"].isNull() | (rows[_HASH] != current["_t_hash"]))
+                    .select(*[rows[c] for c in spec.column_names], current["_t_hash"].isNull().alias(_NEW)))
         elif spec.partition_by:
             # First build of a partitioned table: one file per partition, not one per task. A key
             # lives in one partition, so de-duplicating on (partition, key) needs no second shuffle.
@@ -107,12 +115,21 @@ class GoldSink:
         first = not self.exists
         rows = rows.persist()
         try:
-            n = rows.count()
             if first:
+                n = rows.count()
                 self._create()
                 self.lake.write(rows, spec.name, "gold", mode="append")
-            elif n:
-                self.lake.merge(rows, spec.name, keys, "gold", target_filter=prune)
+            else:
+                n_new, n = (int(v or 0) for v in rows.agg(
+                    F.sum(F.col(_NEW).cast("int")), F.count(F.lit(1))).first())
+                # New keys go in an insert-only commit and changed keys in a separate MERGE:
+                # streams read Gold with skipChangeCommits, which skips a whole commit that
+                # updates anything, so new rows must never share a commit with updates.
+                if n_new:
+                    self.lake.write(rows.filter(F.col(_NEW)).drop(_NEW), spec.name, "gold", mode="append")
+                if n > n_new:
+                    self.lake.merge(rows.filter(~F.col(_NEW)).drop(_NEW), spec.name, keys, "gold",
+                                    target_filter=prune)
         finally:
             rows.unpersist()
         self.written += n
@@ -129,9 +146,10 @@ class GoldSink:
             f"`{f.name}` {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}" for f in spec.schema.fields
         )
         parts = f" PARTITIONED BY ({', '.join(spec.partition_by)})" if spec.partition_by else ""
+        props = " TBLPROPERTIES (delta.enableChangeDataFeed = true)" if spec.name in CHANGE_FEED_TABLES else ""
         with self.lake.writer_lock(spec.name, "gold"):
             self.lake.spark.sql(
-                f"CREATE TABLE IF NOT EXISTS {self.lake.table_name(spec.name, 'gold')} ({cols}) USING DELTA{parts}"
+                f"CREATE TABLE IF NOT EXISTS {self.lake.table_name(spec.name, 'gold')} ({cols}) USING DELTA{parts}{props}"
             )
 
     def _partitions(self, rows: DataFrame, alias: str = "") -> str | None:
