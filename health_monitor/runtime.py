@@ -102,7 +102,7 @@ def get_spark(settings: Settings | None = None) -> SparkSession:
                     f"-Dlog4j2.configurationFile={Path(__file__).with_name('log4j2.properties')} "
                     "-Dderby.stream.error.file=/dev/null")
         )
-        extra_jars = os.environ.get("HEALTH_MONITOR_SPARK_JARS")
+        extra_jars = os.environ.get("HEALTH_MONITOR_SPARK_JARS") or _cached_delta_jars()
         if extra_jars:
             # Fallback when Ivy cannot resolve Delta: jars fetched with `mvn dependency:copy`.
             builder = builder.config("spark.jars", extra_jars)
@@ -111,6 +111,28 @@ def get_spark(settings: Settings | None = None) -> SparkSession:
             _SPARK = configure_spark_with_delta_pip(builder).getOrCreate()
         _SPARK.sparkContext.setLogLevel("ERROR")
         return _SPARK
+
+
+def _cached_delta_jars() -> str | None:
+    """Delta's jars from the local Ivy cache, once an earlier session resolved them.
+
+    Passing them as ``spark.jars`` skips Ivy's resolution (a few seconds and a screen of
+    resolver output on every command); the first run on a machine still resolves through
+    ``spark.jars.packages`` from Maven Central.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        delta = version("delta-spark")
+    except PackageNotFoundError:
+        return None
+    for jars in sorted(Path.home().glob(".ivy2*/jars"), reverse=True):
+        spark_jar = jars / f"io.delta_delta-spark_2.13-{delta}.jar"
+        storage_jar = jars / f"io.delta_delta-storage-{delta}.jar"
+        antlr = sorted(jars.glob("org.antlr_antlr4-runtime-4.*.jar"))
+        if spark_jar.is_file() and storage_jar.is_file() and antlr:
+            return ",".join(str(j) for j in (spark_jar, storage_jar, antlr[-1]))
+    return None
 
 
 def stop_spark() -> None:
