@@ -28,7 +28,7 @@ def run_demo(data_dir: str, days: int, workspaces: int, seed: int) -> int:
 
     _banner(f"1. Simulate {days} days of a {workspaces}-workspace estate (seed {seed}) and build Gold")
     summary = simulate(lake, days=days, workspaces=workspaces, seed=seed)
-    print(summary.render() if hasattr(summary, "render") else summary)
+    print("\n".join("  " + line for line in summary.lines()))
 
     _banner("Tables")
     for layer, name in lake.list_tables():
