@@ -8,6 +8,7 @@ import sys
 import textwrap
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -248,3 +249,86 @@ def test_cli_list_ack_export(lake, capsys, tmp_path) -> None:  # noqa: ANN001
     assert len(csv) == 2 and set(csv.severity) == {"HIGH"} and csv.evidence.str.contains("rule:").all()
     with pytest.raises(HealthMonitorError, match="does not exist"):
         _cli(lake, "alerts", "export", "--format", "csv", "--output", str(tmp_path / "no" / "x.csv"))
+
+
+# ------------------------------------------------------------------ precision guards
+
+
+def test_detector_alone_needs_a_sustained_deviation() -> None:
+    # One high window among the key's last three: noise; two: an alert. Frames without the
+    # column (callers that do not track it) keep single-window alerts.
+    one = candidates(cost_window(13, 100.0, expected=60.0, score=0.9, recent_high_windows=1.0))
+    two = candidates(cost_window(13, 100.0, expected=60.0, score=0.9, recent_high_windows=2.0))
+    assert one.empty
+    assert list(two.alert_type) == ["cost_anomaly"]
+    # A rule hit does not need the detector to agree twice.
+    spike = candidates(cost_window(13, 412.0, score=0.9, recent_high_windows=1.0))
+    assert list(spike.alert_type) == ["cost_spike"]
+
+
+def test_recent_high_windows_spans_micro_batches() -> None:
+
+    from health_monitor.streaming import windows
+    from health_monitor.streaming.engine import _recent_high
+
+    ks = windows.KeyState("user", "ann")
+    assert _recent_high(ks, np.array([0.9, 0.1])) == [1.0, 1.0]
+    # next micro-batch: the state remembers the last windows
+    assert _recent_high(ks, np.array([0.95, 0.2, 0.1, 0.1])) == [2.0, 1.0, 1.0, 0.0]
+
+
+def test_a_daily_jobs_failures_on_consecutive_days_are_one_incident() -> None:
+    from health_monitor.streaming.alerts import fold_alerts
+
+    def streak(day: int, n: int) -> dict:
+        start = pd.Timestamp("2026-11-20 03:00") + pd.Timedelta(days=day)
+        return {"entity_type": "job", "entity_id": "77", "workspace_id": "ws1", "window_start": start,
+                "window_end": start + pd.Timedelta(hours=1), "value": 60.0, "expected": float("nan"),
+                "score": 0.1, "model_name": "m", "model_version": "1", "evidence": [],
+                "job_name": "nightly", "result_state": "FAILED", "consecutive_failures": float(n),
+                "prior_max_failure_streak": 0.0}
+
+    scored = pd.DataFrame([streak(0, 3), streak(1, 4), streak(2, 5), streak(5, 3)])
+    cands = make_alerts(scored, RULES.evaluate("reliability", scored), "reliability", now=NOW)
+    assert len(cands) == 4
+    folded = fold_alerts(pd.DataFrame(), cands).sort_values("window_start")
+    # 24 h apart: the same continuing streak (a job runs daily); three days later: a new incident
+    assert list(folded.occurrences) == [3, 1]
+
+
+def test_reliability_rules_use_the_jobs_own_history() -> None:
+    """Streaks, slow runs and SLA breaches from real window features (windows.py), through the rules."""
+    from health_monitor.streaming import windows
+
+    ks = windows.KeyState("job", "77", workspace_id="ws1")
+    ctx = {"sla": {("ws1", "77"): 3600.0}}
+    rng = np.random.default_rng(3)
+    t0 = pd.Timestamp("2026-11-01 02:30")
+    # (day, failed, duration s): 12 normal days (~1000 s), a flaky spell of 3 failures, normal,
+    # then two slow runs in a row, a marginal SLA breach and a material one.
+    plan = [(d, False, float(rng.normal(1000, 40))) for d in range(12)]
+    plan += [(12, True, 300.0), (13, True, 300.0), (14, True, 300.0), (15, False, 1000.0),
+             (16, True, 300.0), (17, True, 300.0), (18, True, 300.0),
+             (19, False, 2500.0), (20, False, 2600.0), (21, False, 3700.0), (22, False, 5000.0)]
+    rows = []
+    for day, failed, dur in plan:
+        rows.append({"entity_id": "77", "workspace_id": "ws1", "event_time": t0 + pd.Timedelta(days=day),
+                     "run_id": f"r{day}", "job_name": "nightly", "result_state": "FAILED" if failed else "SUCCEEDED",
+                     "is_failure": failed, "is_retry": False, "duration_s": dur})
+    windows.accumulate("reliability", ks, pd.DataFrame(rows))
+    closed = windows.close_windows("reliability", ks, int((t0 + pd.Timedelta(days=30)).value // 1_000_000), ctx)
+    frame = pd.DataFrame([{**c["features"], "entity_type": "job", "entity_id": "77", "workspace_id": "ws1",
+                           "window_start": pd.Timestamp(c["window_start"], unit="ms"),
+                           "window_end": pd.Timestamp(c["window_end"], unit="ms")} for c in closed])
+    by_day = frame.set_index(frame["window_start"].dt.day - 1)
+    assert by_day.loc[14, "consecutive_failures"] == 3 and by_day.loc[14, "prior_max_failure_streak"] == 0
+    # the same job failing three times in a row again is its usual bad spell
+    assert by_day.loc[18, "consecutive_failures"] == 3 and by_day.loc[18, "prior_max_failure_streak"] == 3
+    assert by_day.loc[19, "duration_z"] > 3 and by_day.loc[20, "slow_run_streak"] == 2
+    assert by_day.loc[22, "sla_breach_streak"] == 2
+    hits = RULES.evaluate("reliability", frame)
+    fired = {(int(by_day.index[r]), rule) for r, rule in zip(hits["row"], hits["rule_id"], strict=True)}
+    assert (14, "job_failure_streak") in fired and (18, "job_failure_streak") not in fired
+    assert (19, "job_duration_overrun") not in fired and (20, "job_duration_overrun") in fired
+    # 3700 s: 3% over a 3600 s SLA on the first breach is not alerted; 5000 s (2nd breach, +39%) is
+    assert (21, "job_sla_breach") not in fired and (22, "job_sla_breach") in fired

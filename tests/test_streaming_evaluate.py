@@ -47,3 +47,22 @@ def test_matching_precision_recall_and_time_to_detect():
     prec = {(a.alert_type, a.domain): a.precision for a in ev.by_alert}
     assert prec[("data_exfiltration", "security")] == 0.5
     assert "alert precision 60.0%" in ev.format()
+
+
+def test_cost_alerts_match_spend_raising_incidents_of_other_domains_but_not_other_workspaces():
+    truth = pd.DataFrame([
+        _inc("w1", "warehouse_saturation", "performance", "warehouse", "wh-9", "1", "2026-05-10 15:00", 3),
+        _inc("q1", "late_data", "quality", "table", "cat.s.t", "1", "2026-05-11 00:00", 24),
+    ])
+    alerts = pd.DataFrame([
+        # A warehouse's query surge bills more SQL DBUs in its workspace: a real cost change.
+        _alert("a1", "cost", "cost_anomaly", "workspace_sku", "1:SERVERLESS_SQL", "1", "2026-05-10 16:00"),
+        # Same time, another workspace: not explained by the incident.
+        _alert("a2", "cost", "cost_anomaly", "workspace", "2", "2", "2026-05-10 16:00"),
+        # A user's activity during the surge is not matched to the warehouse (entity differs).
+        _alert("a3", "security", "user_behavior_anomaly", "user", "ann@x.com", "1", "2026-05-10 16:00"),
+        # A late table does not change spend: no workspace-level match for a cost alert.
+        _alert("a4", "cost", "cost_anomaly", "workspace", "1", "1", "2026-05-11 10:00"),
+    ])
+    ev = evaluate_frames(alerts, truth, tolerance_h=6)
+    assert set(ev.matches["alert_id"]) == {"a1"}

@@ -22,6 +22,8 @@ from river.anomaly import HalfSpaceTrees
 from health_monitor.detectors.base import Scores, StreamingDetector
 
 _SIGMA_PER_MAD = 1.2533
+#: Smallest sigma of a count feature (see :meth:`MultivariateDetector._baseline`).
+COUNT_RESOLUTION = 0.5
 
 
 class MultivariateDetector(StreamingDetector):
@@ -49,7 +51,7 @@ class MultivariateDetector(StreamingDetector):
     """
 
     name = "multivariate_robust_hst"
-    version = "1"
+    version = "2"
 
     def __init__(self, features: list[str], threshold: float = 0.8,
                  directions: Mapping[str, int] | None = None,
@@ -132,6 +134,11 @@ class MultivariateDetector(StreamingDetector):
             if self.integer_[j] or self.unit_[j]:
                 # counts and shares are at least Poisson / binomial noisy
                 floor = max(floor, math.sqrt(self.mean_abs_[j]) / _SIGMA_PER_MAD)
+            if self.integer_[j]:
+                # A count moves in whole steps: half a count is its resolution. Without this a
+                # count that was always 0 has no scale at all and its first 1 (one weekend event,
+                # one grant) scores a z of millions.
+                floor = max(floor, COUNT_RESOLUTION / _SIGMA_PER_MAD)
             up[j] = max(up[j], floor)
             down[j] = max(down[j], floor)
         return center, _SIGMA_PER_MAD * up, _SIGMA_PER_MAD * down

@@ -19,6 +19,7 @@ COMMON_COLUMNS: dict[str, str] = {
     "value": "the window's main metric (cost, risk, duration)",
     "expected": "what the detectors expected for value",
     "score": "blended detector score, 0 (normal) to 1 (anomalous)",
+    "recent_high_windows": "how many of the entity's last 3 windows (this one included) scored >= 0.8",
     "hour_of_day": "hour of window_start, 0-23 UTC",
     "day_of_week": "weekday of window_start, 1 = Sunday .. 7 = Saturday (Spark's dayofweek)",
     "is_weekend": "1 when window_start falls on a Saturday or Sunday",
@@ -63,6 +64,12 @@ DOMAIN_COLUMNS: dict[str, dict[str, str]] = {
         "tables_touched": "distinct tables read or written",
         "sensitive_table_access": "reads of tables whose name marks them sensitive (pii, hr, payments...)",
         "first_pii_tables": "sensitive tables this user read for the first time",
+        "sensitive_reads_max_30d": "the user's largest hourly sensitive_table_access in the previous 30 days "
+                                   "(null in the user's first 2 days)",
+        "new_networks": "source networks (IPv4 /24, IPv6 /48) never seen for this user before "
+                        "(0 in the user's first 2 days)",
+        "export_count_max_30d": "the user's largest hourly export_count in the previous 30 days "
+                                "(null in the user's first 2 days)",
         "grants": "permission grants made",
         "self_grants": "grants made by the user to themselves",
         "export_gb": "data exported or downloaded (GB)",
@@ -80,9 +87,14 @@ DOMAIN_COLUMNS: dict[str, dict[str, str]] = {
         "runs": "runs finished in the window",
         "failures": "failed runs in the window",
         "consecutive_failures": "current streak of failed runs",
+        "prior_max_failure_streak": "longest failure streak of the job in the previous 30 days (0 if none)",
         "duration_s": "duration of the latest run (seconds)",
         "median_duration_s": "median duration of the job's previous runs (seconds)",
         "duration_ratio": "duration_s / median_duration_s",
+        "duration_z": "robust z of the latest successful run's log duration against the job's previous "
+                      "successful runs (median, MAD); null with fewer than 5 runs",
+        "slow_run_streak": "consecutive successful runs with duration_z >= 3",
+        "sla_breach_streak": "consecutive runs longer than the job's MAX_DURATION SLA",
         "retries": "retry attempts of the latest run",
         "sla_seconds": "MAX_DURATION SLA of the job (sla_definitions), null if none",
         "sla_breached": "1 when the latest run breached its SLA",

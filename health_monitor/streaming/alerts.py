@@ -6,7 +6,7 @@ Three steps, each a plain function:
   candidate alerts in the ``monitor.alerts`` contract: severity from score *and* business impact,
   deviation, a one-sentence summary a person can act on, evidence.
 * :func:`apply_alerts` folds the candidates into ``monitor.alerts``: a continuing incident (same
-  entity and alert type, windows within :data:`SUPPRESSION_GAP`) updates one row instead of
+  entity and alert type, windows within :func:`suppression_gap`) updates one row instead of
   opening a new one. The MERGE carries Delta's idempotent-write identifiers (txnAppId = the
   query's app id, txnVersion = the micro-batch id), so replaying a batch after a crash is skipped
   by Delta itself and the table ends exactly as after one application.
@@ -41,8 +41,24 @@ if TYPE_CHECKING:
 LAYER = "monitor"
 #: Windows of one entity and alert type closer than this belong to the same incident.
 SUPPRESSION_GAP = pd.Timedelta(hours=6)
+#: Longer gaps per entity type. A job's windows exist only where it ran: a daily job that fails
+#: or overruns again the next day is the same continuing incident, not a new one.
+SUPPRESSION_GAP_BY_ENTITY = {"job": pd.Timedelta(hours=30)}
+
+
+def suppression_gap(entity_type: str | None) -> pd.Timedelta:
+    """How far apart two windows of one entity and alert type may be and still be one incident."""
+    return SUPPRESSION_GAP_BY_ENTITY.get(str(entity_type), SUPPRESSION_GAP)
+
+
+MAX_SUPPRESSION_GAP = max([SUPPRESSION_GAP, *SUPPRESSION_GAP_BY_ENTITY.values()])
 #: A detector score at or above this raises an alert on its own (without a rule hit).
 DETECTOR_MIN_SCORE = 0.8
+#: A detector alerts on its own only when this many of the key's last windows (the engine's
+#: ``recent_high_windows`` feature, over :data:`~health_monitor.streaming.engine.RECENT_WINDOWS`)
+#: scored at or above ``min_score``: one odd hour of a bursty user or job is noise, a deviation that
+#: lasts is not. Frames without that column (older callers, tests) keep single-window alerts.
+DETECTOR_MIN_WINDOWS = 2
 #: Alert type of a detector-only alert, per domain.
 DETECTOR_ALERT_TYPE = {
     "cost": "cost_anomaly",
@@ -273,7 +289,8 @@ def make_alerts(scored: pd.DataFrame, hits: pd.DataFrame, domain: str,
             evidence = _evidence_list(*[h["evidence"] for h in type_hits],
                                       det_evidence if det_score >= min_score else None)
             candidates.append((alert_type, max(top["score"], det_score), floor, top["message"], evidence))
-        if not groups and det_score >= min_score:
+        sustained = _num(row.get("recent_high_windows"))
+        if not groups and det_score >= min_score and (sustained is None or sustained >= DETECTOR_MIN_WINDOWS):
             alert_type = DETECTOR_ALERT_TYPE.get(domain, f"{domain}_anomaly")
             evidence = _evidence_list([f"model:{row.get('model_name')}"], det_evidence)
             candidates.append((alert_type, det_score, None, None, evidence))
@@ -324,11 +341,12 @@ def _naive(ts: Any) -> pd.Timestamp:
 
 
 def fold_alerts(existing: pd.DataFrame, candidates: pd.DataFrame,
-                gap: pd.Timedelta = SUPPRESSION_GAP) -> pd.DataFrame:
+                gap: pd.Timedelta | None = None) -> pd.DataFrame:
     """The rows to upsert: candidates folded into open incidents (pure, deterministic).
 
     ``existing`` holds the table's current rows for the candidates' entities. Candidates are
-    applied in window order; one within ``gap`` of an incident's windows extends it (window_end,
+    applied in window order; one within ``gap`` (default: :func:`suppression_gap` of the
+    candidate's entity type) of an incident's windows extends it (window_end,
     last_seen_at, max score and severity, occurrences for each later window, evidence union),
     otherwise it opens a new incident whose alert_id comes from its own first window.
     """
@@ -348,13 +366,14 @@ def fold_alerts(existing: pd.DataFrame, candidates: pd.DataFrame,
     for cand in cands.drop(columns=["_ws", "_generic"]).to_dict("records"):
         key = tuple(cand[k] for k in keys)
         start, end = _naive(cand["window_start"]), _naive(cand["window_end"])
-        match = _find_incident(incidents.get(key, []), start, end, gap)
+        cand_gap = gap if gap is not None else suppression_gap(cand["entity_type"])
+        match = _find_incident(incidents.get(key, []), start, end, cand_gap)
         if match is None and cand["alert_type"] == DETECTOR_ALERT_TYPE.get(cand["domain"]):
             # A detector-only window inside a rule-typed incident of the same entity (the spike's
             # tail, below the rule's threshold but still anomalous) continues that incident.
             related = [inc for k, incs in incidents.items() if k[:2] == key[:2]
                        for inc in incs if inc["domain"] == cand["domain"]]
-            match = _find_incident(related, start, end, gap)
+            match = _find_incident(related, start, end, cand_gap)
         if match is None:
             new = dict(cand)
             new["evidence"] = list(cand["evidence"] or [])
@@ -519,7 +538,7 @@ def _existing_for(lake: Lakehouse, candidates: pd.DataFrame, version: int) -> pd
     """Current rows that candidates may continue: same entities, windows within the gap."""
     from pyspark.sql import functions as F
 
-    earliest = min(_naive(t) for t in candidates["window_start"]) - SUPPRESSION_GAP
+    earliest = min(_naive(t) for t in candidates["window_start"]) - MAX_SUPPRESSION_GAP
     ids = set(candidates["entity_id"].astype(str))
     identity = _table_identity(lake)
     cache = _CACHE.get(str(identity[0])) if identity else None

@@ -100,11 +100,13 @@ def _detector(domain: str, ks: windows.KeyState):  # noqa: ANN202 - StreamingDet
         # State written by another version of the detector: start it afresh, say so in evidence.
         ks.detector = None
         ks.history["detector_reset"] = True
-    feats = windows.LOGIC[domain].detector_features
+    logic = windows.LOGIC[domain]
+    feats = logic.detector_features
     if feats:
         from health_monitor.detectors.multivariate import MultivariateDetector
 
-        return MultivariateDetector(list(feats))
+        return MultivariateDetector(list(feats), log_features=logic.detector_log_features,
+                                    min_scale=dict(logic.detector_min_scale) or 1e-6)
     from health_monitor.detectors.univariate import UnivariateDetector
 
     return UnivariateDetector()
@@ -160,6 +162,7 @@ def score_windows(domain: str, ks: windows.KeyState, closed: list[dict], ctx: di
         model_version += f"+{champ.version}"
         for i, v in enumerate(s):
             evidence[i].append(f"{champ.name} v{champ.version} score {v:.2f}")
+    feats["recent_high_windows"] = _recent_high(ks, score)
     if domain == "cost":
         feats["cost_usd_at_risk"] = np.where(np.isnan(expected), np.nan, np.maximum(values - expected, 0.0))
     ws = feats.pop("_workspace_id") if "_workspace_id" in feats else pd.Series([ks.workspace_id] * len(feats))
@@ -174,6 +177,25 @@ def score_windows(domain: str, ks: windows.KeyState, closed: list[dict], ctx: di
         "event_time": pd.NaT, "source_table": None, "row_json": None,
     })
     return out[OUTPUT_COLUMNS]
+
+
+#: How many of a key's latest windows :func:`_recent_high` looks at.
+RECENT_WINDOWS = 3
+
+
+def _recent_high(ks: windows.KeyState, score: np.ndarray) -> list[float]:
+    """Per window: how many of the key's last :data:`RECENT_WINDOWS` windows (this one included)
+    scored at or above the detector's alert threshold. Kept in the key's state, so it spans
+    micro-batches; alerts use it to ask for a sustained deviation before the detector alerts alone."""
+    from health_monitor.streaming.alerts import DETECTOR_MIN_SCORE
+
+    last: list = ks.history.setdefault("recent_scores", [])
+    out = []
+    for s in score:
+        last.append(float(s))
+        del last[:-RECENT_WINDOWS]
+        out.append(float(sum(v >= DETECTOR_MIN_SCORE for v in last)))
+    return out
 
 
 def make_state_function(domain: str, ctx: dict) -> Callable:

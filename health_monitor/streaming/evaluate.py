@@ -5,7 +5,8 @@ what the engine already wrote to ``monitor.alerts``; nothing here feeds back int
 
 Matching: an alert matches an incident when it names the incident's entity (the user, the job,
 or for cost incidents on a job, SKU, cluster or workspace: a cost alert of that workspace, since
-the cost stream watches workspaces and workspace x SKU) and its windows overlap the incident's
+the cost stream watches workspaces and workspace x SKU; the same for the performance incidents
+that raise spend: warehouse saturation, cluster over-provisioning, DBR regression) and its windows overlap the incident's
 time span widened by a tolerance. Precision counts alerts that match any incident (a duration
 alert on a job with a DBR regression is a true alert even though the regression is a
 performance incident); recall counts incidents of the types the streams are built to catch.
@@ -31,6 +32,10 @@ STREAM_INCIDENT_TYPES = {
     "reliability": ("failing_job_streak", "sla_breach"),
 }
 _WORKSPACE_LEVEL = {"job", "sku", "cluster", "workspace", "warehouse"}
+#: Incidents of other domains that raise their workspace's spend by construction (a query surge
+#: bills more warehouse DBUs, a resized cluster more workers, a regressed runtime longer runs): a
+#: cost alert of their workspace during them has found a real cost change.
+_SPEND_RAISING = {"warehouse_saturation", "cluster_over_provisioning", "dbr_regression"}
 
 
 @dataclass
@@ -110,7 +115,7 @@ def _entity_match(alerts: pd.DataFrame, inc: pd.Series) -> pd.Series:
     same_entity = alerts["entity_id"].astype(str) == str(inc.entity_id)
     if inc.entity_type == "sku":
         same_entity |= alerts["entity_id"].astype(str) == f"{inc.workspace_id}:{inc.entity_id}"
-    if inc.domain == "cost" and inc.entity_type in _WORKSPACE_LEVEL:
+    if (inc.domain == "cost" or inc.incident_type in _SPEND_RAISING) and inc.entity_type in _WORKSPACE_LEVEL:
         # The cost stream watches workspaces (and their SKUs): a job's or cluster's runaway cost
         # shows up as its workspace's cost.
         same_entity |= (alerts["domain"] == "cost") & (alerts["workspace_id"].astype(str) == str(inc.workspace_id))

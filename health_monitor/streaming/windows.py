@@ -189,14 +189,42 @@ def _is_service_principal(user: str) -> bool:
     return "@" not in user
 
 
+def _network(ip: str) -> str:
+    """The network an address belongs to: IPv4 /24, IPv6 /48 (a user's office, VPN or home
+    network keeps its prefix while the host part changes from day to day)."""
+    if ":" in ip:
+        return ":".join(ip.split(":")[:3])
+    return ".".join(ip.split(".")[:3])
+
+
+def _own_max(h: dict, name: str, start_ms: int, value: float, known: bool) -> float:
+    """The key's largest ``name`` over its previous 30 days (NaN while the key is new), then
+    remembers ``value``. Only non-zero windows are kept: the state stays small."""
+    q: deque = h.setdefault(name, deque())
+    while q and q[0][0] < start_ms - 30 * DAY_MS:
+        q.popleft()
+    out = max((v for _, v in q), default=0.0) if known else float("nan")
+    if value > 0:
+        q.append((start_ms, float(value)))
+    return out
+
+
 def _sec_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[float, dict]:
     seen: set = ks.history.setdefault("pii_seen", set())
     sens = acc.get("sensitive_tables", set())
     first = sens - seen
     # The first windows of a user say nothing about "first access": everything is new then.
     known_for = start_ms - ks.history.setdefault("first_seen_ms", start_ms)
-    first_pii = len(first) if known_for >= 2 * DAY_MS else 0
+    known = known_for >= 2 * DAY_MS
+    first_pii = len(first) if known else 0
     seen.update(sens)
+    nets_seen: set = ks.history.setdefault("networks", set())
+    nets = {_network(str(ip)) for ip in acc.get("ips", ())}
+    new_networks = len(nets - nets_seen) if known else 0
+    nets_seen.update(nets)
+    # The user's own busiest hours so far: a burst is judged against what this user does.
+    sens_max = _own_max(ks.history, "sensitive_reads_hist", start_ms, acc.get("sensitive_reads", 0), known)
+    export_max = _own_max(ks.history, "export_count_hist", start_ms, acc.get("export_count", 0), known)
     logins = acc.get("logins", 0)
     gb = 1024 ** 3
     export_gb = acc.get("export_bytes", 0.0) / gb
@@ -216,6 +244,9 @@ def _sec_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[fl
         "tables_touched": float(len(acc.get("tables", ()))),
         "sensitive_table_access": float(acc.get("sensitive_reads", 0)),
         "first_pii_tables": float(first_pii),
+        "sensitive_reads_max_30d": sens_max,
+        "new_networks": float(new_networks),
+        "export_count_max_30d": export_max,
         "grants": float(acc.get("grants", 0)),
         "self_grants": float(acc.get("self_grants", 0)),
         "export_gb": export_gb,
@@ -238,38 +269,78 @@ def _rel_accumulate(acc: dict, g: pd.DataFrame) -> None:
                         bool(retry), _nan(dur))
 
 
+#: Floor of a job's log-duration spread: runs within ~10% of each other are not "variable".
+MIN_LOG_DURATION_SCALE = 0.1
+#: A run this many robust sigmas (log duration) above its job's median is a slow run.
+SLOW_RUN_Z = 3.0
+
+
+def _duration_z(durs: deque, dur: float) -> float:
+    """Robust z of a run's log duration against the job's previous successful runs (median and
+    MAD of log durations): how unusual the run is *for this job*, whatever its natural spread."""
+    if len(durs) < 5 or dur != dur or dur <= 0:
+        return float("nan")
+    logs = np.log(np.maximum(np.asarray(durs, dtype=float), 1.0))
+    med = float(np.median(logs))
+    scale = max(1.4826 * float(np.median(np.abs(logs - med))), MIN_LOG_DURATION_SCALE)
+    return (math.log(max(dur, 1.0)) - med) / scale
+
+
 def _rel_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[float, dict]:
     h = ks.history
     durs: deque = h.setdefault("durations", deque(maxlen=50))
     recent: deque = h.setdefault("recent", deque())
+    streaks: deque = h.setdefault("streaks", deque())  # (end ms, length) of finished failure streaks
     streak = h.get("streak", 0)
+    slow = h.get("slow_streak", 0)
+    breach = h.get("sla_streak", 0)
     retries = 0
     runs = sorted(acc.get("runs", {}).items(), key=lambda kv: kv[1][0])
     median_before = float(np.median(durs)) if len(durs) >= 3 else float("nan")
     while recent and recent[0][0] < start_ms - 7 * DAY_MS:
         recent.popleft()
+    while streaks and streaks[0][0] < start_ms - 30 * DAY_MS:
+        streaks.popleft()
+    # The longest failure streak the job had in the previous 30 days: a flaky job that often
+    # fails three times in a row is not news when it does it again.
+    prior_max_streak = float(max((n for _, n in streaks), default=0))
     fail_rate_7d = (sum(f for _, f in recent) / len(recent)) if recent else float("nan")
+    sla = ctx.get("sla", {}).get((ks.workspace_id, ks.entity_id))
     failures = 0
     last = None
+    dur_z = float("nan")
     for run_id, (t, name, state, fail, retry, dur) in runs:
+        if not fail and streak > 0:
+            streaks.append((t, streak))
         streak = streak + 1 if fail else 0
         failures += int(fail)
         retries += int(retry)
         recent.append((t, int(fail)))
+        if dur == dur:
+            dur_z = _duration_z(durs, dur) if not fail else float("nan")
+            if not fail:
+                slow = slow + 1 if dur_z >= SLOW_RUN_Z else 0
+            if sla is not None:
+                breach = breach + 1 if dur > sla else 0
         if not fail and dur == dur:
             durs.append(dur)
         last = (run_id, name, state, fail, retry, dur)
     h["streak"] = streak
+    h["slow_streak"] = slow
+    h["sla_streak"] = breach
     run_id, name, state, _, _, dur = last if last else (None, None, None, False, False, float("nan"))
-    sla = ctx.get("sla", {}).get((ks.workspace_id, ks.entity_id))
     f = {
         "job_id": ks.entity_id, "job_name": name or ks.entity_id, "run_id": run_id,
         "result_state": state,
         "runs": float(len(runs)), "failures": float(failures),
         "consecutive_failures": float(streak),
+        "prior_max_failure_streak": prior_max_streak,
         "duration_s": dur,
         "median_duration_s": median_before,
         "duration_ratio": dur / median_before if median_before and median_before > 0 else float("nan"),
+        "duration_z": dur_z,
+        "slow_run_streak": float(slow),
+        "sla_breach_streak": float(breach),
         "retries": float(retries),
         "sla_seconds": _nan(sla),
         "sla_breached": float(sla is not None and dur == dur and dur > sla),
@@ -285,6 +356,11 @@ class WindowLogic:
     accumulate: Any
     features: Any
     detector_features: tuple[str, ...]  # empty: univariate detector on ``value``
+    #: detector features judged on a log scale (byte volumes, duration ratios: heavy right tails)
+    detector_log_features: tuple[str, ...] = ()
+    #: smallest scale per detector feature (in the log units of a log feature): what can never be
+    #: an anomaly by itself, however quiet the key usually is
+    detector_min_scale: tuple[tuple[str, float], ...] = ()
 
 
 LOGIC: dict[str, WindowLogic] = {
@@ -292,9 +368,11 @@ LOGIC: dict[str, WindowLogic] = {
     "security": WindowLogic(_sec_accumulate, _sec_features, (
         "logins", "failed_login_rate", "distinct_ips", "off_hours_events", "weekend_events",
         "admin_actions", "tables_touched", "sensitive_table_access", "grants", "self_grants",
-        "export_gb", "read_gb")),
+        "export_gb", "read_gb"), ("export_gb", "read_gb"),
+        # log1p(GB) units: a user who usually reads megabytes reading a few GB is not a security event
+        (("export_gb", 0.5), ("read_gb", 0.5))),
     "reliability": WindowLogic(_rel_accumulate, _rel_features, (
-        "duration_ratio", "failures", "consecutive_failures", "retries")),
+        "duration_ratio", "failures", "consecutive_failures", "retries"), ("duration_ratio",)),
 }
 
 
