@@ -215,3 +215,18 @@ def test_multivariate_log_features_and_missing_columns() -> None:
     assert abs(s.expected[300] - np.exp(8)) / np.exp(8) < 0.5  # baseline back in seconds
     with pytest.raises(ValueError, match="lacks feature"):
         det.score_learn(df.rename(columns={"duration_s": "d"}))
+
+
+def test_multivariate_a_count_that_was_always_zero_is_not_an_alarm_at_one() -> None:
+    """A count moves in whole steps: its first 1 (one weekend event, one grant) is not a z of
+    millions, while a real burst still is."""
+    from health_monitor.detectors.multivariate import MultivariateDetector
+
+    n = 24 * 10
+    df = pd.DataFrame({"timestamp": pd.date_range("2026-01-01", periods=n, freq="h"),
+                       "weekend_events": np.zeros(n), "logins": np.random.default_rng(4).poisson(1, n)})
+    df.loc[200, "weekend_events"] = 1
+    df.loc[220, "weekend_events"] = 12
+    s = MultivariateDetector(["weekend_events", "logins"]).score_learn(df)
+    assert s.score[200] < 0.8
+    assert s.score[220] >= 0.8
