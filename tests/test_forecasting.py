@@ -100,6 +100,21 @@ def test_level_change_is_followed_not_averaged_away() -> None:
     assert fc.p50.mean() > 0.85 * new_level
 
 
+def test_holiday_dips_are_learned_not_cleaned_away_as_outliers() -> None:
+    # Two Christmases at 30% of normal: isolated dips that outlier cleaning would otherwise erase.
+    days = pd.date_range("2022-11-01", "2024-12-15")
+    values = weekly_series(len(days), seed=11)
+    values[(days.month == 12) & (days.day == 25)] *= 0.3
+    fc = forecast_daily(pd.DataFrame({"ds": days, "y": values}), 14, use_prophet=False)
+    p50 = fc.set_index("ds").p50
+    christmas = p50[pd.Timestamp("2024-12-25")]
+    assert christmas < 0.6 * p50[pd.Timestamp("2024-12-18")]  # the Wednesday before
+    # Without a holiday calendar the same dip is an outlier and the forecast stays ordinary.
+    plain = forecast_daily(pd.DataFrame({"ds": days, "y": values}), 14, holidays_country=None,
+                           use_prophet=False).set_index("ds").p50
+    assert plain[pd.Timestamp("2024-12-25")] > 0.8 * plain[pd.Timestamp("2024-12-18")]
+
+
 def test_forecast_total_is_calibrated_on_rolling_month_windows() -> None:
     rng = np.random.default_rng(7)
     days = 420

@@ -7,7 +7,7 @@ How one forecast is made (``simulate_paths``):
    its isolated outliers cleaned.
 2. Every candidate model of :mod:`.models` forecasts from up to four *inner origins* in the
    most recent part of the history (each 7 days apart, each seeing only its past). Candidates
-   are scored on daily WAPE plus the error of the window total (recent origins weigh more)
+   are scored on daily WAPE plus twice the error of the window total (recent origins weigh more)
    and combined with weights 1/score^2; those scoring worse than 1.5 x the best get none.
 3. The ensemble's out-of-sample errors at those origins, normalised by the forecast (or the
    local level), are split into a per-origin *level error* (the mean: what makes a month
@@ -50,6 +50,12 @@ NOISE_INFLATION = 1.1
 #: Candidates scoring within this factor of the best are combined (weights 1/score^2): picking
 #: a single winner from four noisy validation windows is less reliable than averaging the good.
 COMBINE_WITHIN = 1.5
+#: Weight of the window-total error against daily WAPE when scoring candidates (measured on
+#: the dev series: 2 lowers the 30-day-total MAPE without hurting daily WAPE).
+TOTAL_WEIGHT = 2.0
+#: Short histories: level = mean of the last two weeks; the fitted slope is halved.
+SHORT_LEVEL_DAYS = 14
+SHORT_SLOPE_SHRINK = 0.5
 #: Later inner origins count more when scoring candidates (weight RECENCY**k for the k-th most
 #: recent): after a level change the newest windows say most about the next one.
 RECENCY = 0.7
@@ -204,7 +210,8 @@ def _denominator(point: np.ndarray, scale: float, mult: bool) -> np.ndarray:
 
 def _train(y: np.ndarray, dates: pd.DatetimeIndex, end: int, mult: bool, country: str | None) -> M.Train:
     dow = dates[:end].dayofweek.to_numpy()
-    return M.Train(M.clean_outliers(y[:end], dow), dates[:end], mult, country)
+    holidays = M.holiday_names(dates[:end], country) != "" if country else None
+    return M.Train(M.clean_outliers(y[:end], dow, holidays), dates[:end], mult, country)
 
 
 def _run(name: str, train: M.Train, horizon: int) -> np.ndarray | None:
@@ -264,13 +271,17 @@ def _ensemble(y: np.ndarray, dates: pd.DatetimeIndex, horizon: int, country: str
 
 
 def _score(actual: np.ndarray, forecast: np.ndarray) -> float:
-    """Daily WAPE plus relative error of the window total (both matter for budgets)."""
+    """Daily WAPE plus TOTAL_WEIGHT x the relative error of the window total.
+
+    Budgets are read as period totals, and a total error (a level or trend mistake) does not
+    average out over a month while daily noise does, so the total counts double.
+    """
     ok = np.isfinite(actual)
     if not ok.any():
         return 0.0
     a, f = actual[ok], forecast[ok]
     denom = max(np.sum(np.abs(a)), 1e-9 * max(1.0, np.sum(np.abs(f))))
-    return float(np.sum(np.abs(a - f)) / denom + abs(np.sum(a - f)) / denom)
+    return float(np.sum(np.abs(a - f)) / denom + TOTAL_WEIGHT * abs(np.sum(a - f)) / denom)
 
 
 def _weights(scores: dict[str, float]) -> dict[str, float]:
@@ -356,7 +367,12 @@ def _tiny(y: np.ndarray, dates: pd.DatetimeIndex, horizon: int, rng: np.random.G
 
 def _short(y: np.ndarray, dates: pd.DatetimeIndex, horizon: int, rng: np.random.Generator,
            n_paths: int) -> PathForecast:
-    """Under four weeks: damped level/drift x weekly profile (from two full weeks), wide bands."""
+    """Under four weeks: damped level/drift x weekly profile (from two full weeks), wide bands.
+
+    The level is the mean of the last two weeks (one week's mean is as noisy as seasonal naive)
+    moved to the last day along half the fitted slope: a slope from a few noisy weeks is
+    mostly noise, so it is shrunk and its drift damped (it saturates at 4 days' worth).
+    """
     mult = is_multiplicative(y)
     train = M.Train(y, dates, mult)
     if len(y) < 14:
@@ -364,24 +380,25 @@ def _short(y: np.ndarray, dates: pd.DatetimeIndex, horizon: int, rng: np.random.
     d = train.deseasonalized
     ok = np.isfinite(d)
     t = np.flatnonzero(ok)
-    slope = float(np.polyfit(t, d[ok], 1)[0]) if ok.sum() >= 4 else 0.0
-    # The mean of the last week sits at its middle day: move it to the last day along the slope.
-    recent = t[t >= len(d) - 7]
-    level = M.recent_level(d, 7) + slope * (len(d) - 1 - recent.mean() if recent.size else 0.0)
+    slope = SHORT_SLOPE_SHRINK * float(np.polyfit(t, d[ok], 1)[0]) if ok.sum() >= 4 else 0.0
+    recent = t[t >= len(d) - SHORT_LEVEL_DAYS]
+    level = M.recent_level(d, SHORT_LEVEL_DAYS) + slope * (len(d) - 1 - recent.mean() if recent.size else 0.0)
     if mult:
         level = max(level, 0.0)
     lead = np.arange(1, horizon + 1)
-    drift = slope * np.cumsum(0.8 ** lead)  # saturates at 4 days' worth of slope
+    drift = slope * np.cumsum(0.8 ** lead)  # saturates at 4 days of slope
     if mult:
         drift = np.clip(drift, -0.5 * abs(level), 0.5 * abs(level))
     point = train.reseasonalize(level + drift, horizon)
-    # In-sample one-step errors against the mean of the previous three days.
+    # In-sample one-step errors against the mean of the previous three days: they overstate the
+    # error of a two-week mean, hence the factors below 1 (measured on short windows of the
+    # synthetic series: without them 90% of days and 97% of totals fell inside P10-P90).
     prev = pd.Series(d).shift(1).rolling(3, min_periods=1).mean().to_numpy()
     err = (d - prev)[np.isfinite(d - prev)]
     sd = float(err.std()) if err.size > 1 else 0.3 * abs(level)
     sd = max(sd, 0.1 * abs(level))
     s = train.profile[train.future_dow(horizon)] if mult else np.ones(horizon)
-    level_err = rng.normal(0, sd, size=(n_paths, 1)) * np.sqrt(1.0 + lead / 14.0)[None, :]
-    noise = rng.normal(0, sd, size=(n_paths, horizon))
+    level_err = rng.normal(0, 0.8 * sd, size=(n_paths, 1)) * np.sqrt(1.0 + lead / 14.0)[None, :]
+    noise = rng.normal(0, 0.85 * sd, size=(n_paths, horizon))
     paths = point[None, :] + (level_err + noise) * s[None, :]
     return PathForecast(train.future_dates(horizon), point, paths, {"damped_level_drift": 1.0}, "short")

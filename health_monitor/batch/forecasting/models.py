@@ -235,12 +235,14 @@ def recent_level(d: np.ndarray, window: int) -> float:
     return float(tail.mean()) if tail.size else 0.0
 
 
-def clean_outliers(y: np.ndarray, dow: np.ndarray) -> np.ndarray:
+def clean_outliers(y: np.ndarray, dow: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
     """Replace isolated spikes/dips (1-2 day runs) by the same-weekday local median.
 
     Longer runs are kept: three or more unusual days in a row are a level change, which the
     models must follow rather than smooth away. Intermittent series are left alone (their
-    spikes *are* the signal).
+    spikes *are* the signal). Days flagged in ``keep`` (public holidays) are never cleaned:
+    a holiday dip is an isolated outlier by this test, and erasing it would leave the holiday
+    effects (and Prophet's holiday terms) nothing to learn from.
     """
     finite = np.isfinite(y)
     if finite.sum() < 21 or np.mean(y[finite] == 0) > 0.3:
@@ -252,6 +254,8 @@ def clean_outliers(y: np.ndarray, dow: np.ndarray) -> np.ndarray:
     if not np.isfinite(scale) or scale <= 0:
         return y
     bad = np.isfinite(res) & (np.abs(res) > 5 * scale) & (np.abs(res) > 0.1 * np.abs(ref))
+    if keep is not None:
+        bad &= ~keep
     sign = np.sign(res)
     out = y.copy()
     i, n = 0, len(y)
