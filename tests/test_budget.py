@@ -65,3 +65,14 @@ def test_month_total_backtest_covers_about_80_percent() -> None:
     assert len(r) == 18
     assert 0.6 <= inside <= 1.0
     assert (r.p10 <= r.p50).all() and (r.p50 <= r.p90).all()
+
+
+def test_mid_month_backtest_counts_the_observed_days() -> None:
+    history = make_series("cost_month_end", 2)
+    start = backtest_months(history, months=3).rows
+    mid = backtest_months(history, months=3, as_of_day=15).rows
+    assert list(mid.month_start) == list(start.month_start)
+    assert all(pd.Timestamp(o).day == 15 for o in mid.origin)
+    assert (mid.p10 <= mid.p50).all() and (mid.p50 <= mid.p90).all()
+    # Half the month is known: the band is narrower than from the month's start.
+    assert ((mid.p90 - mid.p10) < (start.p90 - start.p10)).all()

@@ -46,7 +46,18 @@ def daily_costs(lake: Lakehouse, until: dt.date | None = None) -> pd.DataFrame:
            .agg(F.sum(F.col("list_cost").cast("double")).alias("y")).toPandas())
     pdf["ds"] = pd.to_datetime(pdf["ds"])
     pdf["y"] = pdf["y"].fillna(0.0).astype(float)
-    return pdf.sort_values(["workspace_id", "ds"]).reset_index(drop=True)
+    if pdf.empty:
+        return pdf
+    # Billing is complete: a day without usage rows is zero spend, not an unknown day (which
+    # the engine would treat as a gap). Each workspace runs from its first usage day to the
+    # estate's last day.
+    last = pdf["ds"].max()
+    frames = []
+    for ws, g in pdf.groupby("workspace_id", sort=True):
+        days = pd.date_range(g["ds"].min(), last, freq="D")
+        full = g.set_index("ds")["y"].reindex(days, fill_value=0.0).rename_axis("ds").reset_index()
+        frames.append(full.assign(workspace_id=ws))
+    return pd.concat(frames, ignore_index=True)[["workspace_id", "ds", "y"]]
 
 
 def _month_starts(first: pd.Timestamp, min_months: int) -> list[pd.Timestamp]:
@@ -171,11 +182,21 @@ class MonthlyBacktest:
 
 
 def backtest_months(history: pd.DataFrame, months: int = 6, min_history_days: int = 90,
-                    use_prophet: bool = False, seed: int = 0) -> MonthlyBacktest:
-    """Forecast each of the last ``months`` complete months from the history before it.
+                    use_prophet: bool = False, seed: int = 0, as_of_day: int = 0) -> MonthlyBacktest:
+    """Forecast each of the last ``months`` complete months from the history before its origin.
 
-    The origin is the last day of the previous month (a month-start forecast, the hardest one:
-    no month-to-date actuals); the actual is the month's observed total.
+    Args:
+        history: daily ``ds, y`` frame of one entity.
+        months: how many of the latest complete months to forecast (each from its own origin).
+        min_history_days: months whose origin sees fewer days of history are skipped.
+        use_prophet: let Prophet compete in the engine's ensemble.
+        seed: sample-path seed.
+        as_of_day: 0 = forecast on the last day of the previous month (a month-start forecast,
+            the hardest one: no month-to-date actuals); ``d`` >= 1 = forecast with the month's
+            first ``d`` days observed (they count as actuals, as in the daily refresh).
+
+    Returns:
+        One row per month: ``month_start, origin, p10, p50, p90, actual``.
     """
     h = history[["ds", "y"]].copy()
     h["ds"] = pd.to_datetime(h["ds"])
@@ -187,23 +208,33 @@ def backtest_months(history: pd.DataFrame, months: int = 6, min_history_days: in
     for k in range(months):
         start = last_full - pd.DateOffset(months=k)
         end = start + pd.offsets.MonthEnd(0)
-        past = h[h["ds"] < start]
+        origin = start + pd.Timedelta(days=as_of_day - 1)
+        past = h[h["ds"] <= origin]
         if len(past) < min_history_days:
             continue
         q = forecast_totals(past, [(start, end)], use_prophet=use_prophet, seed=seed)[0]
         actual = float(h[(h["ds"] >= start) & (h["ds"] <= end)]["y"].sum())
-        rows.append({"month_start": start.date(), "p10": q["p10"], "p50": q["p50"], "p90": q["p90"],
-                     "actual": actual})
-    return MonthlyBacktest(pd.DataFrame(rows, columns=["month_start", "p10", "p50", "p90", "actual"]))
+        rows.append({"month_start": start.date(), "origin": origin.date(), "p10": q["p10"], "p50": q["p50"],
+                     "p90": q["p90"], "actual": actual})
+    return MonthlyBacktest(pd.DataFrame(rows, columns=["month_start", "origin", "p10", "p50", "p90", "actual"]))
 
 
-def backtest_budget(lake: Lakehouse, months: int = 6, use_prophet: bool = False) -> MonthlyBacktest:
+def backtest_budget(lake: Lakehouse, months: int = 6, use_prophet: bool = False,
+                    as_of_day: int = 0) -> MonthlyBacktest:
     """:func:`backtest_months` for every workspace of an estate and the account, pooled."""
-    daily = daily_costs(lake)
+    return backtest_entities(daily_costs(lake), months, use_prophet=use_prophet, as_of_day=as_of_day)
+
+
+def backtest_entities(daily: pd.DataFrame, months: int = 6, use_prophet: bool = False,
+                      as_of_day: int = 0, min_history_days: int = 90) -> MonthlyBacktest:
+    """:func:`backtest_months` for each workspace of a :func:`daily_costs` frame and the account.
+
+    Rows carry ``workspace_id`` (``ACCOUNT`` for the account-wide sum), like the prediction table.
+    """
     parts = [(str(ws), g) for ws, g in daily.groupby("workspace_id")]
     parts.append((ACCOUNT, daily.groupby("ds", as_index=False)["y"].sum()))
     frames = []
     for ws, g in parts:
-        bt = backtest_months(g, months, use_prophet=use_prophet)
+        bt = backtest_months(g, months, min_history_days, use_prophet=use_prophet, as_of_day=as_of_day)
         frames.append(bt.rows.assign(workspace_id=ws))
     return MonthlyBacktest(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
