@@ -133,6 +133,10 @@ _JOB_CONFIG = (
     "cluster_cores", "cluster_memory_gb", "dbr_major_version", "is_ml_runtime", "is_spot",
     "uses_job_cluster",
 )
+#: The job's prior successful runs (log scale: durations and costs have multiplicative noise).
+_JOB_SUCCESS_HISTORY = ("success_avg_duration_s", "success_log_duration_avg", "success_log_duration_std",
+                        "success_avg_run_cost", "success_log_run_cost_avg")
+_CALENDAR = ("days_to_month_end", "is_holiday")
 _JOB_UTILIZATION = ("hist_avg_cpu", "hist_peak_cpu", "hist_peak_mem", "hist_avg_io_wait")
 _TIME = ("hour_of_day", "day_of_week", "is_business_hours", "is_weekend")
 _USER_SECURITY = (
@@ -217,13 +221,16 @@ MODELS: tuple[ModelSpec, ...] = (
         feature_table="job_run_features", entity_keys=("workspace_id", "job_id", "run_id"),
         time_key="period_start_time",
         features=("hist_avg_run_cost", "hist_std_run_cost", "last_run_cost", "avg_duration_s",
-                  "last_duration_s") + _JOB_CONFIG + _JOB_UTILIZATION + ("hour_of_day", "day_of_week"),
-        label="label_run_cost", label_definition="list cost billed to the run (fact_usage by job_run_id)",
+                  "last_duration_s") + _JOB_CONFIG + _JOB_UTILIZATION + ("hour_of_day", "day_of_week")
+        + _JOB_SUCCESS_HISTORY + _CALENDAR,
+        label="label_run_cost",
+        label_definition="list cost billed to a successful run (fact_usage by job_run_id); a failed run "
+        "stops early, so its cost is not what right-sizing plans for",
         outputs=("predicted_cost", "recommendation", "savings_estimate"),
         refresh="per job run", endpoint=None,
-        key_metric="mape", target=0.15, baseline="job's mean cost of prior runs",
-        params={"n_estimators": 300, "max_depth": 6, "log_target": True, "baseline_col": "hist_avg_run_cost",
-                "optimizer": "right_size"},
+        key_metric="mape", target=0.15, baseline="job's mean cost of prior successful runs",
+        params={"n_estimators": 300, "max_depth": 6, "log_target": True, "baseline_col": "success_avg_run_cost",
+                "optimizer": "right_size", "row_filter": "label_is_success"},
         description="Predicted run cost and right-sizing savings.",
     ),
     ModelSpec(
@@ -303,12 +310,14 @@ MODELS: tuple[ModelSpec, ...] = (
         algorithm="XGBoost regression on query-text and history features", trainer="xgb_regressor",
         gold_tables=("fact_query_history", "dim_warehouse"),
         feature_table="query_features", entity_keys=("statement_id",), time_key="start_time",
-        features=_QUERY_PRE, label="label_duration_ms",
-        label_definition="total_duration_ms of the finished statement",
+        features=_QUERY_PRE + ("hash_exec_avg_duration_ms", "hash_exec_log_duration_avg",
+                               "hash_exec_log_duration_std"),
+        label="label_duration_ms",
+        label_definition="total_duration_ms of the finished statement (executed: not served from the cache)",
         outputs=("predicted_duration_s", "predicted_duration_p90_s"),
         refresh="real-time prediction, daily retraining", endpoint="query-forecast",
-        key_metric="mape", target=0.15, baseline="mean duration of prior runs of the same query text",
-        params={"n_estimators": 300, "max_depth": 7, "log_target": True, "baseline_col": "hash_avg_duration_ms",
+        key_metric="mape", target=0.15, baseline="mean duration of prior executed runs of the same query text",
+        params={"n_estimators": 300, "max_depth": 7, "log_target": True, "baseline_col": "hash_exec_avg_duration_ms",
                 "output_scale": 0.001, "row_filter": "is_executed"},
         description="Query duration before it runs.",
     ),
@@ -401,7 +410,7 @@ MODELS: tuple[ModelSpec, ...] = (
         gold_tables=("fact_job_run_timeline", "dim_job", "dim_cluster", "fact_node_timeline"),
         feature_table="job_run_features", entity_keys=("workspace_id", "job_id", "run_id"),
         time_key="period_start_time",
-        features=_JOB_RUN_HISTORY + _JOB_CONFIG + _JOB_UTILIZATION + _TIME + ("dbr_changed",),
+        features=_JOB_RUN_HISTORY + _JOB_CONFIG + _JOB_UTILIZATION + _TIME + ("dbr_changed",) + _CALENDAR,
         label="label_is_failure",
         label_definition="result_state in ERROR, FAILED, TIMED_OUT (SUCCEEDED is success)",
         outputs=("failure_probability", "risk_level"),
@@ -416,13 +425,15 @@ MODELS: tuple[ModelSpec, ...] = (
         gold_tables=("fact_job_run_timeline", "dim_job"),
         feature_table="job_run_features", entity_keys=("workspace_id", "job_id", "run_id"),
         time_key="period_start_time",
-        features=_JOB_RUN_HISTORY + _JOB_CONFIG + _TIME,
-        label="label_duration_s", label_definition="period_end_time - period_start_time of the run",
+        features=_JOB_RUN_HISTORY + _JOB_CONFIG + _TIME + _JOB_SUCCESS_HISTORY + _CALENDAR,
+        label="label_duration_s",
+        label_definition="period_end_time - period_start_time of a successful run (a failed run stops "
+        "early: its length is not the duration being planned for)",
         outputs=("predicted_duration_min", "predicted_duration_p90_min"),
         refresh="per job run", endpoint=None,
-        key_metric="mape", target=0.15, baseline="mean duration of the job's prior runs",
-        params={"n_estimators": 300, "max_depth": 6, "log_target": True, "baseline_col": "avg_duration_s",
-                "output_scale": 1 / 60},
+        key_metric="mape", target=0.15, baseline="mean duration of the job's prior successful runs",
+        params={"n_estimators": 300, "max_depth": 6, "log_target": True, "baseline_col": "success_avg_duration_s",
+                "output_scale": 1 / 60, "row_filter": "label_is_success"},
         description="Run duration for scheduling and SLA estimates.",
     ),
     ModelSpec(
@@ -432,7 +443,8 @@ MODELS: tuple[ModelSpec, ...] = (
         feature_table="job_run_features", entity_keys=("workspace_id", "job_id", "run_id"),
         time_key="period_start_time",
         features=("sla_max_duration_s", "sla_buffer_ratio", "historical_sla_compliance",
-                  "recent_sla_breaches_7d") + _JOB_RUN_HISTORY + _JOB_CONFIG + _TIME,
+                  "recent_sla_breaches_7d") + _JOB_RUN_HISTORY + _JOB_CONFIG + _TIME + _JOB_SUCCESS_HISTORY
+        + _CALENDAR,
         label="label_sla_breached",
         label_definition="the run exceeded its MAX_DURATION SLA (jobs with an SLA only)",
         outputs=("breach_probability", "expected_duration_s"),
@@ -451,7 +463,7 @@ MODELS: tuple[ModelSpec, ...] = (
         features=("prev_term_transient", "prev_term_user_error", "prev_term_resource", "retry_index",
                   "hours_since_prev_failure", "historical_retry_success_rate", "historical_failure_rate",
                   "consecutive_failures", "hist_peak_mem", "hist_avg_cpu", "worker_count", "is_spot",
-                  "avg_duration_s"),
+                  "avg_duration_s", "is_retry", "prev_code_retry_success_rate"),
         label="label_is_success",
         label_definition="the run that follows a failed run of the same job SUCCEEDED (retry rows only)",
         outputs=("retry_success_probability", "recommended_action"),

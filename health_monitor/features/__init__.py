@@ -88,11 +88,11 @@ FEATURE_TABLES: dict[str, FeatureTable] = {t.name: t for t in [
                  "Weekly cost profile per job / warehouse / cluster / pipeline with its team tag."),
     FeatureTable("job_run_features", ("workspace_id", "run_id"), "period_start_time",
                  ("fact_job_run_timeline", "dim_job", "dim_cluster", "fact_usage", "fact_node_timeline",
-                  "fact_table_lineage", "sla_definitions"),
+                  "fact_table_lineage", "sla_definitions", "dim_date"),
                  lambda g: jobs.job_run_features(
                      g.get("fact_job_run_timeline"), g.get("dim_job"), g.get("dim_cluster"), g.get("fact_usage"),
                      g.get("fact_node_timeline"), g.get("fact_table_lineage", required=False),
-                     g.get("sla_definitions", required=False)),
+                     g.get("sla_definitions", required=False), g.get("dim_date", required=False)),
                  "One row per finished run: the job's history before it, configuration, outcome labels."),
     FeatureTable("job_features", ("workspace_id", "job_id", "as_of_date"), "as_of_date",
                  ("fact_job_run_timeline", "dim_job", "fact_usage", "sla_definitions"),

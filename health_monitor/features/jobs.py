@@ -60,12 +60,17 @@ def job_tables_30d(runs: DataFrame, lineage: DataFrame) -> DataFrame:
 
 def job_run_features(runs: DataFrame, dim_job: DataFrame, dim_cluster: DataFrame, usage: DataFrame,
                      nodes: DataFrame, lineage: DataFrame | None = None,
-                     sla: DataFrame | None = None) -> DataFrame:
+                     sla: DataFrame | None = None, dim_date: DataFrame | None = None) -> DataFrame:
     """One row per finished job run: features known when the run starts, labels from how it ended.
 
     History windows are ordered by start time and end one row before the run (``-1``); the job
     and cluster attributes are the SCD2 versions in force at the start (a job cluster is created
-    by the run itself, so versions up to 15 minutes after the start count).
+    by the run itself, so versions up to 15 minutes after the start count). ``success_*``
+    columns summarise the job's prior *successful* runs only (a failed run stops early, so its
+    duration and cost say little about a completed run); ``prev_code_retry_success_rate`` is
+    learned from the estate's own history: how often the run after a failure with the same
+    termination code succeeded, counting only runs that started over a day earlier (so their
+    outcome is known).
     """
     r = runs.where(F.col("result_state").isNotNull()).select(
         *_RUN_KEYS, "job_id", "run_date", "period_start_time", "period_end_time", "trigger_type",
@@ -99,6 +104,7 @@ def job_run_features(runs: DataFrame, dim_job: DataFrame, dim_cluster: DataFrame
     week = Window.partitionBy(*job).orderBy("_t").rangeBetween(-7 * 86400, -1)
     lag = Window.partitionBy(*job).orderBy("_rn")
     workers = F.coalesce(F.col("worker_count").cast("double"), F.col("max_autoscale_workers").cast("double"))
+    ok = F.col("_ok") == 1
     transient = F.col("_prev_code").isin(*TRANSIENT_CODES)
     resource = F.col("_prev_code").isin(*RESOURCE_CODES)
     f = (
@@ -128,6 +134,13 @@ def job_run_features(runs: DataFrame, dim_job: DataFrame, dim_cluster: DataFrame
         .withColumn("prev_run_breached", F.lag("_breach").over(lag))
         .withColumn("historical_sla_compliance", 1.0 - F.avg("_breach").over(last30))
         .withColumn("recent_sla_breaches_7d", F.sum("_breach").over(week))
+        # Successful runs only, on a log scale as well: durations and costs are skewed, and the
+        # log mean is the level a multiplicative-noise series varies around.
+        .withColumn("success_avg_duration_s", F.avg(F.when(ok, F.col("duration_seconds"))).over(last30))
+        .withColumn("success_log_duration_avg", F.avg(F.when(ok, F.log1p("duration_seconds"))).over(last30))
+        .withColumn("success_log_duration_std", F.stddev(F.when(ok, F.log1p("duration_seconds"))).over(last30))
+        .withColumn("success_avg_run_cost", F.avg(F.when(ok, F.col("run_cost"))).over(last30))
+        .withColumn("success_log_run_cost_avg", F.avg(F.when(ok, F.log1p("run_cost"))).over(last30))
     )
     f = f.withColumn("dbr_changed", (F.col("dbr_major_version") != F.col("prev_dbr_major_version")).cast("int"))
     f = f.withColumn("_chg_rn", F.max(F.when(F.col("dbr_changed") == 1, F.col("_rn"))).over(
@@ -135,10 +148,14 @@ def job_run_features(runs: DataFrame, dim_job: DataFrame, dim_cluster: DataFrame
     f = f.withColumn("is_after_failure", F.coalesce(F.col("prev_run_failed") == 1, F.lit(False)))
     f = f.withColumn("historical_retry_success_rate", F.avg(
         F.when(F.col("is_after_failure"), F.col("_ok"))).over(every))
+    by_code = Window.partitionBy("_prev_code").orderBy("_t").rangeBetween(Window.unboundedPreceding, -86400)
+    f = f.withColumn("prev_code_retry_success_rate", F.when(F.col("is_after_failure"), F.avg(
+        F.when(F.col("is_after_failure"), F.col("_ok"))).over(by_code)))
     if lineage is not None:
         f = f.join(job_tables_30d(runs, lineage), [*_JOB_KEYS, "run_date"], "left")
     else:
         f = f.withColumn("table_count_30d", F.lit(None).cast("long"))
+    f = _with_holiday(f, dim_date)
     start = F.col("period_start_time")
     hour, dow = F.hour(start), F.dayofweek(start)
     return f.select(
@@ -180,11 +197,23 @@ def job_run_features(runs: DataFrame, dim_job: DataFrame, dim_cluster: DataFrame
         hour.alias("hour_of_day"), dow.alias("day_of_week"),
         ((hour >= 9) & (hour < 18) & ~dow.isin(1, 7)).cast("int").alias("is_business_hours"),
         dow.isin(1, 7).cast("int").alias("is_weekend"),
+        F.datediff(F.last_day("run_date"), F.col("run_date")).alias("days_to_month_end"), "is_holiday",
+        "success_avg_duration_s", "success_log_duration_avg", "success_log_duration_std",
+        "success_avg_run_cost", "success_log_run_cost_avg", "prev_code_retry_success_rate",
         # Labels: how the run ended (never an input).
         F.col("_fail").alias("label_is_failure"), F.col("_ok").alias("label_is_success"),
         F.col("duration_seconds").cast("double").alias("label_duration_s"),
         F.col("run_cost").alias("label_run_cost"), F.col("_breach").alias("label_sla_breached"),
     )
+
+
+def _with_holiday(frame: DataFrame, dim_date: DataFrame | None) -> DataFrame:
+    """``is_holiday`` (0/1) of the run's day from the calendar dimension (0 without one)."""
+    if dim_date is None:
+        return frame.withColumn("is_holiday", F.lit(0))
+    hol = dim_date.select(F.col("date_key").alias("run_date"),
+                          F.coalesce(F.col("is_holiday"), F.lit(False)).cast("int").alias("is_holiday"))
+    return frame.join(F.broadcast(hol), "run_date", "left").fillna({"is_holiday": 0})
 
 
 def job_features(runs: DataFrame, dim_job: DataFrame, usage: DataFrame, sla: DataFrame | None = None

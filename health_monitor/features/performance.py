@@ -58,6 +58,9 @@ def query_features(queries: DataFrame, dim_warehouse: DataFrame | None = None) -
         (F.col("_read") > 10 * GB).cast("int").alias("label_large_scan"),
         ratio(F.col("_pruned"), F.col("_pruned") + F.col("_files")).alias("_pruned_pct"),
         F.unix_seconds("start_time").alias("_t"),
+        # Duration of a statement that really executed (finished, not served from the cache).
+        F.when((F.col("execution_status") == "FINISHED") & (F.col("_cache") == 0) & (F.col("_dur") > 0),
+               F.col("_dur")).alias("_exec_dur"),
     )
     # Row order inside a hash: start time, then id, so ties are deterministic.
     q = q.withColumn("_rn", F.row_number().over(
@@ -70,6 +73,10 @@ def query_features(queries: DataFrame, dim_warehouse: DataFrame | None = None) -
         "*",
         F.count("*").over(every).alias("hash_prior_count"),
         F.avg("_dur").over(hist).alias("hash_avg_duration_ms"),
+        F.avg("_exec_dur").over(hist).alias("hash_exec_avg_duration_ms"),
+        # Log scale: durations have multiplicative noise, the log mean is their typical level.
+        F.avg(F.log1p("_exec_dur")).over(hist).alias("hash_exec_log_duration_avg"),
+        F.stddev(F.log1p("_exec_dur")).over(hist).alias("hash_exec_log_duration_std"),
         F.max("_dur").over(hist).alias("hash_max_duration_ms"),
         F.avg("_read").over(hist).alias("hash_avg_read_bytes"),
         F.avg("_spill").over(hist).alias("hash_avg_spill_bytes"),
@@ -98,6 +105,7 @@ def query_features(queries: DataFrame, dim_warehouse: DataFrame | None = None) -
         "query_text_length", "join_count", "table_count", "subquery_count", "has_aggregation",
         "has_window_function", "has_select_star", "has_where", "has_limit", "has_order_by", "is_select",
         "is_write_statement", "is_copy", "hash_prior_count", "hash_avg_duration_ms", "hash_max_duration_ms",
+        "hash_exec_avg_duration_ms", "hash_exec_log_duration_avg", "hash_exec_log_duration_std",
         "hash_avg_read_bytes", "hash_avg_spill_bytes", "hash_avg_shuffle_bytes", "hash_cache_hit_rate",
         "hash_avg_pruned_pct", "hash_spill_rate", "hash_poor_pruning_rate", "hash_shuffle_rate",
         "hash_large_scan_rate", "hours_since_same_hash", "user_avg_duration_ms",
