@@ -20,9 +20,12 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 class PipelineHealthModel(BatchModel):
     """Success rate (30%), duration stability (20%), SLA compliance (25%), error diversity (10%)
-    and recovery speed (15%). ``fit`` calibrates the recovery-time scale on the training rows;
-    the weights are the spec's. Quality is measured as the rank correlation between today's
-    score and the next 7 days' success rate."""
+    and recovery speed (15%) are the spec's starting weights. ``fit`` calibrates the recovery-time
+    scale on the training rows and then refits the weights by non-negative least squares of the
+    next 7 days' success rate on the five components (normalised to sum to one; the spec's weights
+    stay when that fit is degenerate), so a component that does not predict the pipeline's
+    future counts less. Quality is measured as the rank correlation between today's score and
+    the next 7 days' success rate."""
 
     def row_filter(self, frame: pd.DataFrame) -> pd.DataFrame:
         return frame.dropna(subset=self.label_columns)
@@ -30,6 +33,19 @@ class PipelineHealthModel(BatchModel):
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None) -> PipelineHealthModel:
         rec = pd.to_numeric(train["recovery_hours_30d"], errors="coerce").dropna()
         self.recovery_scale_h_ = float(max(rec.median(), 1.0)) if len(rec) else 24.0
+        self.weights_ = dict(self.params["weights"])
+        if self.params.get("learn_weights", True) and len(train) >= 20:
+            from scipy.optimize import nnls
+
+            comp = self.components(train)
+            y = pd.to_numeric(train[self.label_columns[0]], errors="coerce").to_numpy(dtype=float)
+            ok = np.isfinite(y)
+            names = list(self.weights_)
+            A = np.column_stack([comp[names].to_numpy(dtype=float)[ok] / 100.0, np.ones(int(ok.sum()))])
+            coef, _ = nnls(A, y[ok])
+            total = float(coef[:-1].sum())
+            if total > 1e-9:
+                self.weights_ = {n: float(c) / total for n, c in zip(names, coef[:-1], strict=True)}
         return self
 
     def components(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -50,7 +66,7 @@ class PipelineHealthModel(BatchModel):
 
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         comp = self.components(X)
-        weights = self.params["weights"]
+        weights = getattr(self, "weights_", self.params["weights"])
         health = sum(comp[name] * w for name, w in weights.items())
         return pd.concat([pd.DataFrame({"health_score": health.to_numpy()}), comp], axis=1)[list(self.spec.outputs)]
 

@@ -49,11 +49,29 @@ class BudgetForecastModel(BatchModel):
         remaining = (pd.to_numeric(X["days_in_month"]) - pd.to_numeric(X["days_elapsed"])).to_numpy(dtype=float)
         return mtd + avg * remaining
 
+    @staticmethod
+    def _relevel(paths: np.ndarray, lo: int, recent_avg: float) -> float:
+        """Level correction of a forecast made at the end of training, for an as-of day later on.
+
+        The paths keep their shape (weekdays, month ends, trend), but their level is scaled by
+        the actual 7-day mean at the as-of day over the forecast's median for those same days:
+        the model is refreshed daily in production, so the latest run rate is known. Clipped to
+        [0.5, 2] so that one odd week cannot run away with the month.
+        """
+        if not np.isfinite(recent_avg) or recent_avg <= 0:
+            return 1.0
+        start, stop = max(lo - 7, 0), max(lo, 0)
+        if stop - start < 3:
+            return 1.0  # the as-of day is (almost) the forecast origin: nothing to correct
+        expected = float(np.median(paths[:, start:stop], axis=0).mean())
+        return float(np.clip(recent_avg / expected, 0.5, 2.0)) if expected > 0 else 1.0
+
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         base = self._baseline(X)
         p10, p50, p90 = base * 0.85, base.copy(), base * 1.15
         as_of = pd.to_datetime(X["as_of_date"])
         mtd = pd.to_numeric(X["mtd_cost"], errors="coerce").fillna(0).to_numpy(dtype=float)
+        recent = pd.to_numeric(X["cost_7d_avg"], errors="coerce").to_numpy(dtype=float)
         for i, (ws, day) in enumerate(zip(X["workspace_id"].astype(str), as_of, strict=True)):
             if ws not in self.paths_ or day < self.end_:
                 continue  # inside the training period: no out-of-sample paths; run-rate fallback
@@ -66,6 +84,7 @@ class BudgetForecastModel(BatchModel):
             block = paths[:, max(lo, 0):hi + 1]
             missing = (hi - lo + 1) - block.shape[1]
             sums = block.sum(axis=1) + (missing * paths[:, -7:].mean(axis=1) if missing > 0 else 0.0)
+            sums = sums * self._relevel(paths, lo, recent[i])
             p10[i], p50[i], p90[i] = mtd[i] + np.quantile(sums, [0.1, 0.5, 0.9])
         return pd.DataFrame({"predicted_monthly_cost": p50, "predicted_monthly_cost_p10": p10,
                              "predicted_monthly_cost_p90": p90})
