@@ -53,11 +53,14 @@ def main() -> None:
     args = p.parse_args()
     progress.enable(True)
     train = _estate(args.train_dir, args.train_seed, args)
+    load0 = os.getloadavg()[0]
     t0, c0 = time.monotonic(), time.process_time()
     results = train_models(train, list(MODELS))
     train_wall, train_cpu = time.monotonic() - t0, time.process_time() - c0
+    load1 = os.getloadavg()[0]
     print(f"train --all: {train_wall:.0f} s wall, {train_cpu:.0f} s CPU (driver process) "
-          f"on {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+          f"on {os.cpu_count()} cores, load {load0:.1f} at the start, {load1:.1f} at the end")
+    slowest = ", ".join(f"{r.name} {r.seconds:.0f} s" for r in sorted(results, key=lambda r: -r.seconds)[:5])
     held = _estate(args.eval_dir, args.eval_seed, args)
     with progress.step("features of the held-out estate"):
         build_features(held)
@@ -71,8 +74,10 @@ def main() -> None:
         "models without a spec target are compared with their naive baseline only. GT = the held-out "
         "estate's ground-truth incidents (unsupervised detectors only; never used in training).\n\n"
         f"`train --all` (feature tables + 23 models + MLflow logging): {train_wall:.0f} s wall, "
-        f"{train_cpu:.0f} s driver CPU, {os.cpu_count()} cores, 1-min load average at the end "
-        f"{os.getloadavg()[0]:.1f}."
+        f"{train_cpu:.0f} s driver CPU (Spark executors and XGBoost threads not included), "
+        f"{os.cpu_count()} cores, 1-min load average {load0:.1f} at the start and {load1:.1f} at the end "
+        f"(other sessions share the machine). Slowest models (training + MLflow logging): {slowest}; "
+        f"the rest is building the feature tables."
     )
     text = render_report(rows, header, REASONS)
     Path(args.output).write_text(text)
