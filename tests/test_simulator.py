@@ -178,3 +178,13 @@ def test_live_appends_without_duplicates(tmp_path, spark) -> None:  # noqa: ANN0
     # Nothing from the future: no usage later than the live clock.
     latest = lake.read("billing.usage", "system").agg(F.max("usage_end_time")).first()[0]
     assert latest <= summary.end
+
+
+def test_scale_10_estate_draws_unique_people() -> None:
+    """--scale 10 has more people than first x last name pairs: drawing must still end, uniquely."""
+    from health_monitor.gold.simulator.calendar import Window
+    from health_monitor.gold.simulator.entities import build_estate
+
+    estate = build_estate(7, Window.for_days(date(2026, 3, 31), 3), 8, 10.0)
+    emails = [u.email for u in estate.users]
+    assert len(emails) > 1000 and len(set(emails)) == len(emails)

@@ -474,11 +474,18 @@ def _build_users(rng: np.random.Generator, wss: list[Workspace], scale: float) -
               "PowerBI/2.131", "Tableau/2024.2"]
     offices = ["198.51.100", "203.0.113", "192.0.2", "100.64.12", "100.64.40"]
     for i in range(n_people):
-        while True:
-            email = f"{rng.choice(FIRST)}.{rng.choice(LAST)}@{DOMAIN}"
-            if email not in seen:
-                seen.add(email)
+        # Redraw a taken name a few times; large estates (--scale 10) have more people than
+        # first x last pairs, so a name still taken then gets a number (jane.doe2@), as
+        # directory services do. (Redrawing forever never ended once the pairs ran out.)
+        for _ in range(50):
+            name = f"{rng.choice(FIRST)}.{rng.choice(LAST)}"
+            if f"{name}@{DOMAIN}" not in seen:
                 break
+        email, n = f"{name}@{DOMAIN}", 1
+        while email in seen:
+            n += 1
+            email = f"{name}{n}@{DOMAIN}"
+        seen.add(email)
         role = str(rng.choice(roles, p=[0.4, 0.32, 0.2, 0.08]))
         k = 1 + int(rng.random() < 0.25)
         home = [wss[(i + j) % len(wss)].workspace_id for j in range(k)]
