@@ -27,6 +27,9 @@ WANTED = ["runaway_job_cost", "credential_compromise", "bulk_exfiltration", "pri
           "failing_job_streak"]
 LEAD_IN = {"cost": timedelta(days=4), "security": timedelta(days=4), "reliability": timedelta(days=12)}
 TAIL = timedelta(hours=8)
+#: How much of the incident a recording keeps: a daily job's failure streak needs three runs
+#: (three days) before the streak rule can fire at all.
+INCIDENT_SPAN = {"cost": timedelta(hours=36), "security": timedelta(hours=36), "reliability": timedelta(hours=80)}
 
 
 def _tables(inc: pd.Series) -> dict[str, str | None]:
@@ -47,6 +50,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--estate", required=True, help="lakehouse folder of the simulated estate")
     ap.add_argument("--simulate", action="store_true", help="simulate the estate first")
+    ap.add_argument("--only", nargs="*", choices=WANTED, help="cut only these recordings")
     args = ap.parse_args()
     settings = load_settings(args.estate)
     lake = Lakehouse(settings, get_spark(settings))
@@ -56,7 +60,7 @@ def main() -> int:
         simulate(lake, **ESTATE)
     truth = lake.read("ground_truth_incidents", "simulator").toPandas()
     first = lake.read("fact_usage").agg({"usage_start_time": "min"}).collect()[0][0]
-    for itype in WANTED:
+    for itype in args.only or WANTED:
         incs = truth[truth["incident_type"] == itype].sort_values("start_time")
         incs = incs[incs["start_time"] - LEAD_IN[incs.iloc[0].domain if len(incs) else "cost"] >= first]
         if incs.empty:
@@ -64,7 +68,7 @@ def main() -> int:
             continue
         inc = incs.iloc[0]
         start = (inc.start_time - LEAD_IN[inc.domain]).to_pydatetime().replace(tzinfo=UTC)
-        end_t = min(inc.end_time, inc.start_time + pd.Timedelta(hours=36))
+        end_t = min(inc.end_time, inc.start_time + INCIDENT_SPAN[inc.domain])
         end = (end_t + TAIL).to_pydatetime().replace(tzinfo=UTC)
         rec = cut_recording(
             lake, HERE / itype, itype, start, end, _tables(inc), itype,
