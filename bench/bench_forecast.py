@@ -80,12 +80,58 @@ def real_series() -> Iterator[tuple[str, str, Callable[[], pd.DataFrame], str | 
         df = df[(df.state == "VT") & (df.year >= 1987)]
         return pd.DataFrame({"ds": pd.to_datetime(df.date), "y": df.births})
 
+    def flights() -> pd.DataFrame:
+        f = _rd("nycflights13", "flights")
+        c = f.groupby(["year", "month", "day"]).size().reset_index(name="y")
+        return pd.DataFrame({"ds": pd.to_datetime(c[["year", "month", "day"]]), "y": c.y})
+
+    def hotel() -> pd.DataFrame:
+        h = _rd("modeldata", "hotel_rates")
+        g = h.groupby("arrival_date").size()
+        return pd.DataFrame({"ds": pd.to_datetime(g.index), "y": g.to_numpy()})
+
+    def nox() -> pd.DataFrame:
+        a = _rd("robustbase", "ambientNOxCH")
+        return pd.DataFrame({"ds": pd.to_datetime(a.date), "y": a.zg})
+
+    def pr_deaths() -> pd.DataFrame:
+        d = _rd("dslabs", "pr_death_counts")
+        return pd.DataFrame({"ds": pd.to_datetime(d.date), "y": d.deaths})
+
+    def chicago() -> pd.DataFrame:
+        d = _rd("modeldata", "Chicago").iloc[-1200:]
+        return pd.DataFrame({"ds": pd.to_datetime(d.date), "y": d.ridership})
+
+    def births_ca() -> pd.DataFrame:
+        b = _rd("mosaicData", "Birthdays")
+        b = b[(b.state == "CA") & (b.year >= 1987)]
+        return pd.DataFrame({"ds": pd.to_datetime(b.date), "y": b.births})
+
+    def sp500_volume() -> pd.DataFrame:
+        s = _rd("gt", "sp500")
+        s = s[s.date >= "2013-01-01"]
+        return pd.DataFrame({"ds": pd.to_datetime(s.date), "y": s.volume / 1e6})
+
+    def nyc_temp() -> pd.DataFrame:
+        w = _rd("nycflights13", "weather")
+        g = w[w.origin == "JFK"].groupby(["year", "month", "day"]).temp.mean().reset_index()
+        return pd.DataFrame({"ds": pd.to_datetime(g[["year", "month", "day"]]), "y": g.temp})
+
     yield "hyndsight", "blog pageviews, 1 year (fpp2)", hyndsight, "US"
     yield "elecdaily", "electricity demand, Victoria 2014 (fpp2)", elecdaily, "AU"
     yield "births_86_88", "US births per day 1986-1988 (mosaicData)", births, "US"
     yield "births78", "US births per day 1978 (mosaicData)", births78, "US"
     yield "bank_calls", "call-centre calls, 5-min summed per day, weekends absent (fpp3)", bank_calls, "US"
     yield "births_vt", "births per day in Vermont 1987-1988: small noisy counts (mosaicData)", births_vt, "US"
+    # A wider check of real behaviour (these were also looked at while tuning the engine).
+    yield "flights", "flights per day from New York airports, 2013 (nycflights13)", flights, "US"
+    yield "hotel", "hotel arrivals per day, Lisbon 2016-2017 (modeldata hotel_rates)", hotel, "PT"
+    yield "nox_zg", "daily mean NOx at Zug, Switzerland, 2004 (robustbase)", nox, "CH"
+    yield "pr_deaths", "deaths per day in Puerto Rico 2015-2018, hurricane Maria included (dslabs)", pr_deaths, "US"
+    yield "chicago", "Clark/Lake L-station riders per day, last 1200 days (modeldata Chicago)", chicago, "US"
+    yield "births_ca", "births per day in California 1987-1988 (mosaicData)", births_ca, "US"
+    yield "sp500_volume", "S&P 500 daily volume 2013-2015, trading days only (gt)", sp500_volume, "US"
+    yield "nyc_temp", "daily mean temperature at JFK, 2013 (nycflights13): no weekly cycle", nyc_temp, "US"
 
 
 def run_one(frame: pd.DataFrame, horizon: int, origins: int, country: str | None,
@@ -154,8 +200,18 @@ def main() -> None:
     for note in notes:
         print(f"note: {note}")
     if not args.no_write:
-        DOC.write_text(render(table, agg, args, notes))
+        DOC.write_text(keep_budget_section(render(table, agg, args, notes)))
         print(f"wrote {DOC.relative_to(ROOT)}")
+
+
+def keep_budget_section(text: str) -> str:
+    """Append the budget section that bench/bench_budget.py wrote into the current doc, if any."""
+    start, end = "<!-- budget-backtest:start -->", "<!-- budget-backtest:end -->"
+    old = DOC.read_text() if DOC.exists() else ""
+    if start not in old or end not in old:
+        return text
+    section = start + old.split(start, 1)[1].split(end, 1)[0] + end
+    return text.rstrip("\n") + "\n\n" + section + "\n"
 
 
 def aggregate(table: pd.DataFrame) -> pd.DataFrame:
@@ -204,18 +260,20 @@ def render(table: pd.DataFrame, agg: pd.DataFrame, args: argparse.Namespace, not
         "## The engine in one paragraph",
         "",
         "`health_monitor.batch.forecasting` reindexes the history to whole days (gaps stay missing, "
-        "sub-daily rows are summed), cleans isolated outliers, and lets eight candidates compete: "
+        "sub-daily rows are summed), cleans isolated outliers (never public holidays, whose effects "
+        "must be learned), and lets eight candidates compete: "
         "seasonal naive, weekly profile x 7- or 28-day level, damped-trend exponential smoothing "
         "(linear and log), Theta, last year's seasonal movement (>= 400 days) and Prophet (from 90 "
         "days; weekly, yearly from 548 days, country holidays, month-start/-end regressors). The "
         "statistical candidates share a "
         "calendar of weekly profile, month-start/-end and holiday effects estimated robustly from "
         "the history. Each candidate forecasts from four inner origins in the last weeks of the "
-        "history; they are weighted by 1/score^2 (daily WAPE + window-total error), and the "
+        "history; they are weighted by 1/score^2 (daily WAPE + 2 x window-total error), and the "
         "ensemble's own out-of-sample errors at those origins drive sample paths (a per-path level "
         "error plus block-bootstrapped daily noise). Daily P10/P50/P90 are quantiles per day; "
         "quantiles of a period total are quantiles of path sums. Under four weeks of history a "
-        "damped level/drift with a weekly profile (two full weeks needed) and wide bands is used; "
+        "two-week level with half the fitted slope (damped) and a weekly profile (two full weeks "
+        "needed) is used, with bands from in-sample errors; "
         "1-3 points give their mean with +-30% or wider bands.",
         "",
         "## Summary",
