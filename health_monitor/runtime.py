@@ -256,6 +256,15 @@ class Lakehouse:
             else:
                 writer.save(str(self.location(table, layer)))
 
+    def last_commit_rows(self, table: str, layer: str = "gold") -> int:
+        """Rows written by the table's latest commit (Delta's ``numOutputRows`` metric).
+
+        Lets a writer report what it wrote without computing its input twice (count, then write).
+        """
+        row = self.spark.sql(f"DESCRIBE HISTORY {self.table_name(table, layer)} LIMIT 1").first()
+        metrics = (row["operationMetrics"] or {}) if row else {}
+        return int(metrics.get("numOutputRows", 0))
+
     def merge(self, df: DataFrame, table: str, keys: list[str], layer: str = "gold",
               update: bool = True, partition_by: list[str] | None = None,
               target_filter: str | None = None) -> None:

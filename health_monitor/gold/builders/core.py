@@ -112,24 +112,25 @@ class GoldSink:
             rows = rows.repartition(*spec.partition_by).dropDuplicates([*spec.partition_by, *keys])
         else:
             rows = rows.dropDuplicates(keys)
-        first = not self.exists
+        if not self.exists:
+            # Written straight through: counting first would compute (or cache) the rows twice.
+            self._create()
+            self.lake.write(rows, spec.name, "gold", mode="append")
+            n = self.lake.last_commit_rows(spec.name, "gold")
+            self.written += n
+            return n
         rows = rows.persist()
         try:
-            if first:
-                n = rows.count()
-                self._create()
-                self.lake.write(rows, spec.name, "gold", mode="append")
-            else:
-                n_new, n = (int(v or 0) for v in rows.agg(
-                    F.sum(F.col(_NEW).cast("int")), F.count(F.lit(1))).first())
-                # New keys go in an insert-only commit and changed keys in a separate MERGE:
-                # streams read Gold with skipChangeCommits, which skips a whole commit that
-                # updates anything, so new rows must never share a commit with updates.
-                if n_new:
-                    self.lake.write(rows.filter(F.col(_NEW)).drop(_NEW), spec.name, "gold", mode="append")
-                if n > n_new:
-                    self.lake.merge(rows.filter(~F.col(_NEW)).drop(_NEW), spec.name, keys, "gold",
-                                    target_filter=prune)
+            n_new, n = (int(v or 0) for v in rows.agg(
+                F.sum(F.col(_NEW).cast("int")), F.count(F.lit(1))).first())
+            # New keys go in an insert-only commit and changed keys in a separate MERGE:
+            # streams read Gold with skipChangeCommits, which skips a whole commit that
+            # updates anything, so new rows must never share a commit with updates.
+            if n_new:
+                self.lake.write(rows.filter(F.col(_NEW)).drop(_NEW), spec.name, "gold", mode="append")
+            if n > n_new:
+                self.lake.merge(rows.filter(~F.col(_NEW)).drop(_NEW), spec.name, keys, "gold",
+                                target_filter=prune)
         finally:
             rows.unpersist()
         self.written += n
