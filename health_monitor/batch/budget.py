@@ -15,6 +15,7 @@ quantiles of a month are quantiles of path sums (they carry the day-to-day error
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,7 +140,11 @@ def budget_forecast_predictions(lake: Lakehouse, forecast_date: dt.date | str | 
                                   use_prophet, seed)
         out.insert(0, "workspace_id", ws)
         frames.append(out)
-    result = pd.concat(frames, ignore_index=True)
+    with warnings.catch_warnings():
+        # Workspaces without a commit have an all-null variance column; pandas warns about how
+        # it will type such columns one day, and the final column selection fixes the types here.
+        warnings.simplefilter("ignore", FutureWarning)
+        result = pd.concat(frames, ignore_index=True)
     result["forecast_date"] = day
     result["model_version"] = ENGINE_VERSION
     result = result[COLUMNS]

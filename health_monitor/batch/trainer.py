@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -161,7 +162,11 @@ def train_model(lake: Lakehouse, spec: ModelSpec, params: dict[str, Any] | None 
     experiment_id = configure_mlflow(lake.settings)
     example_src = splits["test"] if len(splits["test"]) else splits["train"]
     example = signature_frame(example_src[model.features].head(5).reset_index(drop=True), model.features)
-    signature = infer_signature(example, model.predict(example))
+    with warnings.catch_warnings():
+        # MLflow hints that integer columns cannot hold missing values: scoring casts every
+        # feature to the signature's types first (scoring.signature_frame), so the hint is noise.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer", category=UserWarning)
+        signature = infer_signature(example, model.predict(example))
     name = lake.settings.registered_model_name(spec.name)
     with mlflow.start_run(experiment_id=experiment_id, run_name=spec.name) as run:
         mlflow.set_tags({
