@@ -42,8 +42,9 @@ class DomainInput:
     keyed: DataFrame
 
 
-def _read(lake: Lakehouse, table: str, max_files: int | None) -> DataFrame:
-    opts = {"skipChangeCommits": "true"}  # Gold MERGE updates must not stop the stream
+def _read(lake: Lakehouse, table: str, max_files: int | None, change_feed: bool = False) -> DataFrame:
+    # Gold MERGE updates must not stop the stream: skip them, or read them as changes.
+    opts = {"readChangeFeed": "true"} if change_feed else {"skipChangeCommits": "true"}
     if max_files:
         opts["maxFilesPerTrigger"] = str(max_files)
     return lake.read_stream(table, "gold", **opts)
@@ -64,10 +65,7 @@ def _read_upserts(lake: Lakehouse, table: str, max_files: int | None) -> DataFra
     """
     if not _has_change_feed(lake, table):
         return _read(lake, table, max_files)
-    opts = {"readChangeFeed": "true"}
-    if max_files:
-        opts["maxFilesPerTrigger"] = str(max_files)
-    changes = lake.read_stream(table, "gold", **opts)
+    changes = _read(lake, table, max_files, change_feed=True)
     return (changes.filter(F.col("_change_type").isin("insert", "update_postimage"))
             .drop("_change_type", "_commit_version", "_commit_timestamp"))
 

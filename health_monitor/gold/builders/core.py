@@ -89,7 +89,8 @@ class GoldSink:
         spec, keys = self.spec, self.spec.primary_key
         rows = conform(df, spec)
         prune = None
-        if self.exists:
+        exists = self.exists
+        if exists:
             rows = rows.dropDuplicates(keys)
             current = self.read()
             if spec.partition_by and self.prune_partitions:
@@ -112,7 +113,7 @@ class GoldSink:
             rows = rows.repartition(*spec.partition_by).dropDuplicates([*spec.partition_by, *keys])
         else:
             rows = rows.dropDuplicates(keys)
-        if not self.exists:
+        if not exists:
             # Written straight through: counting first would compute (or cache) the rows twice.
             self._create()
             self.lake.write(rows, spec.name, "gold", mode="append")
