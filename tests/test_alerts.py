@@ -286,7 +286,7 @@ def test_a_daily_jobs_failures_on_consecutive_days_are_one_incident() -> None:
                 "window_end": start + pd.Timedelta(hours=1), "value": 60.0, "expected": float("nan"),
                 "score": 0.1, "model_name": "m", "model_version": "1", "evidence": [],
                 "job_name": "nightly", "result_state": "FAILED", "consecutive_failures": float(n),
-                "prior_max_failure_streak": 0.0}
+                "consecutive_failed_runs": float(n), "prior_max_failure_streak": 0.0}
 
     scored = pd.DataFrame([streak(0, 3), streak(1, 4), streak(2, 5), streak(5, 3)])
     cands = make_alerts(scored, RULES.evaluate("reliability", scored), "reliability", now=NOW)
@@ -300,35 +300,53 @@ def test_reliability_rules_use_the_jobs_own_history() -> None:
     """Streaks, slow runs and SLA breaches from real window features (windows.py), through the rules."""
     from health_monitor.streaming import windows
 
-    ks = windows.KeyState("job", "77", workspace_id="ws1")
     ctx = {"sla": {("ws1", "77"): 3600.0}}
     rng = np.random.default_rng(3)
     t0 = pd.Timestamp("2026-11-01 02:30")
     # (day, failed, duration s): 12 normal days (~1000 s), a flaky spell of 3 failures, normal,
-    # then two slow runs in a row, a marginal SLA breach and a material one.
+    # then three slow runs in a row, a marginal SLA breach and a material one.
     plan = [(d, False, float(rng.normal(1000, 40))) for d in range(12)]
     plan += [(12, True, 300.0), (13, True, 300.0), (14, True, 300.0), (15, False, 1000.0),
              (16, True, 300.0), (17, True, 300.0), (18, True, 300.0),
-             (19, False, 2500.0), (20, False, 2600.0), (21, False, 3700.0), (22, False, 5000.0)]
-    rows = []
-    for day, failed, dur in plan:
-        rows.append({"entity_id": "77", "workspace_id": "ws1", "event_time": t0 + pd.Timedelta(days=day),
-                     "run_id": f"r{day}", "job_name": "nightly", "result_state": "FAILED" if failed else "SUCCEEDED",
-                     "is_failure": failed, "is_retry": False, "duration_s": dur})
-    windows.accumulate("reliability", ks, pd.DataFrame(rows))
-    closed = windows.close_windows("reliability", ks, int((t0 + pd.Timedelta(days=30)).value // 1_000_000), ctx)
-    frame = pd.DataFrame([{**c["features"], "entity_type": "job", "entity_id": "77", "workspace_id": "ws1",
-                           "window_start": pd.Timestamp(c["window_start"], unit="ms"),
-                           "window_end": pd.Timestamp(c["window_end"], unit="ms")} for c in closed])
-    by_day = frame.set_index(frame["window_start"].dt.day - 1)
+             (19, False, 2500.0), (20, False, 2600.0), (21, False, 2700.0), (22, False, 3700.0),
+             (23, False, 5000.0)]
+
+    def run(job: str, day: int, failed: bool, dur: float, hour: int = 0, retry: bool = False) -> dict:
+        return {"entity_id": job, "workspace_id": "ws1", "event_time": t0 + pd.Timedelta(days=day, hours=hour),
+                "run_id": f"{job}-{day}-{hour}", "job_name": "nightly",
+                "result_state": "FAILED" if failed else "SUCCEEDED", "is_failure": failed, "is_retry": retry,
+                "duration_s": dur}
+
+    def features(job: str, rows: list[dict]) -> pd.DataFrame:
+        ks = windows.KeyState("job", job, workspace_id="ws1")
+        windows.accumulate("reliability", ks, pd.DataFrame(rows))
+        closed = windows.close_windows("reliability", ks, int((t0 + pd.Timedelta(days=30)).value // 1_000_000), ctx)
+        frame = pd.DataFrame([{**c["features"], "entity_type": "job", "entity_id": job, "workspace_id": "ws1",
+                               "window_start": pd.Timestamp(c["window_start"], unit="ms"),
+                               "window_end": pd.Timestamp(c["window_end"], unit="ms")} for c in closed])
+        since = frame["window_start"] - t0.floor("h")  # index: day + hour / 100 after t0
+        return frame.set_index(since.dt.days + since.dt.seconds // 3600 / 100)
+
+    by_day = features("77", [run("77", day, failed, dur) for day, failed, dur in plan])
     assert by_day.loc[14, "consecutive_failures"] == 3 and by_day.loc[14, "prior_max_failure_streak"] == 0
     # the same job failing three times in a row again is its usual bad spell
     assert by_day.loc[18, "consecutive_failures"] == 3 and by_day.loc[18, "prior_max_failure_streak"] == 3
-    assert by_day.loc[19, "duration_z"] > 3 and by_day.loc[20, "slow_run_streak"] == 2
-    assert by_day.loc[22, "sla_breach_streak"] == 2
-    hits = RULES.evaluate("reliability", frame)
-    fired = {(int(by_day.index[r]), rule) for r, rule in zip(hits["row"], hits["rule_id"], strict=True)}
+    assert by_day.loc[19, "duration_z"] > 3 and by_day.loc[21, "slow_run_streak"] == 3
+    assert by_day.loc[23, "sla_breach_streak"] == 2
+    hits = RULES.evaluate("reliability", by_day.reset_index(drop=True))
+    fired = {(by_day.index[r], rule) for r, rule in zip(hits["row"], hits["rule_id"], strict=True)}
     assert (14, "job_failure_streak") in fired and (18, "job_failure_streak") not in fired
-    assert (19, "job_duration_overrun") not in fired and (20, "job_duration_overrun") in fired
+    # two slow runs in a row happen by chance; the third is a slowdown that persists
+    assert (20, "job_duration_overrun") not in fired and (21, "job_duration_overrun") in fired
     # 3700 s: 3% over a 3600 s SLA on the first breach is not alerted; 5000 s (2nd breach, +39%) is
-    assert (21, "job_sla_breach") not in fired and (22, "job_sla_breach") in fired
+    assert (22, "job_sla_breach") not in fired and (23, "job_sla_breach") in fired
+
+    # One run failing with its two retries is one failed run, not a streak; the next run failing is.
+    rows = [run("78", d, False, 1000.0) for d in range(6)]
+    rows += [run("78", 6, True, 300.0), run("78", 6, True, 300.0, hour=1, retry=True),
+             run("78", 6, True, 300.0, hour=2, retry=True), run("78", 7, True, 300.0)]
+    other = features("78", rows)
+    assert (other.loc[6.02, "consecutive_failures"], other.loc[6.02, "consecutive_failed_runs"]) == (3, 1)
+    assert (other.loc[7, "consecutive_failures"], other.loc[7, "consecutive_failed_runs"]) == (4, 2)
+    hits = RULES.evaluate("reliability", other.reset_index(drop=True))
+    assert [other.index[r] for r in hits.loc[hits["rule_id"] == "job_failure_streak", "row"]] == [7]

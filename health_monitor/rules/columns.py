@@ -86,7 +86,9 @@ DOMAIN_COLUMNS: dict[str, dict[str, str]] = {
         "result_state": "result state of the latest run (SUCCEEDED, FAILED, ...)",
         "runs": "runs finished in the window",
         "failures": "failed runs in the window",
-        "consecutive_failures": "current streak of failed runs",
+        "consecutive_failures": "current streak of failed runs (retry attempts included)",
+        "consecutive_failed_runs": "runs started by the schedule or a person in that streak (a run's failed "
+                                   "retries count once)",
         "prior_max_failure_streak": "longest failure streak of the job in the previous 30 days (0 if none)",
         "duration_s": "duration of the latest run (seconds)",
         "median_duration_s": "median duration of the job's previous runs (seconds)",

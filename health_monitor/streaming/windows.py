@@ -292,6 +292,7 @@ def _rel_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[fl
     recent: deque = h.setdefault("recent", deque())
     streaks: deque = h.setdefault("streaks", deque())  # (end ms, length) of finished failure streaks
     streak = h.get("streak", 0)
+    run_streak = h.get("run_streak", 0)
     slow = h.get("slow_streak", 0)
     breach = h.get("sla_streak", 0)
     retries = 0
@@ -313,6 +314,10 @@ def _rel_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[fl
         if not fail and streak > 0:
             streaks.append((t, streak))
         streak = streak + 1 if fail else 0
+        # Runs the schedule (or a person) started within the streak: a failed retry is another
+        # attempt of a run already counted, so one run failing with its two retries is a streak
+        # of three attempts but of one run.
+        run_streak = (run_streak + (0 if retry else 1)) if fail else 0
         failures += int(fail)
         retries += int(retry)
         recent.append((t, int(fail)))
@@ -326,6 +331,7 @@ def _rel_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[fl
             durs.append(dur)
         last = (run_id, name, state, fail, retry, dur)
     h["streak"] = streak
+    h["run_streak"] = run_streak
     h["slow_streak"] = slow
     h["sla_streak"] = breach
     run_id, name, state, _, _, dur = last if last else (None, None, None, False, False, float("nan"))
@@ -334,6 +340,7 @@ def _rel_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[fl
         "result_state": state,
         "runs": float(len(runs)), "failures": float(failures),
         "consecutive_failures": float(streak),
+        "consecutive_failed_runs": float(run_streak),
         "prior_max_failure_streak": prior_max_streak,
         "duration_s": dur,
         "median_duration_s": median_before,
