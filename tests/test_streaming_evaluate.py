@@ -66,3 +66,30 @@ def test_cost_alerts_match_spend_raising_incidents_of_other_domains_but_not_othe
     ])
     ev = evaluate_frames(alerts, truth, tolerance_h=6)
     assert set(ev.matches["alert_id"]) == {"a1"}
+
+
+def test_observed_links_match_a_users_alert_to_their_warehouse_and_a_jobs_to_its_table():
+    truth = pd.DataFrame([
+        _inc("w1", "warehouse_saturation", "performance", "warehouse", "wh-9", "1", "2026-05-10 15:00", 3),
+        _inc("q1", "breaking_schema_change", "quality", "table", "cat.s.t", "1", "2026-05-11 00:00", 24),
+    ])
+    alerts = pd.DataFrame([
+        _alert("a1", "security", "user_behavior_anomaly", "user", "ann@x.com", "1", "2026-05-10 16:00"),
+        # Queried the warehouse, but not in the alert's hour: no link.
+        _alert("a2", "security", "user_behavior_anomaly", "user", "bob@x.com", "1", "2026-05-10 16:00"),
+        _alert("a3", "reliability", "job_failure_streak", "job", "77", "1", "2026-05-11 06:00"),
+        # A job that never touched the table.
+        _alert("a4", "reliability", "job_failure_streak", "job", "78", "1", "2026-05-11 06:00"),
+    ])
+    h = pd.Timedelta(hours=1)
+    t0 = pd.Timestamp("2026-05-10 16:00")
+    links = pd.DataFrame([
+        {"entity_id": "ann@x.com", "linked_id": "wh-9", "start": t0, "end": t0 + h},
+        {"entity_id": "bob@x.com", "linked_id": "wh-9", "start": t0 - 3 * h, "end": t0 - 2 * h},
+        {"entity_id": "77", "linked_id": "cat.s.t", "start": pd.Timestamp("2026-05-01"), "end": pd.Timestamp("2026-05-20")},
+    ])
+    ev = evaluate_frames(alerts, truth, tolerance_h=6, links=links)
+    assert set(ev.matches["alert_id"]) == {"a1", "a3"}
+    assert (ev.true_alerts, ev.true_without_links) == (2, 0)
+    assert "without observed links (lineage, query history): precision 0.0% (0/4)" in ev.format()
+    assert evaluate_frames(alerts, truth, tolerance_h=6).true_without_links is None
