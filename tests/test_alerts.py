@@ -264,6 +264,8 @@ def test_detector_alone_needs_a_sustained_deviation() -> None:
     # A rule hit does not need the detector to agree twice.
     spike = candidates(cost_window(13, 412.0, score=0.9, recent_high_windows=1.0))
     assert list(spike.alert_type) == ["cost_spike"]
+    # Spend far below its usual level puts no money at risk: no cost alert from the detector alone.
+    assert candidates(cost_window(13, 4.0, expected=60.0, score=0.99, recent_high_windows=3.0)).empty
 
 
 def test_recent_high_windows_spans_micro_batches() -> None:
@@ -300,7 +302,7 @@ def test_reliability_rules_use_the_jobs_own_history() -> None:
     """Streaks, slow runs and SLA breaches from real window features (windows.py), through the rules."""
     from health_monitor.streaming import windows
 
-    ctx = {"sla": {("ws1", "77"): 3600.0}}
+    ctx = {"sla": {("ws1", "77"): 3600.0, ("ws1", "79"): 3600.0}}
     rng = np.random.default_rng(3)
     t0 = pd.Timestamp("2026-11-01 02:30")
     # (day, failed, duration s): 12 normal days (~1000 s), a flaky spell of 3 failures, normal,
@@ -350,3 +352,11 @@ def test_reliability_rules_use_the_jobs_own_history() -> None:
     assert (other.loc[7, "consecutive_failures"], other.loc[7, "consecutive_failed_runs"]) == (4, 2)
     hits = RULES.evaluate("reliability", other.reset_index(drop=True))
     assert [other.index[r] for r in hits.loc[hits["rule_id"] == "job_failure_streak", "row"]] == [7]
+
+    # A job running every 4 hours: one run far over the SLA is its usual spread, a second in 24 h is news.
+    rows = [run("79", d, False, 1000.0, hour=h) for d in range(4) for h in range(0, 24, 4)]
+    rows += [run("79", 4, False, 5000.0), run("79", 4, False, 1000.0, hour=4), run("79", 4, False, 3700.0, hour=8)]
+    often = features("79", rows)
+    hits = RULES.evaluate("reliability", often.reset_index(drop=True))
+    assert often.loc[4.08, "runs_per_day_7d"] > 4 and often.loc[4.08, "sla_breaches_24h"] == 2
+    assert [often.index[r] for r in hits.loc[hits["rule_id"] == "job_sla_breach", "row"]] == [4.08]

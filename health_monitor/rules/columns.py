@@ -97,6 +97,8 @@ DOMAIN_COLUMNS: dict[str, dict[str, str]] = {
                       "successful runs (median, MAD); null with fewer than 5 runs",
         "slow_run_streak": "consecutive successful runs with duration_z >= 3",
         "sla_breach_streak": "consecutive runs longer than the job's MAX_DURATION SLA",
+        "sla_breaches_24h": "runs longer than the job's MAX_DURATION SLA that ended in the last 24 hours",
+        "runs_per_day_7d": "the job's runs per day over the previous 7 days (null with under 2 days)",
         "retries": "retry attempts of the latest run",
         "sla_seconds": "MAX_DURATION SLA of the job (sla_definitions), null if none",
         "sla_breached": "1 when the latest run breached its SLA",

@@ -245,6 +245,16 @@ def _evidence_list(*parts: Any) -> list[str]:
     return out[:MAX_EVIDENCE]
 
 
+def _spend_drop(domain: str, row: dict[str, Any]) -> bool:
+    """A cost window below its expected spend: no money at risk, so no cost alert from the
+    detector alone (a SKU going quiet after a cluster stops is not a cost incident; rules that
+    watch drops on purpose still alert)."""
+    if domain != "cost":
+        return False
+    value, expected = _num(row.get("value")), _num(row.get("expected"))
+    return value is not None and expected is not None and value <= expected
+
+
 def make_alerts(scored: pd.DataFrame, hits: pd.DataFrame, domain: str,
                 min_score: float = DETECTOR_MIN_SCORE, now: datetime | None = None) -> pd.DataFrame:
     """Candidate alerts of one micro-batch, in the ``monitor.alerts`` contract.
@@ -290,7 +300,8 @@ def make_alerts(scored: pd.DataFrame, hits: pd.DataFrame, domain: str,
                                       det_evidence if det_score >= min_score else None)
             candidates.append((alert_type, max(top["score"], det_score), floor, top["message"], evidence))
         sustained = _num(row.get("recent_high_windows"))
-        if not groups and det_score >= min_score and (sustained is None or sustained >= DETECTOR_MIN_WINDOWS):
+        if not groups and det_score >= min_score and (sustained is None or sustained >= DETECTOR_MIN_WINDOWS) \
+                and not _spend_drop(domain, row):
             alert_type = DETECTOR_ALERT_TYPE.get(domain, f"{domain}_anomaly")
             evidence = _evidence_list([f"model:{row.get('model_name')}"], det_evidence)
             candidates.append((alert_type, det_score, None, None, evidence))

@@ -306,6 +306,9 @@ def _rel_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[fl
     # fails three times in a row is not news when it does it again.
     prior_max_streak = float(max((n for _, n in streaks), default=0))
     fail_rate_7d = (sum(f for _, f in recent) / len(recent)) if recent else float("nan")
+    span_days = (start_ms - recent[0][0]) / DAY_MS if recent else 0.0
+    runs_per_day = len(recent) / span_days if span_days >= 2 else float("nan")
+    sla_hits: deque = h.setdefault("sla_hits", deque())
     sla = ctx.get("sla", {}).get((ks.workspace_id, ks.entity_id))
     failures = 0
     last = None
@@ -327,9 +330,13 @@ def _rel_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[fl
                 slow = slow + 1 if dur_z >= SLOW_RUN_Z else 0
             if sla is not None:
                 breach = breach + 1 if dur > sla else 0
+                if dur > sla:
+                    sla_hits.append(t)
         if not fail and dur == dur:
             durs.append(dur)
         last = (run_id, name, state, fail, retry, dur)
+    while sla_hits and sla_hits[0] < start_ms + HOUR_MS - DAY_MS:
+        sla_hits.popleft()
     h["streak"] = streak
     h["run_streak"] = run_streak
     h["slow_streak"] = slow
@@ -348,6 +355,8 @@ def _rel_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[fl
         "duration_z": dur_z,
         "slow_run_streak": float(slow),
         "sla_breach_streak": float(breach),
+        "sla_breaches_24h": float(len(sla_hits)),
+        "runs_per_day_7d": runs_per_day,
         "retries": float(retries),
         "sla_seconds": _nan(sla),
         "sla_breached": float(sla is not None and dur == dur and dur > sla),
