@@ -93,3 +93,15 @@ def test_observed_links_match_a_users_alert_to_their_warehouse_and_a_jobs_to_its
     assert (ev.true_alerts, ev.true_without_links) == (2, 0)
     assert "without observed links (lineage, query history): precision 0.0% (0/4)" in ev.format()
     assert evaluate_frames(alerts, truth, tolerance_h=6).true_without_links is None
+
+
+def test_incidents_without_any_alert_count_when_the_streams_scored_their_time():
+    truth = pd.DataFrame([
+        _inc("i1", "bulk_exfiltration", "security", "user", "eve@x.com", "1", "2026-05-10 02:00", 3),
+        _inc("i2", "sla_breach", "reliability", "job", "77", "1", "2026-05-20 00:00", 24),
+    ])
+    alerts = pd.DataFrame([_alert("a1", "security", "data_exfiltration", "user", "eve@x.com", "1", "2026-05-10 03:00")])
+    # The alerts alone span one hour: the missed incident ten days later would drop out of recall.
+    assert evaluate_frames(alerts, truth).recall == 1.0
+    ev = evaluate_frames(alerts, truth, streamed=(pd.Timestamp("2026-05-01"), pd.Timestamp("2026-06-01")))
+    assert ev.recall == 0.5 and {t.incident_type: t.detected for t in ev.by_incident}["sla_breach"] == 0

@@ -167,11 +167,15 @@ def match_alerts(alerts: pd.DataFrame, truth: pd.DataFrame, tolerance: timedelta
 
 def evaluate_frames(alerts: pd.DataFrame, truth: pd.DataFrame, tolerance_h: float = 6.0,
                     domains: tuple[str, ...] = tuple(STREAM_INCIDENT_TYPES),
-                    links: pd.DataFrame | None = None) -> Evaluation:
+                    links: pd.DataFrame | None = None,
+                    streamed: tuple[pd.Timestamp, pd.Timestamp] | None = None) -> Evaluation:
     """Evaluate alert rows against ground-truth rows (pure pandas).
 
     ``links`` (entity_id, linked_id, start, end): the alert entity ``entity_id`` observably touched
     ``linked_id`` between start and end (see :func:`observed_links`); None matches by entity only.
+    ``streamed`` (first window start, last window end): the event time the streams scored; only
+    incidents overlapping it count. None: the alerts' own span (which leaves out the incidents
+    before the first and after the last alert: give the scored span where there is one).
     """
     alerts = alerts[alerts["domain"].isin(domains)].copy()
     for c in ("window_start", "window_end"):
@@ -179,10 +183,10 @@ def evaluate_frames(alerts: pd.DataFrame, truth: pd.DataFrame, tolerance_h: floa
     truth = truth.copy()
     for c in ("start_time", "end_time"):
         truth[c] = pd.to_datetime(truth[c])
-    if not alerts.empty:
+    if streamed is not None or not alerts.empty:
         # Only incidents the alerts could have seen: those overlapping the streamed event time.
-        lo, hi = alerts["window_start"].min(), alerts["window_end"].max()
-        truth = truth[(truth["end_time"] >= lo) & (truth["start_time"] <= hi)]
+        lo, hi = streamed if streamed is not None else (alerts["window_start"].min(), alerts["window_end"].max())
+        truth = truth[(truth["end_time"] >= pd.Timestamp(lo)) & (truth["start_time"] <= pd.Timestamp(hi))]
     matches = match_alerts(alerts, truth, timedelta(hours=tolerance_h), links)
     true_ids = set(matches["alert_id"])
     without = None
@@ -245,9 +249,19 @@ def evaluate_alerts(lake: Lakehouse, tolerance_h: float = 6.0, links: bool = Tru
                                  "('health-monitor simulate', then 'health-monitor stream start --available-now')")
     if not lake.exists("alerts", "monitor"):
         raise HealthMonitorError("no monitor.alerts yet: run 'health-monitor stream start --available-now' first")
+    from pyspark.sql import functions as F
+
     alerts = lake.read("alerts", "monitor").toPandas()
     truth = lake.read("ground_truth_incidents", "simulator").toPandas()
-    return evaluate_frames(alerts, truth, tolerance_h, links=observed_links(lake) if links else None)
+    streamed = None
+    if lake.exists("anomaly_scores", "monitor"):
+        # Every window the streams scored: the event time they covered, alerts or not.
+        span = (lake.read("anomaly_scores", "monitor")
+                .agg(F.min("window_start").alias("lo"), F.max("window_end").alias("hi")).toPandas().iloc[0])
+        if pd.notna(span["lo"]):
+            streamed = (pd.Timestamp(span["lo"]), pd.Timestamp(span["hi"]))
+    return evaluate_frames(alerts, truth, tolerance_h, links=observed_links(lake) if links else None,
+                           streamed=streamed)
 
 
 #: Emission delay a live stream adds to event-time TTD, for the docs.
