@@ -188,3 +188,47 @@ def test_scale_10_estate_draws_unique_people() -> None:
     estate = build_estate(7, Window.for_days(date(2026, 3, 31), 3), 8, 10.0)
     emails = [u.email for u in estate.users]
     assert len(emails) > 1000 and len(set(emails)) == len(emails)
+
+
+def test_to_arrow_builds_contract_types_exactly(spark, tmp_path) -> None:  # noqa: ANN001
+    """Flat generator columns become the contract's nested and exact types, through Spark or a bulk load."""
+    import json
+    from datetime import datetime
+    from decimal import Decimal
+
+    import numpy as np
+    import pandas as pd
+
+    from health_monitor.gold.ddl import TableSpec, parse_columns
+    from health_monitor.gold.simulator.frames import to_arrow, to_spark
+
+    spec = TableSpec("frames_check", "simulator", parse_columns("""
+        id string NOT NULL
+        qty decimal(38,18)
+        day date
+        at timestamp
+        tags map<string,string>
+        md struct<a:string,b:bigint>
+        items array<struct<k:string>>
+        n bigint
+    """), ["id"])
+    pdf = pd.DataFrame({
+        "id": ["x", "y"], "qty": [0.1, np.nan],
+        "day": pd.to_datetime(["2026-11-01 13:00", "2026-11-02 00:00"]),
+        "at": pd.to_datetime(["2026-11-01 13:00:00.123456789", None]),
+        "tags": [json.dumps({"team": "a"}), None], "md.a": ["p", None],
+        "items": [json.dumps([{"k": "v"}]), None], "n": [1.0, np.nan],
+    })
+    lake = Lakehouse(load_settings(tmp_path), spark)
+    lake.write_arrow(to_arrow(pdf, spec), spec.name, "simulator")
+    for df in (to_spark(spark, pdf, spec), lake.read(spec.name, "simulator")):
+        assert _strip(df.schema) == _strip(spec.schema)
+        x, y = sorted(df.collect(), key=lambda r: r.id)
+        assert x.qty == Decimal("0.1") and y.qty is None  # the double's shortest text, exactly
+        assert x.day == date(2026, 11, 1) and x.at == datetime(2026, 11, 1, 13, 0, 0, 123456) and y.at is None
+        assert x.tags == {"team": "a"} and y.tags is None
+        assert x.md.a == "p" and x.md.b is None and y.md.a is None
+        assert x.items[0].k == "v" and y.items is None
+        assert x.n == 1 and y.n is None
+    with pytest.raises(ValueError, match="unknown columns"):
+        to_arrow(pdf.assign(bogus=1), spec)

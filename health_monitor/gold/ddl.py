@@ -134,6 +134,20 @@ class TableSpec:
         return [c.name for c in self.columns]
 
     @property
+    def stats_columns(self) -> list[str]:
+        """Columns Delta keeps file statistics on: the event time and the primary key.
+
+        Statistics on every column cost about as much CPU as writing the Parquet itself, and
+        readers skip files only by time (streams, incremental builds) or by key (MERGE);
+        partition columns need no statistics (their values are in the file paths).
+        """
+        wanted = [self.event_time, *self.primary_key] if self.event_time else list(self.primary_key)
+        top = {c.name: c.data_type for c in self.columns}
+        return [c for c in dict.fromkeys(wanted)
+                if c in top and c not in self.partition_by
+                and not isinstance(top[c], (T.StructType, T.MapType, T.ArrayType))]
+
+    @property
     def required(self) -> list[str]:
         """Columns that may not be null (primary key included)."""
         return [c.name for c in self.columns if not c.nullable or c.name in self.primary_key]

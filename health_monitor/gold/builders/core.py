@@ -142,13 +142,17 @@ class GoldSink:
         """Create the empty table from the contract, so Delta enforces its NOT NULL columns.
 
         DDL rather than writing an empty DataFrame: a metadata-only commit, no Spark job.
+        File statistics only on the contract's ``stats_columns`` (time and key), see there.
         """
         spec = self.spec
         cols = ", ".join(
             f"`{f.name}` {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}" for f in spec.schema.fields
         )
         parts = f" PARTITIONED BY ({', '.join(spec.partition_by)})" if spec.partition_by else ""
-        props = " TBLPROPERTIES (delta.enableChangeDataFeed = true)" if spec.name in CHANGE_FEED_TABLES else ""
+        props = {"delta.dataSkippingStatsColumns": ",".join(f"`{c}`" for c in spec.stats_columns)}
+        if spec.name in CHANGE_FEED_TABLES:
+            props["delta.enableChangeDataFeed"] = "true"
+        props = " TBLPROPERTIES (" + ", ".join(f"'{k}' = '{v}'" for k, v in props.items()) + ")"
         with self.lake.writer_lock(spec.name, "gold"):
             self.lake.spark.sql(
                 f"CREATE TABLE IF NOT EXISTS {self.lake.table_name(spec.name, 'gold')} ({cols}) USING DELTA{parts}{props}"

@@ -134,16 +134,18 @@ def build_dim_warehouse(lake: Lakehouse) -> int:
 
 def data_date_range(lake: Lakehouse) -> tuple[date, date] | None:
     """First and last date of the Gold facts (usage, runs, queries), or None when there are none."""
-    spans = []
-    for table, col in (("fact_usage", "usage_date"), ("fact_job_run_timeline", "run_date"),
-                       ("fact_query_history", "query_date"), ("fact_audit_events", "event_date")):
-        if lake.exists(table):
-            lo, hi = lake.read(table).agg(F.min(col), F.max(col)).first()
-            if lo is not None:
-                spans.append((lo, hi))
+    spans = [lake.read(table).agg(F.min(col).alias("lo"), F.max(col).alias("hi"))
+             for table, col in (("fact_usage", "usage_date"), ("fact_job_run_timeline", "run_date"),
+                                ("fact_query_history", "query_date"), ("fact_audit_events", "event_date"))
+             if lake.exists(table)]
     if not spans:
         return None
-    return min(s[0] for s in spans), max(s[1] for s in spans)
+    # One Spark job over all the tables instead of one per table.
+    union = spans[0]
+    for more in spans[1:]:
+        union = union.unionByName(more)
+    lo, hi = union.agg(F.min("lo"), F.max("hi")).first()
+    return None if lo is None else (lo, hi)
 
 
 def build_dim_date(lake: Lakehouse, country: str = "US", today: date | None = None) -> int | None:

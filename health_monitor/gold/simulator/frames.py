@@ -1,10 +1,10 @@
 """Turn flat pandas frames into Spark DataFrames of an exact table contract.
 
 Generators build flat columns (``usage_metadata.cluster_id``, ``custom_tags`` as JSON text,
-decimals as rounded doubles) because numpy is fast at flat columns and Arrow converts them
-without Python objects per row. Spark then assembles structs, parses maps and arrays of
-structs from JSON and casts to the contract's types in one projection, so the written table
-has exactly the contract's schema.
+decimals as rounded doubles) because numpy is fast at flat columns. :func:`to_arrow` then
+assembles structs, parses maps and arrays of structs from JSON and casts to the contract's
+types in Arrow, so the written table has exactly the contract's schema whether the rows go
+through Spark (:func:`to_spark`) or straight to Delta files (``Lakehouse.write_arrow``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import Column
-from pyspark.sql import functions as F
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_type
 
 from health_monitor.gold.ddl import TableSpec
 
@@ -24,73 +25,87 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 
-def _flat_type(dt: T.DataType) -> T.DataType:
-    """Type of the flat pandas column that feeds a leaf of the contract."""
-    if isinstance(dt, T.DecimalType):
-        return T.DoubleType()
-    if isinstance(dt, T.DateType):
-        return T.TimestampType()
-    if isinstance(dt, T.MapType) or (isinstance(dt, T.ArrayType) and not isinstance(
-            dt.elementType, (T.StringType, T.LongType, T.IntegerType, T.DoubleType))):
-        return T.StringType()  # JSON text, parsed by Spark
-    if isinstance(dt, T.ByteType):
-        return T.IntegerType()
-    return dt
-
-
-def _leaf(name: str, flat: dict[str, T.DataType], dt: T.DataType) -> Column:
-    key = name.replace(".", "__")
-    if name not in flat:
-        return F.lit(None).cast(dt)
-    col = F.col(key)
-    if isinstance(dt, T.MapType) or (isinstance(dt, T.ArrayType) and isinstance(flat[name], T.StringType)):
-        return F.from_json(col, dt)
-    if isinstance(dt, T.DecimalType):
-        # Via string: the double's shortest repr, so 0.1 stays exactly 0.1 in the decimal.
-        return col.cast("string").cast(dt)
-    return col.cast(dt)
-
-
-def _assemble(prefix: str, dt: T.DataType, flat: dict[str, T.DataType]) -> Column:
-    if isinstance(dt, T.StructType) and prefix not in flat:
-        children = [_assemble(f"{prefix}.{f.name}", f.dataType, flat).alias(f.name) for f in dt.fields]
-        present = [f"{prefix}.{f.name}" for f in dt.fields]
-        if not any(p in flat or any(k.startswith(p + ".") for k in flat) for p in present):
-            return F.lit(None).cast(dt)
-        return F.struct(*children)
-    return _leaf(prefix, flat, dt)
-
-
 def to_spark(spark: SparkSession, pdf: pd.DataFrame, spec: TableSpec) -> DataFrame:
-    """A DataFrame with exactly ``spec.schema`` from a flat pandas frame.
+    """A DataFrame with exactly ``spec.schema`` (all fields nullable) from a flat pandas frame.
 
     Columns of ``pdf`` are contract columns or ``struct.field`` paths; missing ones are null.
     Maps and arrays of structs come as JSON text (see :func:`json_col`), decimals as doubles,
-    dates as timestamps.
+    dates as timestamps. Converted by :func:`to_arrow`, so Spark receives typed Arrow columns.
     """
-    leaf_types: dict[str, T.DataType] = {}
+    return spark.createDataFrame(to_arrow(pdf, spec))
+
+
+def to_arrow(pdf: pd.DataFrame, spec: TableSpec) -> pa.Table:
+    """An Arrow table with exactly ``spec.schema`` (all fields nullable) from a flat pandas frame.
+
+    The same inputs as :func:`to_spark`, converted in Python (numpy and Arrow) instead of Spark
+    expressions, so a bulk load can write Parquet without a JVM round trip: structs assembled
+    from ``struct.field`` columns, maps and arrays of structs parsed from JSON text (each distinct
+    text once), decimals via the double's shortest text, dates from timestamps.
+    """
+    flat = {c: c for c in pdf.columns}
+    known = set()
 
     def walk(prefix: str, dt: T.DataType) -> None:
-        leaf_types[prefix] = dt
+        known.add(prefix)
         if isinstance(dt, T.StructType):
             for f in dt.fields:
                 walk(f"{prefix}.{f.name}", f.dataType)
 
     for f in spec.schema.fields:
         walk(f.name, f.dataType)
-    unknown = [c for c in pdf.columns if c not in leaf_types]
+    unknown = [c for c in pdf.columns if c not in known]
     if unknown:
         raise ValueError(f"{spec.name}: generator produced unknown columns {unknown}")
-    flat = {c: _flat_type(leaf_types[c]) for c in pdf.columns}
-    flat_schema = T.StructType([T.StructField(c.replace(".", "__"), t, True) for c, t in flat.items()])
-    renamed = pdf.rename(columns={c: c.replace(".", "__") for c in pdf.columns})
-    for c, orig in zip(renamed.columns, pdf.columns, strict=True):
-        # pandas turns None into NaN in group-bys and concats (an all-null id column even becomes
-        # float64, which Arrow cannot turn into text): text and object columns get real nulls.
-        if renamed[c].dtype == object or isinstance(flat[orig], T.StringType):
-            renamed[c] = renamed[c].astype(object).where(renamed[c].notna(), None)
-    df = spark.createDataFrame(renamed, schema=flat_schema)
-    return df.select([_assemble(f.name, f.dataType, flat).alias(f.name) for f in spec.schema.fields])
+    n = len(pdf)
+
+    def build(prefix: str, dt: T.DataType) -> pa.Array:
+        atype = to_arrow_type(dt)
+        if isinstance(dt, T.StructType) and prefix not in flat:
+            if not any(k == prefix or k.startswith(prefix + ".") for k in flat):
+                return pa.nulls(n, atype)
+            children = [build(f"{prefix}.{f.name}", f.dataType) for f in dt.fields]
+            return pa.StructArray.from_arrays(children, fields=list(atype))
+        if prefix not in flat:
+            return pa.nulls(n, atype)
+        return _arrow_leaf(pdf[prefix], dt, atype)
+
+    arrays = [build(f.name, f.dataType) for f in spec.schema.fields]
+    schema = pa.schema([pa.field(f.name, a.type) for f, a in zip(spec.schema.fields, arrays, strict=True)])
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _arrow_leaf(values: pd.Series, dt: T.DataType, atype: pa.DataType) -> pa.Array:
+    """One flat pandas column as an Arrow array of the contract's type (nulls for NaN/None)."""
+    if isinstance(dt, (T.MapType, T.ArrayType)) and values.dtype == object and values.map(
+            lambda v: isinstance(v, str)).any():
+        cache: dict[str, object] = {}
+
+        def parse(text: object) -> object:
+            if not isinstance(text, str):
+                return None
+            if text not in cache:
+                obj = json.loads(text)
+                cache[text] = list(obj.items()) if isinstance(obj, dict) else obj
+            return cache[text]
+
+        return pa.array([parse(v) for v in values], type=atype)
+    if isinstance(dt, (T.MapType, T.ArrayType)):
+        return pa.array([None if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in values],
+                        type=atype)
+    if isinstance(dt, T.StringType):
+        return pa.array(values.astype(object).where(values.notna(), None), type=pa.string())
+    arr = pa.array(values, from_pandas=True)
+    if isinstance(dt, T.DecimalType):
+        # Via text: the double's shortest repr, so 0.1 stays exactly 0.1 in the decimal.
+        return pc.cast(pc.cast(arr, pa.string()), atype)
+    if isinstance(dt, T.DateType) and pa.types.is_timestamp(arr.type):
+        return pc.cast(pc.cast(arr, pa.timestamp("us"), safe=False), pa.date32())
+    if isinstance(dt, T.TimestampType) and pa.types.is_timestamp(arr.type) and arr.type.tz is None:
+        # Naive pandas times are UTC wall clock (the session time zone): same epoch values.
+        # Nanoseconds are truncated to Spark's microseconds (unsafe cast), nothing else is.
+        return pc.cast(arr, pa.timestamp("us"), safe=False).cast(atype)
+    return pc.cast(arr, atype) if arr.type != atype else arr
 
 
 def json_col(values: list | pd.Series | np.ndarray) -> list[str | None]:
