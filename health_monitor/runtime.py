@@ -32,6 +32,13 @@ JAVA_HINT = (
     "or set JAVA_HOME."
 )
 
+#: JIT and GC flags of the local driver (``HEALTH_MONITOR_JVM_OPTIONS`` replaces them). A local
+#: run is thousands of small Spark queries, each with freshly generated code: the optimising C2
+#: compiler spent more CPU compiling than its code saved (C1 only: the default simulation used
+#: 14% less CPU, 137 s instead of 152 s), and the throughput collector costs less than G1's
+#: concurrent work on a small heap. bench/bench_simulate.py measures both; docs/benchmarks.md.
+JVM_OPTIONS = "-XX:+UseParallelGC -XX:TieredStopAtLevel=1"
+
 _SPARK: SparkSession | None = None
 _SPARK_LOCK = threading.Lock()
 
@@ -101,11 +108,7 @@ def get_spark(settings: Settings | None = None) -> SparkSession:
                     "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider")
             .config("spark.driver.extraJavaOptions",
                     f"-Dlog4j2.configurationFile={Path(__file__).with_name('log4j2.properties')} "
-                    "-Dderby.stream.error.file=/dev/null "
-                    # The throughput collector: ~10% less CPU than G1 for a short-lived local
-                    # driver with a small heap (G1's concurrent refinement and marking cost
-                    # more than they save here; bench/bench_simulate.py, docs/benchmarks.md).
-                    "-XX:+UseParallelGC")
+                    f"-Dderby.stream.error.file=/dev/null {os.environ.get('HEALTH_MONITOR_JVM_OPTIONS', JVM_OPTIONS)}")
         )
         extra_jars = os.environ.get("HEALTH_MONITOR_SPARK_JARS") or _cached_delta_jars()
         if extra_jars:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -184,6 +186,9 @@ def simulate(lake: Lakehouse, days: int = 120, workspaces: int = 8, seed: int = 
     """
     _check(days, workspaces, scale)
     t0 = time.monotonic()
+    # The JVM starts while numpy draws and writes the estate (neither needs Spark): on two cores
+    # the two overlap. A failure to start (no Java) is raised again where Spark is first used.
+    threading.Thread(target=_start_spark, args=(lake,), daemon=True, name="spark-start").start()
     end_date = end_date or (datetime.now(UTC).date() - timedelta(days=1))
     window = Window.for_days(end_date, days)
     with progress.step(f"drawing the estate ({workspaces} workspaces, scale {scale}, seed {seed})"):
@@ -210,6 +215,12 @@ def simulate(lake: Lakehouse, days: int = 120, workspaces: int = 8, seed: int = 
         summary.rows.update({f"gold.{k}": v for k, v in _build_gold(lake, full_refresh=True).items()})
     summary.seconds = time.monotonic() - t0
     return summary
+
+
+def _start_spark(lake: Lakehouse) -> None:
+    # Errors (no Java) are reported by the first real use, in the caller's thread.
+    with contextlib.suppress(Exception):
+        lake.spark  # noqa: B018 - starting the session is the point
 
 
 def _write_params(lake: Lakehouse, params: dict, mode: str) -> None:
