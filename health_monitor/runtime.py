@@ -34,10 +34,12 @@ JAVA_HINT = (
 
 #: JIT and GC flags of the local driver (``HEALTH_MONITOR_JVM_OPTIONS`` replaces them). A local
 #: run is thousands of small Spark queries, each with freshly generated code: the optimising C2
-#: compiler spent more CPU compiling than its code saved (C1 only: the default simulation used
-#: 14% less CPU, 137 s instead of 152 s), and the throughput collector costs less than G1's
-#: concurrent work on a small heap. bench/bench_simulate.py measures both; docs/benchmarks.md.
-JVM_OPTIONS = "-XX:+UseParallelGC -XX:TieredStopAtLevel=1"
+#: compiler spent more CPU compiling than its code saved (C1 only: the default simulation took
+#: 186 CPU s instead of 257), and the throughput collector costs less than G1's
+#: concurrent work on a small heap. C1 alone gets a 48 MB code cache by default, which Spark
+#: fills within minutes (then the JVM stops compiling and runs interpreted): hence 256 MB, the
+#: size tiered compilation would have had. bench/bench_simulate.py measures it; docs/benchmarks.md.
+JVM_OPTIONS = "-XX:+UseParallelGC -XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"
 
 _SPARK: SparkSession | None = None
 _SPARK_LOCK = threading.Lock()
