@@ -32,14 +32,15 @@ JAVA_HINT = (
     "or set JAVA_HOME."
 )
 
-#: JIT and GC flags of the local driver (``HEALTH_MONITOR_JVM_OPTIONS`` replaces them). A local
-#: run is thousands of small Spark queries, each with freshly generated code: the optimising C2
-#: compiler spent more CPU compiling than its code saved (C1 only: the default simulation took
-#: 186 CPU s instead of 257), and the throughput collector costs less than G1's
-#: concurrent work on a small heap. C1 alone gets a 48 MB code cache by default, which Spark
-#: fills within minutes (then the JVM stops compiling and runs interpreted): hence 256 MB, the
-#: size tiered compilation would have had. bench/bench_simulate.py measures it; docs/benchmarks.md.
-JVM_OPTIONS = "-XX:+UseParallelGC -XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"
+#: GC flags of the local driver (``HEALTH_MONITOR_JVM_OPTIONS`` replaces them): the throughput
+#: collector costs less CPU than G1's concurrent work on a small heap.
+JVM_OPTIONS = "-XX:+UseParallelGC"
+#: Flags for a short-lived bulk job (``simulate``): thousands of small Spark queries, each with
+#: freshly generated code, where the optimising C2 compiler spends more CPU compiling than its
+#: code saves (C1 only: the default simulation took 186 CPU s instead of 257). C1 alone gets a
+#: 48 MB code cache, which Spark fills within minutes (then the JVM runs interpreted): hence
+#: 256 MB. Long-lived streams and larger queries keep C2 (a Gold-heavy test ran 9% slower on C1).
+SHORT_LIVED_JVM_OPTIONS = "-XX:+UseParallelGC -XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"
 
 _SPARK: SparkSession | None = None
 _SPARK_LOCK = threading.Lock()
@@ -64,11 +65,13 @@ def check_java() -> str:
     return java
 
 
-def get_spark(settings: Settings | None = None) -> SparkSession:
+def get_spark(settings: Settings | None = None, *, short_lived: bool = False) -> SparkSession:
     """The one SparkSession of this process.
 
     On Databricks: the active session. Locally: a Delta-enabled ``local[N]`` session tuned for a
     small machine (few shuffle partitions, no UI, quiet logs, UTC). Created once, then reused.
+    ``short_lived`` picks the JIT flags of a short bulk job (:data:`SHORT_LIVED_JVM_OPTIONS`)
+    when this call starts the JVM; it changes nothing once the session exists.
     """
     global _SPARK
     settings = settings or load_settings()
@@ -110,7 +113,7 @@ def get_spark(settings: Settings | None = None) -> SparkSession:
                     "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider")
             .config("spark.driver.extraJavaOptions",
                     f"-Dlog4j2.configurationFile={Path(__file__).with_name('log4j2.properties')} "
-                    f"-Dderby.stream.error.file=/dev/null {os.environ.get('HEALTH_MONITOR_JVM_OPTIONS', JVM_OPTIONS)}")
+                    f"-Dderby.stream.error.file=/dev/null {os.environ.get('HEALTH_MONITOR_JVM_OPTIONS', SHORT_LIVED_JVM_OPTIONS if short_lived else JVM_OPTIONS)}")
         )
         extra_jars = os.environ.get("HEALTH_MONITOR_SPARK_JARS") or _cached_delta_jars()
         if extra_jars:

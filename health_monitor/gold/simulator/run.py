@@ -218,9 +218,13 @@ def simulate(lake: Lakehouse, days: int = 120, workspaces: int = 8, seed: int = 
 
 
 def _start_spark(lake: Lakehouse) -> None:
-    # Errors (no Java) are reported by the first real use, in the caller's thread.
+    from health_monitor.runtime import get_spark
+
+    # A simulation is a short bulk job: C1-only JIT flags if this starts the JVM (see
+    # runtime.SHORT_LIVED_JVM_OPTIONS). Errors (no Java) are reported by the first real use,
+    # in the caller's thread.
     with contextlib.suppress(Exception):
-        lake.spark  # noqa: B018 - starting the session is the point
+        get_spark(lake.settings, short_lived=True)
 
 
 def _write_params(lake: Lakehouse, params: dict, mode: str) -> None:
