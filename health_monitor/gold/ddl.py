@@ -148,6 +148,12 @@ class TableSpec:
                 and not isinstance(top[c], (T.StructType, T.MapType, T.ArrayType))]
 
     @property
+    def stats_properties(self) -> dict[str, str]:
+        """The Delta table property that limits file statistics to :attr:`stats_columns`."""
+        cols = self.stats_columns
+        return {"delta.dataSkippingStatsColumns": ",".join(f"`{c}`" for c in cols)} if cols else {}
+
+    @property
     def required(self) -> list[str]:
         """Columns that may not be null (primary key included)."""
         return [c.name for c in self.columns if not c.nullable or c.name in self.primary_key]

@@ -149,7 +149,7 @@ class GoldSink:
             f"`{f.name}` {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}" for f in spec.schema.fields
         )
         parts = f" PARTITIONED BY ({', '.join(spec.partition_by)})" if spec.partition_by else ""
-        props = {"delta.dataSkippingStatsColumns": ",".join(f"`{c}`" for c in spec.stats_columns)}
+        props = dict(spec.stats_properties)
         if spec.name in CHANGE_FEED_TABLES:
             props["delta.enableChangeDataFeed"] = "true"
         props = " TBLPROPERTIES (" + ", ".join(f"'{k}' = '{v}'" for k, v in props.items()) + ")"

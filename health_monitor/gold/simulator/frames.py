@@ -43,8 +43,8 @@ def to_arrow(pdf: pd.DataFrame, spec: TableSpec) -> pa.Table:
     from ``struct.field`` columns, maps and arrays of structs parsed from JSON text (each distinct
     text once), decimals via the double's shortest text, dates from timestamps.
     """
-    flat = {c: c for c in pdf.columns}
-    known = set()
+    flat = set(pdf.columns)
+    known: set[str] = set()
 
     def walk(prefix: str, dt: T.DataType) -> None:
         known.add(prefix)

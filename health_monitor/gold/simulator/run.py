@@ -104,7 +104,7 @@ def _write_all(lake: Lakehouse, gen: Generated, until: pd.Timestamp, mode: str) 
             else:
                 pen_df = None  # nothing changed
         if vis_df is not None:
-            lake.write(vis_df, name, "system", mode="append", options=_stats_options(spec))
+            lake.write(vis_df, name, "system", mode="append", options=spec.stats_properties)
         if pen_df is not None:
             lake.write(pen_df, pspec.name, "simulator", mode="overwrite")
         return name, len(visible) + n_due
@@ -125,7 +125,7 @@ def _load_fresh(lake: Lakehouse, gen: Generated, until: pd.Timestamp) -> dict[st
         spec = SYSTEM_TABLES[name]
         pspec = _pending_spec(spec)
         visible, pending = split_pending(name, gen.tables[name], spec.event_time, until)
-        lake.write_arrow(to_arrow(visible, spec), name, "system", options=_stats_options(spec))
+        lake.write_arrow(to_arrow(visible, spec), name, "system", options=spec.stats_properties)
         if len(pending):
             lake.write_arrow(to_arrow(pending, pspec), pspec.name, "simulator")
         elif lake.exists(pspec.name, "simulator"):
@@ -135,17 +135,6 @@ def _load_fresh(lake: Lakehouse, gen: Generated, until: pd.Timestamp) -> dict[st
     # Two at a time: delta-rs writes Parquet outside the GIL while the next frame converts.
     with ThreadPoolExecutor(max_workers=2) as pool:
         return dict(pool.map(write, gen.tables))
-
-
-def _stats_options(spec: TableSpec) -> dict[str, str]:
-    """Delta file statistics on the contract's time and key columns only (``TableSpec.stats_columns``).
-
-    Statistics on every column cost about as much CPU as writing the Parquet itself, and
-    nothing skips files of these tables by any other column: the Gold builders read them whole
-    or incrementally by time.
-    """
-    cols = spec.stats_columns
-    return {"delta.dataSkippingStatsColumns": ",".join(f"`{c}`" for c in cols)} if cols else {}
 
 
 def _annual_cost(estate: Estate, usage: pd.DataFrame) -> dict[str, float]:
