@@ -145,12 +145,17 @@ def _runs_of(job: Job, sched: np.ndarray, estate: Estate, plan: Plan, rng: np.ra
         if inc.entity_id in job.reads:
             a = inc.active(sched)
             code[a] = "RUN_EXECUTION_ERROR"
+    # A broken dependency does not mend itself between a run and its retry: whatever the error
+    # code says, retries inside the incident fail the same way.
+    persistent = np.zeros(n, bool)
     for inc in plan.of("failing_job_streak"):
         if inc.entity_id == job.job_id:
             a = inc.active(sched)
             code[a] = inc.extra["code"]
+            persistent |= a
 
     failed = code != "SUCCESS"
+    work_s = np.maximum(1, dur_min * 60)  # the run's full work, before a failure cuts it short
     # A failure ends the run early (after some fraction of the work).
     dur_min = np.where(failed & (code != "USER_CANCELED"), dur_min * rng.uniform(0.05, 0.9, n), dur_min)
     dur_min = np.where(code == "USER_CANCELED", dur_min * rng.uniform(0.1, 0.6, n), dur_min)
@@ -169,7 +174,7 @@ def _runs_of(job: Job, sched: np.ndarray, estate: Estate, plan: Plan, rng: np.ra
     run_type = np.full(n, "SUBMIT_RUN" if job.schedule == "adhoc" else "JOB_RUN", dtype=object)
     df = pd.DataFrame({
         "job_id": job.job_id, "workspace_id": job.workspace_id, "sched": sched, "start": start, "end": end,
-        "queue_s": queue_s, "setup_s": setup_s, "exec_s": exec_s, "cleanup_s": cleanup_s,
+        "queue_s": queue_s, "setup_s": setup_s, "exec_s": exec_s, "work_s": work_s, "cleanup_s": cleanup_s,
         "code": code, "result": result, "trigger": trigger, "run_type": run_type,
         "workers": workers.astype(int), "node_type": node, "dbr": dbr, "mem": mem, "volume": volume,
     })
@@ -182,11 +187,13 @@ def _runs_of(job: Job, sched: np.ndarray, estate: Estate, plan: Plan, rng: np.ra
                 continue
             prev = df.iloc[i].to_dict()
             for _ in range(job.max_retries):
-                ok = code[i] in _TRANSIENT and rng.random() < 0.75
+                ok = code[i] in _TRANSIENT and rng.random() < 0.75 and not persistent[i]
                 r = dict(prev)
                 r["start"] = prev["end"] + pd.Timedelta(seconds=float(rng.uniform(30, 300)))
                 r["queue_s"] = 0.0
-                r["exec_s"] = float(prev["exec_s"] / max(0.05, rng.uniform(0.05, 0.9)) if ok else prev["exec_s"])
+                # A retry that gets through does the run's whole work again (a little noise);
+                # one that fails again stops where the cause hits, as before.
+                r["exec_s"] = float(prev["work_s"] * rng.lognormal(0, 0.05) if ok else prev["exec_s"])
                 r["end"] = r["start"] + pd.Timedelta(seconds=round(r["setup_s"] + r["exec_s"] + r["cleanup_s"]))
                 r["trigger"] = "RETRY"
                 r["code"] = "SUCCESS" if ok else prev["code"]
