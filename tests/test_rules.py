@@ -75,15 +75,19 @@ def test_cost_spike_fires_on_material_spikes_only() -> None:
     assert list(hits.columns) == ["row", "rule_id", "alert_type", "severity", "score", "message", "evidence"]
 
 
-def test_budget_burn_uses_arithmetic_and_ignores_division_by_zero() -> None:
+def test_budget_burn_judges_the_weekly_spend_rate_against_the_budget() -> None:
     frame = pd.DataFrame({
-        "entity_type": ["workspace"] * 3, "entity_id": ["a", "b", "c"], "workspace_id": ["a", "b", "c"],
-        "mtd_cost_usd": [5000.0, 5000.0, 5000.0], "month_elapsed_frac": [0.25, 0.5, 0.0],
-        "budget_usd": [12000.0, 12000.0, 12000.0],
+        "entity_type": ["workspace"] * 4, "entity_id": ["a", "b", "c", "d"], "workspace_id": ["a", "b", "c", "d"],
+        "run_rate_month_usd": [20000.0, 10000.0, 20000.0, 20000.0], "history_days": [30.0, 30.0, 5.0, 30.0],
+        "mtd_cost_usd": [5000.0] * 4, "budget_usd": [12000.0, 12000.0, 12000.0, 0.0],
     })
     hits = load_rules(None).evaluate("cost", frame)
-    # a: 5000/0.25 = 20000 > 14400 fires; b: 10000 does not; c: division by zero is null, not inf.
-    assert hits[hits.rule_id == "budget_burn_rate"].row.tolist() == [0]
+    # a: 20000 > 1.2 x 12000 fires; b: 10000 does not; c: a few days of history are too little to
+    # project from; d: no budget.
+    burn = hits[hits.rule_id == "budget_burn_rate"]
+    assert burn.row.tolist() == [0]
+    assert burn.message.iloc[0] == ("Workspace a is spending at $20,000 a month over the last 7 days, more than 20% "
+                                    "over its monthly budget of $12,000 ($5,000 spent this month so far)")
 
 
 def test_for_windows_needs_consecutive_windows_of_the_same_entity() -> None:

@@ -48,6 +48,9 @@ DOMAIN_COLUMNS: dict[str, dict[str, str]] = {
         "mtd_cost_usd": "month-to-date cost of the workspace up to window_end",
         "month_elapsed_frac": "fraction (0-1] of the calendar month elapsed at window_end",
         "budget_usd": "monthly budget: the commit (commit_configurations) divided by 12; null if none",
+        "run_rate_month_usd": "the last 7 days' spend (up to window_end; over the key's life if younger) "
+                              "as a calendar month of that rate",
+        "history_days": "days since the key's first window",
         "cost_usd_at_risk": "cost above the expected level (impact input for alerts)",
     },
     "security": {
@@ -89,8 +92,12 @@ DOMAIN_COLUMNS: dict[str, dict[str, str]] = {
         "consecutive_failures": "current streak of failed runs (retry attempts included)",
         "consecutive_failed_runs": "runs started by the schedule or a person in that streak (a run's failed "
                                    "retries count once)",
+        "termination_code": "termination code of the latest run (Jobs API, e.g. DRIVER_ERROR)",
+        "failure_is_final": "1 if the latest attempt failed and no retry of it is to be expected (it was a "
+                            "retry, or the job never retries), else 0",
         "prior_max_failure_streak": "longest failure streak of the job in the previous 30 days (0 if none)",
-        "duration_s": "duration of the latest run (seconds)",
+        "duration_s": "duration of the latest run, from trigger to end (seconds, queue included)",
+        "wait_s": "time the latest run waited in the queue before it started (seconds)",
         "median_duration_s": "median duration of the job's previous runs (seconds)",
         "duration_ratio": "duration_s / median_duration_s",
         "duration_z": "robust z of the latest successful run's log duration against the job's previous "

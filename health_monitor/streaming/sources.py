@@ -178,7 +178,11 @@ def reliability_input(lake: Lakehouse, max_files: int | None = None) -> DomainIn
         F.col("result_state"),
         F.coalesce(F.col("is_failure"), F.lit(False)).alias("is_failure"),
         F.coalesce(F.col("is_retry"), F.lit(False)).alias("is_retry"),
-        F.coalesce(F.col("duration_seconds"), F.col("run_duration_seconds")).cast("double").alias("duration_s"),
+        # Completion time as an SLA sees it: from trigger to end. Where the timeline starts after
+        # the queue, run_duration_seconds (queue included) is the longer of the two.
+        F.greatest(F.col("duration_seconds"), F.col("run_duration_seconds")).cast("double").alias("duration_s"),
+        F.col("queue_duration_seconds").cast("double").alias("wait_s"),
+        F.col("termination_code"),
         F.lit("fact_job_run_timeline").alias("source_table"),
     )
     return DomainInput(rows, rows.withColumn("entity_type", F.lit("job")))

@@ -84,6 +84,10 @@ def _flag(s: pd.Series) -> pd.Series:
     return s.astype("boolean").fillna(False).astype(bool)
 
 
+def _str(x: Any) -> str | None:
+    return x if isinstance(x, str) and x else None
+
+
 def _nan(x: float | None) -> float:
     return float("nan") if x is None else float(x)
 
@@ -128,6 +132,13 @@ def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[f
     month_start = pd.Timestamp(year=t_end.year, month=t_end.month, day=1)
     frac = (_ts(end_ms) - month_start) / (month_start + pd.offsets.MonthBegin(1) - month_start)
     budget = ctx.get("budgets", {}).get(ks.workspace_id)
+    # The key's age and its spend rate over the last 7 days (hours without spend count as zero,
+    # a key younger than a week is judged over its life), as a month of that rate.
+    first_ms = ks.history.setdefault("first_ms", start_ms)
+    history_days = (end_ms - first_ms) / DAY_MS
+    rate_hours = min(history_days, 7.0) * 24
+    days_in_month = (month_start + pd.offsets.MonthBegin(1) - month_start) / pd.Timedelta(days=1)
+    run_rate = (float(last7.sum()) + cost) / rate_hours * 24 * days_in_month if rate_hours > 0 else float("nan")
     f = {
         "cost_usd": cost, "dbus": acc.get("dbus", 0.0),
         "baseline_7d": b7, "baseline_30d": b30, "std_7d": s7,
@@ -139,6 +150,8 @@ def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[f
         "mtd_cost_usd": mtd[month_key],
         "month_elapsed_frac": float(min(max(frac, 0.0), 1.0)),
         "budget_usd": _nan(budget),
+        "run_rate_month_usd": run_rate,
+        "history_days": history_days,
         "sku_count": float(len(skus)), "job_count": float(len(jobs)),
         "sku_name": ks.entity_id.split(":", 1)[1] if ks.entity_type == "workspace_sku" else None,
         "top_sku": top_sku,
@@ -263,10 +276,14 @@ def _sec_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[fl
 def _rel_accumulate(acc: dict, g: pd.DataFrame) -> None:
     runs = acc.setdefault("runs", {})
     cols = ["run_id", "event_time", "job_name", "result_state", "is_failure", "is_retry", "duration_s"]
-    for run_id, t, name, state, fail, retry, dur in g[cols].itertuples(index=False):
+    # Optional columns (recordings and frames made before they were kept lack them).
+    more = [g[c] if c in g.columns else pd.Series(None, index=g.index, dtype=object)
+            for c in ("wait_s", "termination_code")]
+    for (run_id, t, name, state, fail, retry, dur), wait, code in zip(
+            g[cols].itertuples(index=False), *more, strict=True):
         # A run re-delivered (restated) replaces itself: keyed by run id.
         runs[run_id] = (int(pd.Timestamp(t).value // 1_000_000), name, state, bool(fail),
-                        bool(retry), _nan(dur))
+                        bool(retry), _nan(dur), _nan(wait), _str(code))
 
 
 #: Floor of a job's log-duration spread: runs within ~10% of each other are not "variable".
@@ -308,12 +325,17 @@ def _rel_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[fl
     fail_rate_7d = (sum(f for _, f in recent) / len(recent)) if recent else float("nan")
     span_days = (start_ms - recent[0][0]) / DAY_MS if recent else 0.0
     runs_per_day = len(recent) / span_days if span_days >= 2 else float("nan")
+    # Whether the job has ever retried a failed run: for such a job a failed first attempt is not
+    # yet a failed run (its retry may get through), for one that never retries it is.
+    retries_seen = bool(h.get("retries_seen", False))
     sla_hits: deque = h.setdefault("sla_hits", deque())
     sla = ctx.get("sla", {}).get((ks.workspace_id, ks.entity_id))
     failures = 0
     last = None
     dur_z = float("nan")
-    for run_id, (t, name, state, fail, retry, dur) in runs:
+    for run_id, (t, name, state, fail, retry, dur, *more) in runs:
+        # State written before waits and termination codes were kept has six fields.
+        _wait, code = (more + [float("nan"), None])[:2]
         if not fail and streak > 0:
             streaks.append((t, streak))
         streak = streak + 1 if fail else 0
@@ -323,6 +345,7 @@ def _rel_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[fl
         run_streak = (run_streak + (0 if retry else 1)) if fail else 0
         failures += int(fail)
         retries += int(retry)
+        retries_seen = retries_seen or retry
         recent.append((t, int(fail)))
         if dur == dur:
             dur_z = _duration_z(durs, dur) if not fail else float("nan")
@@ -334,22 +357,29 @@ def _rel_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[fl
                     sla_hits.append(t)
         if not fail and dur == dur:
             durs.append(dur)
-        last = (run_id, name, state, fail, retry, dur)
+        last = (run_id, name, state, fail, retry, dur, _wait, code)
     while sla_hits and sla_hits[0] < start_ms + HOUR_MS - DAY_MS:
         sla_hits.popleft()
     h["streak"] = streak
     h["run_streak"] = run_streak
     h["slow_streak"] = slow
     h["sla_streak"] = breach
-    run_id, name, state, _, _, dur = last if last else (None, None, None, False, False, float("nan"))
+    h["retries_seen"] = retries_seen
+    run_id, name, state, last_fail, last_retry, dur, wait, last_code = (
+        last if last else (None, None, None, False, False, float("nan"), float("nan"), None))
     f = {
         "job_id": ks.entity_id, "job_name": name or ks.entity_id, "run_id": run_id,
         "result_state": state,
         "runs": float(len(runs)), "failures": float(failures),
         "consecutive_failures": float(streak),
         "consecutive_failed_runs": float(run_streak),
+        # The latest attempt failed and no retry of it is to be expected: it was a retry itself,
+        # or the job does not retry.
+        "failure_is_final": float(bool(last_fail) and (bool(last_retry) or not retries_seen)),
+        "termination_code": last_code,
         "prior_max_failure_streak": prior_max_streak,
         "duration_s": dur,
+        "wait_s": wait,
         "median_duration_s": median_before,
         "duration_ratio": dur / median_before if median_before and median_before > 0 else float("nan"),
         "duration_z": dur_z,
