@@ -25,7 +25,9 @@ HERE = Path(__file__).resolve().parent
 ESTATE = {"days": 45, "workspaces": 2, "seed": 11, "scale": 0.25, "end_date": date(2026, 11, 25)}
 WANTED = ["runaway_job_cost", "credential_compromise", "bulk_exfiltration", "privilege_self_grant",
           "failing_job_streak"]
-LEAD_IN = {"cost": timedelta(days=4), "security": timedelta(days=4), "reliability": timedelta(days=12)}
+#: Cost needs over a week of lead-in: the budget-burn rule and the cost detector speak only once a
+#: workspace has a week of history (its weekly pattern).
+LEAD_IN = {"cost": timedelta(days=9), "security": timedelta(days=4), "reliability": timedelta(days=12)}
 TAIL = timedelta(hours=8)
 #: How much of the incident a recording keeps: a daily job's failure streak needs three runs
 #: (three days) before the streak rule can fire at all.
