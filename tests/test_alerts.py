@@ -384,3 +384,36 @@ def test_reliability_rules_use_the_jobs_own_history() -> None:
     hits = RULES.evaluate("reliability", often.reset_index(drop=True))
     assert often.loc[4.08, "runs_per_day_7d"] > 4 and often.loc[4.08, "sla_breaches_24h"] == 2
     assert [often.index[r] for r in hits.loc[hits["rule_id"] == "job_sla_breach", "row"]] == [4.12]
+
+
+def test_cost_run_rate_and_key_age_from_window_state() -> None:
+    """A workspace's spend rate over its last 7 days, as a month, and its age in days (windows.py)."""
+    from collections import deque
+
+    from health_monitor.streaming import windows
+
+    t0 = pd.Timestamp("2026-11-01 00:00")
+
+    def usage(hours: int, cost: float) -> pd.DataFrame:
+        times = [t0 + pd.Timedelta(hours=h) for h in range(hours)]
+        return pd.DataFrame({"event_time": times, "cost": cost, "dbus": 1.0, "is_tagged": True,
+                             "sku_name": "JOBS_COMPUTE", "job_id": None, "job_name": None})
+
+    def close(ks: windows.KeyState, rows: pd.DataFrame) -> pd.DataFrame:
+        windows.accumulate("cost", ks, rows)
+        wm = int((rows["event_time"].max() + pd.Timedelta(hours=1)).value // 1_000_000)
+        return pd.DataFrame([c["features"] for c in windows.close_windows("cost", ks, wm, {})])
+
+    # $10 an hour for 10 days: at that rate November (30 days) costs $7,200.
+    feats = close(windows.KeyState("workspace", "ws1", workspace_id="ws1"), usage(240, 10.0))
+    assert feats["history_days"].iloc[-1] == pytest.approx(10.0)
+    assert feats["run_rate_month_usd"].iloc[-1] == pytest.approx(10.0 * 24 * 30, rel=0.01)
+    # Two days old: the rate is judged over its two days; the age says it is young.
+    young = close(windows.KeyState("workspace", "ws2", workspace_id="ws2"), usage(48, 10.0))
+    assert young["history_days"].iloc[-1] == pytest.approx(2.0)
+    assert young["run_rate_month_usd"].iloc[-1] == pytest.approx(7200.0)
+    # State kept before the key's age was: dated from its oldest kept hour, not from today.
+    old = windows.KeyState("workspace", "ws3", workspace_id="ws3")
+    start_ms = int(t0.value // 1_000_000)
+    old.history["hourly"] = deque((start_ms - h * windows.HOUR_MS, 10.0) for h in range(240, 0, -1))
+    assert close(old, usage(1, 10.0))["history_days"].iloc[-1] == pytest.approx(10.0 + 1 / 24)

@@ -134,7 +134,8 @@ def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[f
     budget = ctx.get("budgets", {}).get(ks.workspace_id)
     # The key's age and its spend rate over the last 7 days (hours without spend count as zero,
     # a key younger than a week is judged over its life), as a month of that rate.
-    first_ms = ks.history.setdefault("first_ms", start_ms)
+    # (State kept before this field existed dates the key from its oldest kept hour.)
+    first_ms = ks.history.setdefault("first_ms", min(hist[0][0], start_ms) if hist else start_ms)
     history_days = (end_ms - first_ms) / DAY_MS
     rate_hours = min(history_days, 7.0) * 24
     days_in_month = (month_start + pd.offsets.MonthBegin(1) - month_start) / pd.Timedelta(days=1)
