@@ -130,7 +130,8 @@ def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[f
     for k in [k for k in mtd if k != month_key]:
         del mtd[k]
     month_start = pd.Timestamp(year=t_end.year, month=t_end.month, day=1)
-    frac = (_ts(end_ms) - month_start) / (month_start + pd.offsets.MonthBegin(1) - month_start)
+    month_len = month_start + pd.offsets.MonthBegin(1) - month_start
+    frac = (_ts(end_ms) - month_start) / month_len
     budget = ctx.get("budgets", {}).get(ks.workspace_id)
     # The key's age and its spend rate over the last 7 days (hours without spend count as zero,
     # a key younger than a week is judged over its life), as a month of that rate.
@@ -138,8 +139,8 @@ def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[f
     first_ms = ks.history.setdefault("first_ms", min(hist[0][0], start_ms) if hist else start_ms)
     history_days = (end_ms - first_ms) / DAY_MS
     rate_hours = min(history_days, 7.0) * 24
-    days_in_month = (month_start + pd.offsets.MonthBegin(1) - month_start) / pd.Timedelta(days=1)
-    run_rate = (float(last7.sum()) + cost) / rate_hours * 24 * days_in_month if rate_hours > 0 else float("nan")
+    run_rate = (float(last7.sum()) + cost) / rate_hours * (month_len / pd.Timedelta(hours=1)) \
+        if rate_hours > 0 else float("nan")
     f = {
         "cost_usd": cost, "dbus": acc.get("dbus", 0.0),
         "baseline_7d": b7, "baseline_30d": b30, "std_7d": s7,
