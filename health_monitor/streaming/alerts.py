@@ -53,9 +53,8 @@ SUPPRESSION_GAP_BY_TYPE = {"budget_burn": pd.Timedelta(days=7), "untagged_spend"
 
 def suppression_gap(entity_type: str | None, alert_type: str | None = None) -> pd.Timedelta:
     """How far apart two windows of one entity and alert type may be and still be one incident."""
-    if alert_type in SUPPRESSION_GAP_BY_TYPE:
-        return SUPPRESSION_GAP_BY_TYPE[str(alert_type)]
-    return SUPPRESSION_GAP_BY_ENTITY.get(str(entity_type), SUPPRESSION_GAP)
+    return SUPPRESSION_GAP_BY_TYPE.get(str(alert_type),
+                                       SUPPRESSION_GAP_BY_ENTITY.get(str(entity_type), SUPPRESSION_GAP))
 
 
 MAX_SUPPRESSION_GAP = max([SUPPRESSION_GAP, *SUPPRESSION_GAP_BY_ENTITY.values(), *SUPPRESSION_GAP_BY_TYPE.values()])
@@ -265,20 +264,24 @@ COST_DETECTOR_MIN_HISTORY_DAYS = 7.0
 COST_DETECTOR_MIN_RATIO = 2.0
 
 
-def _immaterial_spend(domain: str, row: dict[str, Any]) -> bool:
-    """A cost window no person should be paged for by the detector alone (rules still alert):
-    spend below double its expected level (no money at risk in a drop, such as a SKU going quiet
-    after a cluster stops; little in a rise of a few tens of percent, which a young or flat
-    series scores as extreme), or a key younger than a week, whose expected level is still a
-    guess. On the simulated estates these were the detector's lone false cost alerts: a SQL
-    warehouse's flat $2.20 hours scored 1.0 against an expected $1.40 in its first week."""
-    if domain != "cost":
+def _detector_may_alert_alone(domain: str, row: dict[str, Any]) -> bool:
+    """Whether a high-scoring window of ``domain`` may raise an alert with no rule hit.
+
+    Never in :data:`RULES_ONLY_DOMAINS`. For cost, not on a window no person should be paged for
+    (rules still alert): spend below double its expected level (no money at risk in a drop, such
+    as a SKU going quiet after a cluster stops; little in a rise of a few tens of percent, which a
+    young or flat series scores as extreme), or a key younger than a week, whose expected level
+    is still a guess. On the simulated estates these were the detector's lone false cost alerts:
+    a SQL warehouse's flat $2.20 hours scored 1.0 against an expected $1.40 in its first week."""
+    if domain in RULES_ONLY_DOMAINS:
         return False
+    if domain != "cost":
+        return True
     value, expected = _num(row.get("value")), _num(row.get("expected"))
     if value is not None and expected is not None and value < COST_DETECTOR_MIN_RATIO * max(expected, 0.0):
-        return True
+        return False
     age = _num(row.get("history_days"))
-    return age is not None and age < COST_DETECTOR_MIN_HISTORY_DAYS
+    return age is None or age >= COST_DETECTOR_MIN_HISTORY_DAYS
 
 
 def make_alerts(scored: pd.DataFrame, hits: pd.DataFrame, domain: str,
@@ -326,8 +329,8 @@ def make_alerts(scored: pd.DataFrame, hits: pd.DataFrame, domain: str,
                                       det_evidence if det_score >= min_score else None)
             candidates.append((alert_type, max(top["score"], det_score), floor, top["message"], evidence))
         sustained = _num(row.get("recent_high_windows"))
-        if not groups and domain not in RULES_ONLY_DOMAINS and det_score >= min_score \
-                and (sustained is None or sustained >= DETECTOR_MIN_WINDOWS) and not _immaterial_spend(domain, row):
+        if not groups and det_score >= min_score and (sustained is None or sustained >= DETECTOR_MIN_WINDOWS) \
+                and _detector_may_alert_alone(domain, row):
             alert_type = DETECTOR_ALERT_TYPE.get(domain, f"{domain}_anomaly")
             evidence = _evidence_list([f"model:{row.get('model_name')}"], det_evidence)
             candidates.append((alert_type, det_score, None, None, evidence))
