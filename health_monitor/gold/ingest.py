@@ -43,6 +43,7 @@ from pyspark.sql import types as T
 
 from health_monitor import progress
 from health_monitor.errors import HealthMonitorError
+from health_monitor.gold.builders.quarantine import PRICE_COST_CASTS, USAGE_COST_CASTS
 from health_monitor.gold.ddl import TableSpec, table
 from health_monitor.gold.schemas import GOLD_TABLES, QUARANTINE
 from health_monitor.gold.system_schemas import SYSTEM_TABLES
@@ -89,6 +90,10 @@ _TIME_PAIRS = [
     ("effective_from", "effective_to"),
     ("start_date", "end_date"),
 ]
+
+#: System columns the Gold build converts to narrower types than the system contract: a value
+#: that does not fit is quarantined here, at ingest, instead of being set aside at every build.
+GOLD_LIMITS: dict[str, dict[str, str]] = {"billing.usage": USAGE_COST_CASTS, "billing.list_prices": PRICE_COST_CASTS}
 
 _BATCH_ROWS = 50_000  # good rows per Arrow batch: bounds the Python objects alive at once
 _RAW_TEXT_MAX = 10_000  # a runaway quoted field can swallow a whole file; keep quarantine rows small
@@ -331,7 +336,11 @@ def _converter(dt: T.DataType) -> Callable[[Any], Any]:
                 raise _Bad(f"{_show(v)} is not a finite decimal")
             if abs(d) >= limit:
                 raise _Bad(f"{_show(v)} does not fit {dt.simpleString()}")
-            return d.quantize(quantum, rounding=ROUND_HALF_UP, context=ctx)
+            q = d.quantize(quantum, rounding=ROUND_HALF_UP, context=ctx)
+            if not q and d:
+                # Rounding is normal (a 20-decimal CSV cell); rounding a real value to 0 is data loss.
+                raise _Bad(f"{_show(v)} is below the precision of {dt.simpleString()} (it would be stored as 0)")
+            return q
         return conv_dec
     if isinstance(dt, T.BooleanType):
         def conv_bool(v: Any) -> Any:
@@ -462,6 +471,10 @@ class _RowValidator:
         self.usage = ((self.index["usage_quantity"], self.index["record_type"])
                       if {"usage_quantity", "record_type"} <= set(self.index) else None)
         self.key_idx = [self.index[k] for k in spec.primary_key]
+        self.gold_limits = [(self.index[path.split(".")[0]], path.split(".")[1:], path, sql,
+                             Decimal(10) ** _integer_digits(sql))
+                            for path, sql in GOLD_LIMITS.get(spec.name if spec.layer == "system" else "", {}).items()
+                            if path.split(".")[0] in self.index]
 
     def check(self, cells: list[Any]) -> tuple[list[Any] | None, str | None]:
         """Parse ``cells`` (contract order, None where absent) into values, or say why the row fails."""
@@ -497,6 +510,12 @@ class _RowValidator:
         for si, sname, ei, ename in self.pairs:
             if vals[si] is not None and vals[ei] is not None and vals[ei] < vals[si]:
                 problems.append(f"{ename}: {vals[ei].isoformat()} is before {sname} {vals[si].isoformat()}")
+        for i, fields, path, sql, limit in self.gold_limits:
+            v = vals[i]
+            for f in fields:
+                v = v.get(f) if isinstance(v, dict) else None
+            if isinstance(v, Decimal) and abs(v) >= limit:
+                problems.append(f"{path}: {v.normalize():f} does not fit {sql}, the type the Gold build converts it to")
         if self.usage:
             qi, ri = self.usage
             if vals[ri] == "ORIGINAL" and vals[qi] is not None and vals[qi] < 0:
@@ -507,6 +526,12 @@ class _RowValidator:
 
     def key(self, vals: list[Any]) -> tuple:
         return tuple(vals[i] for i in self.key_idx)
+
+
+def _integer_digits(sql: str) -> int:
+    """Digits before the point of ``decimal(p,s)``."""
+    p, s = (int(x) for x in sql[sql.index("(") + 1:-1].split(","))
+    return p - s
 
 
 def _reported(problems: list[str], column: str) -> bool:
