@@ -32,6 +32,7 @@ import io
 import json
 import math
 import re
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -611,8 +612,11 @@ def _sniff_text(path: Path, fmt: str) -> bytes:
     for magic, what in _MAGIC:
         if head.startswith(magic):
             raise HealthMonitorError(f"{path.name} is not a {label} file: it looks like {what}")
-    if b"\x00" in head:
-        raise HealthMonitorError(f"{path.name} is not a {label} file: it contains binary data")
+    # A stray NUL in one row is that row's problem (it is quarantined); many of them mean binary
+    # data, or UTF-16 text, and the file is refused whole.
+    if head.count(b"\x00") > max(1, len(head) // 100):
+        hint = " (UTF-16 text? re-export it as UTF-8)" if head[:2] in (b"\xff\xfe", b"\xfe\xff") or head[1:2] == b"\x00" else ""
+        raise HealthMonitorError(f"{path.name} is not a {label} file: it contains binary data{hint}")
     return head
 
 
@@ -720,14 +724,24 @@ class _FileParser:
         first_line = head.split(b"\n", 1)[0].decode("utf-8", errors="replace")
         delimiter = "\t" if self.path.name.lower().removesuffix(".gz").endswith(".tsv") else max(
             ",;\t|", key=first_line.count)
-        consumed: list[str] = []
+        consumed: list[tuple[int, str]] = []
+        # Lines handed back after a runaway quote: read again, on their own, before the file's next.
+        pushback: deque[tuple[int, str]] = deque()
         line_no = 0
+
+        source = enumerate(_text_lines(self.path, "csv"), start=1)
 
         def lines() -> Iterator[str]:
             nonlocal line_no
-            for line in _text_lines(self.path, "csv"):
-                line_no += 1
-                consumed.append(line)
+            while True:
+                if pushback:
+                    line_no, line = pushback.popleft()
+                else:
+                    try:
+                        line_no, line = next(source)
+                    except StopIteration:
+                        return
+                consumed.append((line_no, line))
                 yield line
 
         # Spark's CSV writer (df.write.csv, the usual export on Databricks) escapes quotes as \" where
@@ -746,9 +760,22 @@ class _FileParser:
                 break
             except csv.Error as exc:
                 record, error = None, str(exc)
-            raw = "".join(consumed).rstrip("\r\n")
+            taken = list(consumed)
+            raw = "".join(line for _, line in taken).rstrip("\r\n")
             consumed.clear()
-            row_number, start = start, line_no + 1
+            row_number = taken[0][0] if taken else start
+            start = line_no + 1
+            runaway = mapping is not None and len(taken) > 1 and (
+                error is not None or (record is not None and len(record) != len(mapping)))
+            if runaway:
+                # A quote opened in one line and never closed there swallowed the lines after it:
+                # quarantine that line alone and read the others again, so their rows are not lost.
+                self.out.report.rows_read += 1
+                self._quarantine(row_number, taken[0][1].rstrip("\r\n"),
+                                 "malformed CSV: unbalanced quote (the lines after it are read on their own)")
+                pushback.extendleft(reversed(taken[1:]))
+                reader = csv.reader(lines(), delimiter=delimiter, escapechar=escape)
+                continue
             if error is not None:
                 if mapping is None:
                     raise HealthMonitorError(f"{self.path.name}: malformed CSV header: {error}")
@@ -884,12 +911,14 @@ def _dump(obj: Any) -> str:
 
 
 # --------------------------------------------------------------------------- ingest
-def ingest(lake: Lakehouse, path: str | Path, table: str, file_format: str | None = None) -> IngestReport:
+def ingest(lake: Lakehouse, path: str | Path | list[str | Path], table: str,
+           file_format: str | None = None) -> IngestReport:
     """Load a CSV, JSON-lines or Parquet export (a file or a folder of files) into a table.
 
     Args:
         lake: the lakehouse to write to.
-        path: a file, or a folder whose data files are all loaded (hidden and ``_``-prefixed skipped).
+        path: a file, or a folder whose data files are all loaded (hidden and ``_``-prefixed
+            skipped), or a list of such paths.
         table: a system table (``system.billing.usage`` or ``billing.usage``) or a Gold table
             (``fact_usage``); see :func:`resolve_table`.
         file_format: ``csv``, ``json`` or ``parquet``; default from each file's extension.
@@ -911,7 +940,8 @@ def ingest(lake: Lakehouse, path: str | Path, table: str, file_format: str | Non
     spec = resolve_table(table)
     layer = spec.layer
     qualified = f"{layer}.{spec.name}"
-    files = _list_files(Path(path).expanduser(), file_format)
+    paths = path if isinstance(path, list) else [path]
+    files = list(dict.fromkeys(f for p in paths for f in _list_files(Path(p).expanduser(), file_format)))
 
     hashes = {}
     with progress.step(f"hashing {len(files)} file(s)"):
@@ -1025,3 +1055,54 @@ def _absolute(path: str) -> str:
 def _quarantine_id(qualified: str, content_hash: str, row_number: int, reason: str) -> str:
     """Deterministic, so a rerun after a crash between writes does not quarantine a row twice."""
     return hashlib.sha256(f"{qualified}|{content_hash}|{row_number}|{reason}".encode()).hexdigest()[:32]
+
+
+# --------------------------------------------------------------------------- a whole export
+def table_from_name(path: Path, root: Path | None = None) -> TableSpec | None:
+    """The table a file's name announces (``system.billing.usage.jsonl``, ``billing.usage.csv.gz``,
+    ``fact_usage.parquet``), else the name of a folder between it and ``root``
+    (``system.billing.usage/part-0000.parquet``, as Spark writes exports); None when none does."""
+    candidates = [path.name]
+    parent = path.parent
+    while True:  # the folders up to and including root (a lone file: its own folder)
+        candidates.append(parent.name)
+        if root is None or parent == root or root not in parent.parents:
+            break
+        parent = parent.parent
+    for name in candidates:
+        stem = name.lower().removesuffix(".gz")
+        for exts in FORMATS.values():
+            for ext in exts:
+                stem = stem.removesuffix(ext)
+        try:
+            return resolve_table(stem)
+        except HealthMonitorError:
+            continue
+    return None
+
+
+def ingest_paths(lake: Lakehouse, paths: list[str | Path], table: str | None = None,
+                 file_format: str | None = None) -> list[IngestReport]:
+    """Ingest several files and folders in one call (one Spark session), each into its table.
+
+    With ``table`` every file goes there. Without it each file's table comes from its name (see
+    :func:`table_from_name`); a file whose name names no table is a one-line error that lists it,
+    and nothing is written. Returns one :class:`IngestReport` per table, in order of first file.
+    """
+    if table is not None:
+        return [ingest(lake, [Path(p) for p in paths], table, file_format)]
+    groups: dict[str, list[Path]] = {}
+    unnamed: list[str] = []
+    for raw in paths:
+        root = Path(raw).expanduser()
+        for f, _fmt in _list_files(root, file_format):
+            spec = table_from_name(f, root if root.is_dir() else None)
+            if spec is None:
+                unnamed.append(str(f))
+            else:
+                groups.setdefault(f"{spec.layer}.{spec.name}", []).append(f)
+    if unnamed:
+        shown = ", ".join(unnamed[:3]) + (f" and {len(unnamed) - 3} more" if len(unnamed) > 3 else "")
+        raise HealthMonitorError(f"cannot tell the table of {shown} from the name: name files after their table "
+                                 "(system.billing.usage.jsonl) or pass --table")
+    return [ingest(lake, files, name, file_format) for name, files in groups.items()]
