@@ -141,10 +141,12 @@ def run_export(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
 
 def run_notify(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
     from health_monitor import progress
-    from health_monitor.streaming.notify import notify_new_alerts
+    from health_monitor.streaming.notify import check_webhook_url, notify_new_alerts
 
     if not args.webhook_url:
         raise HealthMonitorError("no webhook URL: pass --webhook-url URL or set HEALTH_MONITOR_WEBHOOK_URL")
+    # Refused before Spark starts; each delivery run checks again (DNS answers change).
+    check_webhook_url(args.webhook_url, allow_private_network=args.allow_private_network)
     while True:
         sent = notify_new_alerts(ctx.lake, args.webhook_url, min_severity=args.min_severity,
                                  max_attempts=args.max_attempts, allow_private_network=args.allow_private_network,

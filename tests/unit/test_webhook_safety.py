@@ -156,3 +156,17 @@ def test_hmac_signature_lets_the_receiver_verify_the_sender(servers: list[Server
     # Without a secret no signature is sent (receivers that do not verify are unaffected).
     post_with_retries(server.url, {"alert": "y"}, "k2")
     assert notify.SIGNATURE_HEADER not in server.requests[1][0]
+
+
+def test_cli_refuses_a_metadata_webhook_in_one_redacted_line_before_spark(
+        tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
+    from health_monitor import runtime
+    from health_monitor.cli import main
+
+    url = "http://admin:s3cret@169.254.169.254/latest/meta-data/?token=t0ken"
+    assert main(["--data-dir", str(tmp_path), "alerts", "notify", "--webhook-url", url, "--once",
+                 "--allow-private-network"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: webhook URL http://***@169.254.169.254/latest/meta-data/?token=*** points at a "
+                   "cloud metadata address (169.254.169.254); refused")
+    assert runtime._SPARK is None
