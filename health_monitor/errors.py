@@ -38,6 +38,7 @@ _JAVA_PATTERNS: list[tuple[re.Pattern[str], int]] = [
     (re.compile(r"(?:Mkdirs failed to create|Unable to create directory|Cannot create directory)\s+(\S+)"),
      errno.EACCES),
     (re.compile(r"(\S+?)\s*\(Permission denied\)"), errno.EACCES),
+    (re.compile(r"(\S+?)\s*\(Operation not permitted\)"), errno.EPERM),
     (re.compile(r"(\S+?)\s*\((?:Read-only file system)\)"), errno.EROFS),
     (re.compile(r"(\S+?)\s*\(Is a directory\)"), errno.EISDIR),
     (re.compile(r"(\S+?)\s*\(No space left on device\)"), errno.ENOSPC),

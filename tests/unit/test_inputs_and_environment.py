@@ -71,6 +71,9 @@ def test_latin1_files_are_read_with_a_note_or_the_given_encoding(tmp_path: Path)
     (RuntimeError("java.io.FileNotFoundException: /ro/x/part-0.parquet (Read-only file system)"),
      "/ro/x/part-0.parquet: the file system is read-only"),
     (RuntimeError("java.io.IOException: No space left on device"), "no space left on the device"),
+    (RuntimeError("An error occurred while calling o122.save.\n: org.apache.spark.SparkException: Job aborted"
+                  " ... java.io.FileNotFoundException: /lake/system/billing.usage/part-0.parquet (Operation not "
+                  "permitted)\n\tat ..."), "/lake/system/billing.usage/part-0.parquet: operation not permitted"),
 ])
 def test_environment_errors_become_one_sentence_with_the_path(exc: Exception, expected: str) -> None:
     err = environment_error(exc)
