@@ -23,13 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: from each file's name)")
     p.add_argument("--format", choices=list(FORMATS), dest="file_format",
                    help="file format (default: from each file's extension)")
+    p.add_argument("--encoding", help="text encoding of CSV and JSON files (default UTF-8), e.g. cp1252 or latin-1")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
     from health_monitor.gold.ingest import ingest_paths
 
-    reports = ingest_paths(ctx.lake, args.paths, args.table, file_format=args.file_format)
+    reports = ingest_paths(ctx.lake, args.paths, args.table, file_format=args.file_format,
+                           encoding=args.encoding)
     for report in reports:
         print(format_report(report))
     if len(reports) > 1:

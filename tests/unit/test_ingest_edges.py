@@ -1,12 +1,15 @@
-"""Edges the ingest fuzz found: no row is lost to a runaway quote, an array first line or a stray NUL."""
+"""Edges the ingest fuzz found (no row lost to a runaway quote, an array first line or a stray NUL),
+and files in another encoding."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
+from health_monitor.errors import HealthMonitorError
 from health_monitor.gold.ingest import _FileParser, _Parsed, _RowValidator
 from health_monitor.gold.system_schemas import SYSTEM_TABLES
 
@@ -49,3 +52,14 @@ def test_one_stray_nul_quarantines_its_row_not_the_file(tmp_path: Path) -> None:
     path.write_text('{"node_type": "a", "core_count": 4}\n{"node_type": "b\x00", "core_count": "x\x00"}\n')
     parsed = _parse(path, "json")
     assert _kept(parsed) == ["a"] and len(parsed.quarantine) == 1
+
+
+def test_a_latin1_file_names_the_encoding_to_pass_and_reads_with_it(tmp_path: Path) -> None:
+    path = tmp_path / "n.csv"
+    path.write_bytes("node_type,core_count\ncafé,4\nb,8\n".encode("latin-1"))
+    with pytest.raises(HealthMonitorError, match=r"n.csv is not a UTF-8 CSV file \(byte 0xe9 cannot be decoded\): "
+                                                 r"pass --encoding cp1252"):
+        _parse(path, "csv")
+    schema = to_arrow_schema(T.StructType([*SPEC.schema.fields, T.StructField("_file", T.IntegerType())]))
+    parsed = _FileParser(SPEC, _RowValidator(SPEC), schema, set(), 0, path, "csv", "latin-1").parse()
+    assert _kept(parsed) == ["café", "b"]

@@ -85,7 +85,7 @@ class IngestReport:
 
 # --------------------------------------------------------------------------- ingest
 def ingest(lake: Lakehouse, path: str | Path | list[str | Path], table: str,
-           file_format: str | None = None) -> IngestReport:
+           file_format: str | None = None, encoding: str | None = None) -> IngestReport:
     """Load a CSV, JSON-lines or Parquet export (a file or a folder of files) into a table.
 
     Args:
@@ -95,6 +95,7 @@ def ingest(lake: Lakehouse, path: str | Path | list[str | Path], table: str,
         table: a system table (``system.billing.usage`` or ``billing.usage``) or a Gold table
             (``fact_usage``); see :func:`resolve_table`.
         file_format: ``csv``, ``json`` or ``parquet``; default from each file's extension.
+        encoding: text encoding of CSV and JSON files (default UTF-8), e.g. ``cp1252``.
 
     Returns:
         An :class:`IngestReport` with the counts per file and in total.
@@ -111,6 +112,11 @@ def ingest(lake: Lakehouse, path: str | Path | list[str | Path], table: str,
     if file_format is not None and file_format not in FORMATS:
         raise HealthMonitorError(f"unknown format {file_format!r}: use csv, json or parquet")
     spec = resolve_table(table)
+    if encoding is not None:
+        try:
+            "".encode(encoding)
+        except LookupError:
+            raise HealthMonitorError(f"unknown encoding {encoding!r} (e.g. utf-8, cp1252, latin-1)") from None
     layer = spec.layer
     qualified = f"{layer}.{spec.name}"
     paths = path if isinstance(path, list) else [path]
@@ -142,7 +148,7 @@ def ingest(lake: Lakehouse, path: str | Path | list[str | Path], table: str,
             continue
         hashes_this_call.add(digest)
         with progress.step(f"reading {p.name}"):
-            result = _FileParser(spec, validator, arrow_schema, seen, len(parsed), p, fmt).parse()
+            result = _FileParser(spec, validator, arrow_schema, seen, len(parsed), p, fmt, encoding).parse()
         result.report.content_hash = digest
         parsed.append(result)
         reports.append(result.report)
@@ -255,7 +261,7 @@ def table_from_name(path: Path, root: Path | None = None) -> TableSpec | None:
 
 
 def ingest_paths(lake: Lakehouse, paths: list[str | Path], table: str | None = None,
-                 file_format: str | None = None) -> list[IngestReport]:
+                 file_format: str | None = None, encoding: str | None = None) -> list[IngestReport]:
     """Ingest several files and folders in one call (one Spark session), each into its table.
 
     With ``table`` every file goes there. Without it each file's table comes from its name (see
@@ -263,7 +269,7 @@ def ingest_paths(lake: Lakehouse, paths: list[str | Path], table: str | None = N
     and nothing is written. Returns one :class:`IngestReport` per table, in order of first file.
     """
     if table is not None:
-        return [ingest(lake, [Path(p) for p in paths], table, file_format)]
+        return [ingest(lake, [Path(p) for p in paths], table, file_format, encoding)]
     groups: dict[str, list[Path]] = {}
     unnamed: list[str] = []
     for raw in paths:
@@ -278,4 +284,4 @@ def ingest_paths(lake: Lakehouse, paths: list[str | Path], table: str | None = N
         shown = ", ".join(unnamed[:3]) + (f" and {len(unnamed) - 3} more" if len(unnamed) > 3 else "")
         raise HealthMonitorError(f"cannot tell the table of {shown} from the name: name files after their table "
                                  "(system.billing.usage.jsonl) or pass --table")
-    return [ingest(lake, files, name, file_format) for name, files in groups.items()]
+    return [ingest(lake, files, name, file_format, encoding) for name, files in groups.items()]

@@ -158,16 +158,19 @@ def _sniff_text(path: Path, fmt: str) -> bytes:
     return head
 
 
-def _text_lines(path: Path, fmt: str) -> Iterator[str]:
-    """Lines of a UTF-8 text file (a BOM is dropped); undecodable bytes are a one-line error."""
+def _text_lines(path: Path, fmt: str, encoding: str | None = None) -> Iterator[str]:
+    """Lines of a text file, UTF-8 unless ``encoding`` says otherwise (a BOM is dropped);
+    undecodable bytes are a one-line error that names the byte and the ``--encoding`` to try."""
     label = "CSV" if fmt == "csv" else "JSON-lines"
-    with _open_bytes(path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as fh:
+    with _open_bytes(path) as raw, io.TextIOWrapper(raw, encoding=encoding or "utf-8-sig", newline="") as fh:
         try:
             yield from fh
         except UnicodeDecodeError as exc:
+            byte = exc.object[exc.start:exc.start + 1].hex() if isinstance(exc.object, bytes) else "?"
             raise HealthMonitorError(
-                f"{path.name} is not a UTF-8 {label} file (undecodable byte at offset {exc.start}): "
-                "re-export it as UTF-8") from None
+                f"{path.name} is not a {encoding or 'UTF-8'} {label} file (byte 0x{byte} cannot be decoded): "
+                "pass --encoding cp1252 (Windows/Excel) or --encoding latin-1, or re-export it as UTF-8"
+            ) from None
         except (OSError, EOFError) as exc:
             raise HealthMonitorError(f"{path.name} cannot be read: {exc}") from None
 
@@ -176,7 +179,8 @@ class _FileParser:
     """Turns one file into good rows (Arrow batches) and quarantine rows for one table."""
 
     def __init__(self, spec: TableSpec, validator: _RowValidator, arrow_schema: pa.Schema,
-                 seen: set[tuple], file_index: int, path: Path, fmt: str) -> None:
+                 seen: set[tuple], file_index: int, path: Path, fmt: str, encoding: str | None = None) -> None:
+        self.encoding = encoding
         self.spec, self.v, self.arrow_schema = spec, validator, arrow_schema
         self.seen, self.file_index, self.path = seen, file_index, path
         self.out = _Parsed(FileReport(path=str(path), format=fmt))
@@ -267,7 +271,7 @@ class _FileParser:
         pushback: deque[tuple[int, str]] = deque()
         line_no = 0
 
-        source = enumerate(_text_lines(self.path, "csv"), start=1)
+        source = enumerate(_text_lines(self.path, "csv", self.encoding), start=1)
 
         def lines() -> Iterator[str]:
             nonlocal line_no
@@ -345,7 +349,7 @@ class _FileParser:
         present: set[str] = set()
         extra: dict[str, None] = {}
         parsed_any, first_error = False, ""
-        for line_no, line in enumerate(_text_lines(self.path, "json"), start=1):
+        for line_no, line in enumerate(_text_lines(self.path, "json", self.encoding), start=1):
             text = line.strip()
             if not text:
                 continue
@@ -376,7 +380,7 @@ class _FileParser:
         is JSON lines whose first line happens to be an array (that line is quarantined then).
         """
         try:
-            data = _JSON.decode("".join(_text_lines(self.path, "json")))
+            data = _JSON.decode("".join(_text_lines(self.path, "json", self.encoding)))
         except ValueError as exc:
             if getattr(exc, "msg", "") == "Extra data":
                 return False
