@@ -277,7 +277,6 @@ RELIABILITY = DomainSpec(
     "sla_seconds": "MAX_DURATION SLA of the job (sla_definitions), null if none",
     "sla_breached": "1 when the latest run breached its SLA",
     "failure_rate_7d": "failed share of the job's runs in the previous 7 days",
-    "cost_usd_at_risk": "cost of failed or over-running compute (impact input)",
     },
     incident_types=("failing_job_streak", "sla_breach"),
 )

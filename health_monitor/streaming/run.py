@@ -16,6 +16,7 @@ from health_monitor import checkpoints, progress
 from health_monitor.domains import STREAM_DOMAINS, spec
 from health_monitor.errors import HealthMonitorError
 from health_monitor.runtime import Lakehouse
+from health_monitor.settings import Settings
 from health_monitor.streaming.query import build_stream, query_name
 from health_monitor.streaming.sink import BatchSink, BatchStats
 from health_monitor.streaming.tables import ANOMALY_SCORES, LATE_ROWS
@@ -187,9 +188,9 @@ def run_available_now(lake: Lakehouse, domains: list[str] | tuple[str, ...] = ST
     return {d: s.last for d, s in run.sinks.items()}
 
 
-def pid_file(lake: Lakehouse) -> Path:
-    """Where ``stream start`` records its process id (``stream stop`` signals it)."""
-    return lake.settings.data_dir / "stream.pid"
+def pid_file(settings: Settings) -> Path:
+    """Where ``stream start`` records its process id (``stream stop`` and ``status`` read it)."""
+    return settings.data_dir / "stream.pid"
 
 
 def reset_stream(lake: Lakehouse, domain: str) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,18 +22,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from health_monitor.vocabulary import SENSITIVE_TABLE_REGEX, is_sensitive_table  # noqa: F401 - re-export
+
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 
-#: Table names that mark sensitive data: a marker as a whole name part (``hr.employees``,
-#: ``main.payments.cards``) or, for the unambiguous ones, anywhere (``customers_pii``).
-SENSITIVE_REGEX = (r"(?i)(^|[._])(pii|sensitive|hr|payments?|salary|salaries|ssn|payroll|"
-                   r"credit_cards?|medical|phi|gdpr)([._]|$)|pii|sensitive|payroll|salar")
-
-
-def is_sensitive_table(name: str | None) -> bool:
-    """True when the table's full name marks it as sensitive (same regex the Spark side uses)."""
-    return bool(name) and re.search(SENSITIVE_REGEX, name) is not None
+#: One definition for stream and batch (re-exported here for the window code and its callers).
+SENSITIVE_REGEX = SENSITIVE_TABLE_REGEX
 
 
 @dataclass
@@ -265,6 +259,7 @@ def _sec_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[fl
         "grants": float(acc.get("grants", 0)),
         "self_grants": float(acc.get("self_grants", 0)),
         "export_gb": export_gb,
+        "export_bytes": float(acc.get("export_bytes", 0.0)),  # documented rule column (domains.py)
         "export_count": float(acc.get("export_count", 0)),
         "read_gb": read_gb,
         "is_service_principal": float(_is_service_principal(ks.entity_id)),
