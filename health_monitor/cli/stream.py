@@ -16,9 +16,10 @@ import threading
 import time
 from pathlib import Path
 
+from health_monitor.domains import STREAM_DOMAINS
 from health_monitor.errors import HealthMonitorError
 
-DOMAINS = ("cost", "security", "reliability")
+DOMAINS = STREAM_DOMAINS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "hourly windows per entity and write anomaly scores and alerts.")
     ss = p.add_subparsers(dest="stream_command", metavar="ACTION")
     s = ss.add_parser("start", help="start the queries in the foreground (Ctrl-C or 'stream stop' ends them)")
-    s.add_argument("--domains", default=",".join(DOMAINS), help="comma-separated: cost,security,reliability")
+    s.add_argument("--domains", default=",".join(DOMAINS), help=f"comma-separated: {','.join(STREAM_DOMAINS)}")
     g = s.add_mutually_exclusive_group()
     g.add_argument("--trigger", default="30s", help="micro-batch interval, e.g. 30s, 5m (default 30s)")
     g.add_argument("--available-now", action="store_true",
@@ -80,6 +81,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _pid_file(settings) -> Path:  # noqa: ANN001 - Settings
+    from health_monitor.streaming.run import pid_file
+
+    return pid_file(settings)
+
+
 def _read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
@@ -94,7 +101,7 @@ def run_start(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
     domains = parse_domains(args.domains)
     trigger = None if args.available_now else parse_trigger(args.trigger)
     lake = ctx.lake
-    pid_path = engine.pid_file(lake)
+    pid_path = engine.pid_file(lake.settings)
     other = _read_pid(pid_path)
     if other and other != os.getpid() and _pid_alive(other):
         raise HealthMonitorError(f"a stream is already running (pid {other}); 'health-monitor stream stop' first")
@@ -129,7 +136,7 @@ def run_status(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
     from health_monitor.streaming import engine
 
     settings = ctx.settings
-    pid = _read_pid(settings.data_dir / "stream.pid")
+    pid = _read_pid(engine.pid_file(settings))
     running = pid is not None and _pid_alive(pid)
     print(f"stream process: {'running, pid ' + str(pid) if running else 'not running'}")
     infos = {i.query_name: i for i in checkpoints.list_checkpoints(settings)}
@@ -169,7 +176,7 @@ def run_status(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
 
 
 def run_stop(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
-    pid_path = ctx.settings.data_dir / "stream.pid"
+    pid_path = _pid_file(ctx.settings)
     pid = _read_pid(pid_path)
     if pid is None or not _pid_alive(pid):
         pid_path.unlink(missing_ok=True)
@@ -186,7 +193,7 @@ def run_stop(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
 
 
 def _refuse_if_running(ctx) -> None:  # noqa: ANN001
-    pid = _read_pid(ctx.settings.data_dir / "stream.pid")
+    pid = _read_pid(_pid_file(ctx.settings))
     if pid is not None and _pid_alive(pid):
         raise HealthMonitorError(f"a stream is running (pid {pid}): 'health-monitor stream stop' first")
 

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+#: Mean absolute deviation -> standard deviation for Gaussian noise (both detectors scale by it).
+SIGMA_PER_MAD = 1.2533
+
 
 @dataclass
 class Scores:

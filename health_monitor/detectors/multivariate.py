@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from river.anomaly import HalfSpaceTrees
 
+from health_monitor.detectors.base import SIGMA_PER_MAD as _SIGMA_PER_MAD
 from health_monitor.detectors.base import Scores, StreamingDetector
 
-_SIGMA_PER_MAD = 1.2533
 #: Smallest sigma of a count feature (see :meth:`MultivariateDetector._baseline`).
 COUNT_RESOLUTION = 0.5
 

@@ -37,9 +37,9 @@ from collections import deque
 import numpy as np
 import pandas as pd
 
+from health_monitor.detectors.base import SIGMA_PER_MAD as _SIGMA_PER_MAD
 from health_monitor.detectors.base import Scores, StreamingDetector
 
-_SIGMA_PER_MAD = 1.2533  # mean absolute deviation -> standard deviation for Gaussian noise
 _DAY = 86400.0
 _WEEK = 7 * _DAY
 

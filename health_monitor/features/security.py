@@ -7,9 +7,10 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from health_monitor.features.common import day_num, days_window, first_seen_flags, ratio
+from health_monitor.vocabulary import SENSITIVE_TABLE_REGEX
 
-#: Table names that hold personal or regulated data (matched case-insensitively).
-SENSITIVE_PATTERN = r"(pii|sensitive|\.hr\.|payment|salary|ssn|credit|medical|customer_private)"
+#: Table names that hold personal or regulated data: the stream's definition (one for both).
+SENSITIVE_PATTERN = SENSITIVE_TABLE_REGEX
 GB = 1_000_000_000
 
 
