@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HM := $(VENV)/bin/health-monitor
 DEMO_DIR ?= .health-monitor
 
-.PHONY: install demo test lint docs clean
+.PHONY: install demo test test-fast lint docs clean
 
 install: $(VENV)/.installed
 
@@ -20,9 +20,15 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(PY) -m health_monitor.demo --data-dir $(DEMO_DIR)
 
+# Both tiers (what CI runs): tests/unit (pure Python, no JVM) and tests/integration (Spark,
+# Delta, MLflow, streams).
 test: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest tests/unit tests/integration
+
+# The unit tier alone: well under a minute, no Spark.
+test-fast: install
+	$(VENV)/bin/pytest tests/unit
 
 lint: install
 	$(VENV)/bin/ruff check .

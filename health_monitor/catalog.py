@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from health_monitor.domains import DOMAINS
 from health_monitor.errors import HealthMonitorError
-
-DOMAINS = ("cost", "security", "performance", "reliability", "quality")
 
 #: The spec's nine serving endpoints (path -> model).
 ENDPOINTS = {

@@ -16,9 +16,10 @@ import threading
 import time
 from pathlib import Path
 
+from health_monitor.domains import STREAM_DOMAINS
 from health_monitor.errors import HealthMonitorError
 
-DOMAINS = ("cost", "security", "reliability")
+DOMAINS = STREAM_DOMAINS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "hourly windows per entity and write anomaly scores and alerts.")
     ss = p.add_subparsers(dest="stream_command", metavar="ACTION")
     s = ss.add_parser("start", help="start the queries in the foreground (Ctrl-C or 'stream stop' ends them)")
-    s.add_argument("--domains", default=",".join(DOMAINS), help="comma-separated: cost,security,reliability")
+    s.add_argument("--domains", default=",".join(DOMAINS), help=f"comma-separated: {','.join(STREAM_DOMAINS)}")
     g = s.add_mutually_exclusive_group()
     g.add_argument("--trigger", default="30s", help="micro-batch interval, e.g. 30s, 5m (default 30s)")
     g.add_argument("--available-now", action="store_true",

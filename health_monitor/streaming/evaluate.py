@@ -27,16 +27,12 @@ from datetime import timedelta
 
 import pandas as pd
 
+from health_monitor.domains import SPECS
 from health_monitor.errors import HealthMonitorError
 from health_monitor.runtime import Lakehouse
-from health_monitor.streaming.engine import WATERMARK_DELAY
 
 #: Incident types each streaming domain is meant to detect (recall is reported for these).
-STREAM_INCIDENT_TYPES = {
-    "cost": ("runaway_job_cost", "billing_error", "budget_overrun", "untagged_spend"),
-    "security": ("credential_compromise", "bulk_exfiltration", "privilege_self_grant"),
-    "reliability": ("failing_job_streak", "sla_breach"),
-}
+STREAM_INCIDENT_TYPES = {s.name: s.incident_types for s in SPECS if s.streams}
 _WORKSPACE_LEVEL = {"job", "sku", "cluster", "workspace", "warehouse"}
 #: Incidents of other domains that raise their workspace's spend by construction (a query surge
 #: bills more warehouse DBUs, a resized cluster more workers, a regressed runtime longer runs): a
@@ -265,4 +261,4 @@ def evaluate_alerts(lake: Lakehouse, tolerance_h: float = 6.0, links: bool = Tru
 
 
 #: Emission delay a live stream adds to event-time TTD, for the docs.
-EMIT_DELAY = WATERMARK_DELAY
+EMIT_DELAY = {s.name: s.watermark for s in SPECS if s.streams}

@@ -20,13 +20,6 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-#: Registered models each domain can blend in, by catalog name.
-DOMAIN_MODELS: dict[str, tuple[str, ...]] = {
-    "cost": ("cost_anomaly_detector",),
-    "security": ("security_threat_detector", "data_exfiltration_detector"),
-    "reliability": (),
-}
-
 #: Seconds before the registry is asked again (for a new champion, or for a first one).
 RECHECK_S = 300.0
 #: A model is used only if the window frame supplies at least this share of its input columns;

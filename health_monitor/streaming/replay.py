@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from health_monitor.domains import SPECS
 from health_monitor.runtime import Lakehouse, get_spark
 from health_monitor.settings import load_settings
 from health_monitor.streaming import engine
 from health_monitor.streaming.recording import Recording, load_into, load_recording
-from health_monitor.streaming.sources import SOURCE_TABLES
 
 #: Columns that identify an alert in a recording's expected_alerts.json.
 ALERT_IDENTITY = ["alert_type", "entity_type", "entity_id", "window_start", "window_end"]
@@ -53,7 +53,7 @@ def replay(path: str | Path, chunks: int = 1, keep_dir: str | Path | None = None
     lake = Lakehouse(settings, get_spark(settings))
     try:
         load_into(lake, rec, chunks)
-        domains = [d for d in engine.DOMAINS if any(t in rec.tables for t in SOURCE_TABLES[d])]
+        domains = [d.name for d in SPECS if d.streams and any(t in rec.tables for t in d.sources)]
         beats = data_dir / "heartbeat"
         beats.mkdir(parents=True, exist_ok=True)
         stats = engine.run_available_now(lake, domains, max_files_per_trigger=1, shuffle_partitions=1,

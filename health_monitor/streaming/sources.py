@@ -186,12 +186,3 @@ def reliability_input(lake: Lakehouse, max_files: int | None = None) -> DomainIn
         F.lit("fact_job_run_timeline").alias("source_table"),
     )
     return DomainInput(rows, rows.withColumn("entity_type", F.lit("job")))
-
-
-INPUTS = {"cost": cost_input, "security": security_input, "reliability": reliability_input}
-#: Source tables per domain (a domain runs when its first table exists).
-SOURCE_TABLES = {
-    "cost": ("fact_usage",),
-    "security": ("fact_audit_events", "fact_table_lineage"),
-    "reliability": ("fact_job_run_timeline",),
-}

@@ -399,29 +399,28 @@ def _rel_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[fl
 
 @dataclass(frozen=True)
 class WindowLogic:
-    """How one domain aggregates rows into windows and turns a closed window into features."""
+    """How one domain aggregates rows into windows and turns a closed window into features.
+
+    The domain's :class:`~health_monitor.domains.DomainSpec` holds it (with the detector that
+    judges the features).
+    """
 
     accumulate: Any
     features: Any
-    detector_features: tuple[str, ...]  # empty: univariate detector on ``value``
-    #: detector features judged on a log scale (byte volumes, duration ratios: heavy right tails)
-    detector_log_features: tuple[str, ...] = ()
-    #: smallest scale per detector feature (in the log units of a log feature): what can never be
-    #: an anomaly by itself, however quiet the key usually is
-    detector_min_scale: tuple[tuple[str, float], ...] = ()
 
 
-LOGIC: dict[str, WindowLogic] = {
-    "cost": WindowLogic(_cost_accumulate, _cost_features, ()),
-    "security": WindowLogic(_sec_accumulate, _sec_features, (
-        "logins", "failed_login_rate", "distinct_ips", "off_hours_events", "weekend_events",
-        "admin_actions", "tables_touched", "sensitive_table_access", "grants", "self_grants",
-        "export_gb", "read_gb"), ("export_gb", "read_gb"),
-        # log1p(GB) units: a user who usually reads megabytes reading a few GB is not a security event
-        (("export_gb", 0.5), ("read_gb", 0.5))),
-    "reliability": WindowLogic(_rel_accumulate, _rel_features, (
-        "duration_ratio", "failures", "consecutive_failures", "retries"), ("duration_ratio",)),
-}
+COST_WINDOW = WindowLogic(_cost_accumulate, _cost_features)
+SECURITY_WINDOW = WindowLogic(_sec_accumulate, _sec_features)
+RELIABILITY_WINDOW = WindowLogic(_rel_accumulate, _rel_features)
+
+
+def _logic(domain: str) -> WindowLogic:
+    from health_monitor.domains import spec  # domains imports this module
+
+    logic = spec(domain).window
+    if logic is None:
+        raise KeyError(f"domain {domain!r} has no streaming window")
+    return logic
 
 
 def accumulate(domain: str, ks: KeyState, pdf: pd.DataFrame, window_ms: int = HOUR_MS) -> int:
@@ -436,7 +435,7 @@ def accumulate(domain: str, ks: KeyState, pdf: pd.DataFrame, window_ms: int = HO
         ks.workspace_id = str(pdf["workspace_id"].dropna().iloc[0])
     starts = (_ms(pdf["event_time"]) // window_ms) * window_ms
     late = starts < ks.closed_until_ms
-    logic = LOGIC[domain]
+    logic = _logic(domain)
     for start, g in pdf[~late].groupby(starts[~late]):
         logic.accumulate(ks.open.setdefault(int(start), {}), g)
     return int(late.sum())
@@ -451,7 +450,7 @@ def close_windows(domain: str, ks: KeyState, watermark_ms: int, ctx: dict,
     out = []
     for start in sorted(s for s in ks.open if s + window_ms <= watermark_ms):
         acc = ks.open.pop(start)
-        value, feats = LOGIC[domain].features(ks, start, acc, ctx)
+        value, feats = _logic(domain).features(ks, start, acc, ctx)
         feats.update(_calendar(start))
         out.append({"window_start": start, "window_end": start + window_ms, "value": value,
                     "features": feats})

@@ -27,9 +27,9 @@ from health_monitor.gold.simulator.entities import build_estate
 from health_monitor.gold.simulator.frames import to_spark
 from health_monitor.gold.simulator.generate import generate
 from health_monitor.gold.simulator.incidents import INCIDENT_TYPES, Incident, Plan, plan_incidents
+from health_monitor.gold.simulator.summary import SimulationSummary
 
 if TYPE_CHECKING:
-    from health_monitor.gold.simulator.run import SimulationSummary
     from health_monitor.runtime import Lakehouse
 
 LIVE_INCIDENTS = "live_incidents"
@@ -74,8 +74,6 @@ def run_live(lake: Lakehouse, read_params: Callable, write_params: Callable, wri
              build_gold: Callable, ticks: int | None, hours_per_tick: int,
              seed: int | None, interval: float) -> SimulationSummary:
     """See :func:`health_monitor.gold.simulator.simulate_live`."""
-    from health_monitor.gold.simulator.run import SimulationSummary
-
     t0 = time.monotonic()
     params = read_params(lake)
     base_window = Window.for_days(pd.Timestamp(params["end_date"]).date(), int(params["days"]))

@@ -8,7 +8,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from health_monitor.gold.simulator.entities import Estate, build_estate
 from health_monitor.gold.simulator.frames import to_arrow, to_spark
 from health_monitor.gold.simulator.generate import Generated, generate, split_pending
 from health_monitor.gold.simulator.incidents import Plan, incidents_per_type, plan_incidents
+from health_monitor.gold.simulator.summary import SimulationSummary
 from health_monitor.gold.system_schemas import SYSTEM_TABLES
 
 if TYPE_CHECKING:
@@ -32,26 +33,6 @@ if TYPE_CHECKING:
 
 PARAMS_TABLE = "simulation_params"
 _PENDING_PREFIX = "pending__"
-
-
-@dataclass
-class SimulationSummary:
-    """What a simulation wrote: rows per table (``layer.table``), incidents by type, wall seconds."""
-
-    rows: dict[str, int] = field(default_factory=dict)
-    incidents: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-    start: datetime | None = None
-    end: datetime | None = None
-
-    def lines(self) -> list[str]:
-        """A printable summary."""
-        out = [f"estate {self.start:%Y-%m-%d %H:%M} .. {self.end:%Y-%m-%d %H:%M} UTC, {self.seconds:.1f}s"]
-        width = max((len(k) for k in self.rows), default=10)
-        out += [f"  {k:<{width}}  {v:>10,}" for k, v in sorted(self.rows.items())]
-        out.append(f"incidents: {sum(self.incidents.values())} of {len(self.incidents)} types")
-        out += [f"  {k:<28} {v:>4}" for k, v in sorted(self.incidents.items())]
-        return out
 
 
 def _pending_spec(spec: TableSpec) -> TableSpec:

@@ -24,7 +24,7 @@ from health_monitor.gold.system_schemas import SYSTEM_TABLES
 from health_monitor.runtime import Lakehouse
 from health_monitor.settings import load_settings
 
-DATA = Path(__file__).parent / "data" / "ingest"
+DATA = Path(__file__).parents[1] / "data" / "ingest"
 
 
 def _quarantine(lake) -> dict[int, str]:  # noqa: ANN001

@@ -275,13 +275,13 @@ def test_detector_alone_needs_a_sustained_deviation() -> None:
 
 def test_recent_high_windows_spans_micro_batches() -> None:
 
+    from health_monitor.alerts.policy import recent_high
     from health_monitor.streaming import windows
-    from health_monitor.streaming.engine import _recent_high
 
     ks = windows.KeyState("user", "ann")
-    assert _recent_high(ks, np.array([0.9, 0.1])) == [1.0, 1.0]
+    assert recent_high(ks.history, np.array([0.9, 0.1])) == [1.0, 1.0]
     # next micro-batch: the state remembers the last windows
-    assert _recent_high(ks, np.array([0.95, 0.2, 0.1, 0.1])) == [2.0, 1.0, 1.0, 0.0]
+    assert recent_high(ks.history, np.array([0.95, 0.2, 0.1, 0.1])) == [2.0, 1.0, 1.0, 0.0]
 
 
 def test_a_daily_jobs_failures_on_consecutive_days_are_one_incident() -> None:

@@ -6,17 +6,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from model_estate import featured_lake
 
 from health_monitor.batch.recommendations import COLUMNS, TABLE, build_recommendations, savings_summary
-from health_monitor.batch.registry import CHAMPION, alias_version
 from health_monitor.batch.scoring import score_all
-from health_monitor.batch.trainer import train_model
-from health_monitor.catalog import get_model
 from health_monitor.cli import main
 from health_monitor.runtime import Lakehouse
-
-FAST = {"n_estimators": 12, "use_prophet": False, "max_iter": 60, "n_paths": 100, "horizon": 40}
 
 
 def _day(lake: Lakehouse) -> dt.date:
@@ -26,11 +20,8 @@ MODELS = ["job_cost_optimizer", "cluster_capacity_planner", "pipeline_health_sco
 
 
 @pytest.fixture(scope="module")
-def recs(tmp_path_factory, spark):  # noqa: ANN001, ANN201
-    lake = featured_lake(tmp_path_factory, spark)
-    for name in MODELS:
-        if alias_version(lake.settings, get_model(name), CHAMPION) is None:
-            train_model(lake, get_model(name), FAST)
+def recs(trained_lake: Lakehouse):  # noqa: ANN201
+    lake = trained_lake
     score_all(lake, _day(lake), models=MODELS)
     return lake, build_recommendations(lake, _day(lake))
 

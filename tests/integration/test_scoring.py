@@ -6,14 +6,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from model_estate import featured_lake
 
 from health_monitor.batch.scoring import ACTIVE, latest_features, predictions_table, score_all
-from health_monitor.batch.trainer import train_model
 from health_monitor.catalog import MODELS, get_model
 from health_monitor.runtime import Lakehouse
-
-FAST = {"n_estimators": 12, "use_prophet": False, "max_iter": 60, "n_paths": 100, "horizon": 40}
 
 
 def _day(lake: Lakehouse) -> dt.date:
@@ -25,11 +21,8 @@ SCORED = ["cost_anomaly_detector", "job_failure_predictor", "pipeline_health_sco
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, spark) -> Lakehouse:  # noqa: ANN001
-    lake = featured_lake(tmp_path_factory, spark)
-    for name in SCORED:
-        train_model(lake, get_model(name), FAST)
-    return lake
+def trained(trained_lake: Lakehouse) -> Lakehouse:
+    return trained_lake
 
 
 def test_every_feature_table_has_an_active_entity_definition() -> None:

@@ -18,7 +18,7 @@ from health_monitor.batch.forecasting import backtest, forecast_daily, forecast_
 from health_monitor.cli import main
 from health_monitor.errors import HealthMonitorError
 
-DATA = Path(__file__).parent / "data" / "forecast"
+DATA = Path(__file__).parents[1] / "data" / "forecast"
 
 
 def daily(values: np.ndarray | list[float], start: str = "2025-01-06") -> pd.DataFrame:

@@ -19,7 +19,7 @@ from health_monitor.errors import HealthMonitorError
 from health_monitor.streaming import replay as rp
 from health_monitor.streaming.recording import load_recording
 
-RECORDINGS = Path(__file__).parent / "recordings"
+RECORDINGS = Path(__file__).parents[1] / "recordings"
 NAMES = sorted(p.parent.name for p in RECORDINGS.glob("*/manifest.json"))
 
 

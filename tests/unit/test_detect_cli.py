@@ -10,7 +10,7 @@ import pytest
 
 from health_monitor.cli import main
 
-DATA = Path(__file__).parent / "data" / "detect"
+DATA = Path(__file__).parents[1] / "data" / "detect"
 
 
 def detect(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:

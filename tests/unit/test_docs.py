@@ -6,7 +6,7 @@ from pathlib import Path
 
 from health_monitor.gold import docs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_gold_schema_doc_is_current():

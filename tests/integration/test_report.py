@@ -12,19 +12,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from model_estate import featured_lake
 
 from health_monitor.batch.budget import budget_forecast_predictions
 from health_monitor.batch.recommendations import build_recommendations
-from health_monitor.batch.registry import CHAMPION, alias_version
 from health_monitor.batch.scoring import score_all
-from health_monitor.batch.trainer import train_model
-from health_monitor.catalog import get_model
 from health_monitor.cli import main
 from health_monitor.report import build_sections, write_report
 from health_monitor.runtime import Lakehouse
-
-FAST = {"n_estimators": 12, "use_prophet": False, "max_iter": 60, "n_paths": 100, "horizon": 40}
 
 
 def _day(lake: Lakehouse) -> dt.date:
@@ -36,11 +30,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def scored(tmp_path_factory, spark) -> Lakehouse:  # noqa: ANN001
-    lake = featured_lake(tmp_path_factory, spark)
-    for name in MODELS:  # the shared estate may already hold champions from other test modules
-        if alias_version(lake.settings, get_model(name), CHAMPION) is None:
-            train_model(lake, get_model(name), FAST)
+def scored(trained_lake: Lakehouse) -> Lakehouse:
+    lake = trained_lake
     score_all(lake, _day(lake), models=MODELS)
     budget_forecast_predictions(lake, _day(lake), use_prophet=False)
     build_recommendations(lake, _day(lake))

@@ -1,0 +1,65 @@
+"""Building a domain's streaming query::
+
+    readStream(Gold facts) -> project (sources.py)
+        -> withWatermark(event_time) -> groupBy(entity) -> applyInPandasWithState   [scoring.py]
+        union  the projected rows themselves                                          [late-row audit]
+        -> foreachBatch(sink.py)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.streaming.state import GroupStateTimeout
+
+from health_monitor.domains import STREAM_DOMAINS, spec
+from health_monitor.errors import HealthMonitorError
+from health_monitor.runtime import Lakehouse
+from health_monitor.streaming.scoring import HEARTBEAT, OUTPUT_SCHEMA, STATE_SCHEMA, make_state_function
+
+
+def query_name(domain: str) -> str:
+    """Stable name of a domain's query (also its checkpoint folder)."""
+    return f"hm_{domain}"
+
+
+def build_stream(lake: Lakehouse, domain: str, max_files: int | None = None,
+                 heartbeat_dir: Path | None = None) -> DataFrame:
+    """The streaming DataFrame of a domain: scored windows unioned with the raw rows.
+
+    ``heartbeat_dir``: a folder of JSON files ``{"event_time": ...}`` streamed alongside the Gold
+    rows. A heartbeat only moves the watermark (the scorer ignores it): a finite recording uses
+    one to say "the recording ends here", so its last windows close as they would in a live
+    estate where other entities' events move the watermark on.
+    """
+    if domain not in STREAM_DOMAINS:
+        raise HealthMonitorError(f"unknown stream domain {domain!r}; expected one of {', '.join(STREAM_DOMAINS)}")
+    dom = spec(domain)
+    inp = dom.open_input(lake, max_files)
+    ctx = dom.static_context(lake)
+    keyed = inp.keyed
+    if heartbeat_dir is not None:
+        beats = lake.spark.readStream.schema("event_time timestamp").json(str(heartbeat_dir))
+        keyed = keyed.unionByName(beats.select(*[
+            F.col("event_time") if f.name == "event_time"
+            else F.lit(HEARTBEAT).alias(f.name) if f.name in ("entity_type", "entity_id")
+            else F.lit(None).cast(f.dataType).alias(f.name)
+            for f in keyed.schema.fields]))
+    scored = (keyed.withWatermark("event_time", dom.watermark)
+              .groupBy("entity_type", "entity_id")
+              .applyInPandasWithState(make_state_function(domain, ctx), OUTPUT_SCHEMA, STATE_SCHEMA,
+                                      "append", GroupStateTimeout.EventTimeTimeout))
+    data_cols = [c for c in inp.rows.columns if c not in ("source_table",)]
+    raw = inp.rows.select(
+        F.lit("raw").alias("kind"), F.lit(domain).alias("domain"), F.lit(None).cast("string").alias("entity_type"),
+        F.col("entity_id").cast("string").alias("entity_id"), F.col("workspace_id").cast("string").alias("workspace_id"),
+        *[F.lit(None).cast(t).alias(c) for c, t in (
+            ("window_start", "timestamp"), ("window_end", "timestamp"), ("value", "double"),
+            ("expected", "double"), ("score", "double"), ("model_name", "string"),
+            ("model_version", "string"), ("features", "string"), ("evidence", "string"))],
+        F.col("event_time"), F.col("source_table"),
+        F.to_json(F.struct(*[F.col(c) for c in data_cols])).alias("row_json"),
+    )
+    return scored.unionByName(raw)

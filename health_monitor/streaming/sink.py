@@ -1,0 +1,181 @@
+"""The ``foreachBatch`` sink of a domain's query: idempotent writes of one micro-batch.
+
+With the checkpoint this makes the whole query exactly-once: scores and late rows are appended
+with Delta's ``txnAppId``/``txnVersion`` (a replayed batch adds nothing) and alerts go through
+:func:`health_monitor.alerts.store.apply_alerts`, which does the same. A batch replayed after a
+crash therefore leaves every table as a single run would.
+
+Rows behind the watermark are dropped by Spark's stateful operator (counted in the query progress
+as ``numRowsDroppedByWatermark``); the union branch brings the batch's raw rows to the sink, which
+writes the ones at or below the batch's late-event watermark (read from the offset log) to
+``monitor.late_rows``, so they are never silently lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from health_monitor import checkpoints
+from health_monitor.runtime import Lakehouse
+from health_monitor.streaming.query import query_name
+from health_monitor.streaming.tables import ANOMALY_SCORES, LATE_ROWS
+
+# Queries of one process share the monitor tables; their sinks take turns (Delta commits to one
+# table from two threads would conflict).
+_SINK_LOCK = threading.Lock()
+
+
+def _as_ts(ms: int) -> pd.Timestamp:
+    return pd.Timestamp(ms, unit="ms")
+
+
+@dataclass
+class BatchStats:
+    """What one micro-batch did, for progress lines and ``stream status``."""
+
+    batch_id: int = -1
+    windows: int = 0
+    late_rows: int = 0
+    alerts: int = 0
+    max_score: float = 0.0
+    late_watermark: str | None = None
+    seconds: float = 0.0
+    finished_at: str | None = None
+    newest_window: str | None = None  # latest window_start scored in the batch (latency probes)
+    totals: dict = field(default_factory=lambda: {"windows": 0, "late_rows": 0, "alerts": 0, "batches": 0})
+
+
+def expand_scored(pdf: pd.DataFrame) -> pd.DataFrame:
+    """Scored rows with their features JSON spread into columns and evidence as lists."""
+    if pdf.empty:
+        return pdf.assign(evidence=[])
+    feats = pd.DataFrame([json.loads(f) if f else {} for f in pdf["features"]], index=pdf.index)
+    base = pdf.drop(columns=["features", "evidence", "kind", "event_time", "source_table", "row_json"],
+                    errors="ignore")
+    feats = feats[[c for c in feats.columns if c not in base.columns]]
+    for c in feats.columns:
+        # JSON null (NaN) leaves a numeric feature as object; ids stay strings (they are quoted).
+        if feats[c].dtype == object and all(v is None or isinstance(v, int | float) for v in feats[c]):
+            feats[c] = pd.to_numeric(feats[c], errors="coerce").astype(float)
+    out = pd.concat([base, feats], axis=1)
+    out["evidence"] = [json.loads(e) if e else [] for e in pdf["evidence"]]
+    return out
+
+
+class BatchSink:
+    """The ``foreachBatch`` function of one domain's query: idempotent writes of one micro-batch."""
+
+    def __init__(self, lake: Lakehouse, domain: str, rules: Any = None) -> None:
+        self.lake = lake
+        self.domain = domain
+        self.name = query_name(domain)
+        self.location = checkpoints.checkpoint_location(lake.settings, self.name)
+        self.app_id = checkpoints.app_id(lake.settings, self.name)
+        self.rules = rules
+        self.last = BatchStats()
+
+    def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
+        t0 = time.monotonic()
+        batch_df.persist()
+        try:
+            with _SINK_LOCK:
+                stats = self._write(batch_df, int(batch_id))
+        finally:
+            batch_df.unpersist()
+        stats.seconds = round(time.monotonic() - t0, 2)
+        stats.finished_at = datetime.now(UTC).isoformat()
+        totals = dict(self.last.totals)
+        for k in ("windows", "late_rows", "alerts"):
+            totals[k] += getattr(stats, k)
+        totals["batches"] += 1
+        stats.totals = totals
+        self.last = stats
+
+    def _write(self, batch_df: DataFrame, batch_id: int) -> BatchStats:
+        lake = self.lake
+        stats = BatchStats(batch_id=batch_id)
+        out = batch_df.filter(F.col("kind").isin("score", "prior")).toPandas()
+        late_wm = checkpoints.late_event_watermark_ms(self.location, batch_id)
+        if late_wm > 0:
+            stats.late_watermark = _as_ts(late_wm).isoformat()
+            late = (batch_df.filter((F.col("kind") == "raw") & (F.col("event_time") <= F.expr(f"timestamp_millis({late_wm})")))
+                    .select(F.lit(self.name).alias("query_name"), "source_table", "entity_id", "event_time",
+                            F.expr(f"timestamp_millis({late_wm})").alias("watermark"),
+                            F.current_timestamp().alias("received_at"), "row_json"))
+            stats.late_rows = late.count()
+            if stats.late_rows:
+                lake.ensure_table(LATE_ROWS.name, LATE_ROWS.schema, "monitor")
+                # txnAppId/txnVersion: Delta skips this append if the batch was already written.
+                lake.write(late.select(*LATE_ROWS.column_names), LATE_ROWS.name, "monitor", mode="append",
+                           options={"txnAppId": self.app_id, "txnVersion": str(batch_id)})
+        scored = out[out["kind"] == "score"]
+        stats.windows = len(scored)
+        if scored.empty:
+            return stats
+        stats.max_score = float(scored["score"].max())
+        stats.newest_window = pd.Timestamp(scored["window_start"].max()).isoformat()
+        self._write_scores(scored, batch_id)
+        stats.alerts = self._write_alerts(out, batch_id)
+        return stats
+
+    def _write_scores(self, scored: pd.DataFrame, batch_id: int) -> None:
+        lake = self.lake
+        now = datetime.now(UTC).replace(tzinfo=None)
+        rows = []
+        for r in scored.itertuples(index=False):
+            feats = json.loads(r.features) if r.features else {}
+            rows.append((
+                _score_id(r.model_name, r.entity_type, r.entity_id, r.window_start),
+                r.domain, r.entity_type, r.entity_id, r.workspace_id,
+                r.window_start.to_pydatetime(), r.window_end.to_pydatetime(),
+                _float(r.value), _float(r.expected), float(r.score), r.model_name, r.model_version,
+                {k: float(v) for k, v in feats.items()
+                 if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)},
+                now,
+            ))
+        df = lake.spark.createDataFrame(rows, ANOMALY_SCORES.schema)
+        lake.ensure_table(ANOMALY_SCORES.name, ANOMALY_SCORES.schema, "monitor")
+        # txnAppId/txnVersion: Delta skips the append when this batch already committed it, so a
+        # batch replayed after a crash adds nothing (cheaper than a MERGE on every batch).
+        lake.write(df, ANOMALY_SCORES.name, "monitor", mode="append",
+                   options={"txnAppId": self.app_id, "txnVersion": str(batch_id)})
+
+    def _write_alerts(self, out: pd.DataFrame, batch_id: int) -> int:
+        from health_monitor.alerts.build import make_alerts
+        from health_monitor.alerts.store import apply_alerts
+
+        ordered = out.sort_values(["entity_type", "entity_id", "window_start"], kind="stable")
+        ordered = ordered.reset_index(drop=True)
+        # Earlier windows came along only so ``for: N`` rules see a run; alert on new windows only.
+        current = (ordered["kind"] == "score").to_numpy()
+        frame = expand_scored(ordered)
+        hits = self.rules.evaluate(self.domain, frame) if self.rules is not None else None
+        if hits is not None and not hits.empty:
+            hits = hits[current[hits["row"].to_numpy()]]
+            keep = np.flatnonzero(current)
+            remap = {old: new for new, old in enumerate(keep)}
+            hits = hits.assign(row=hits["row"].map(remap)).reset_index(drop=True)
+        new = frame[current].reset_index(drop=True)
+        alerts = make_alerts(new, hits, self.domain)
+        return apply_alerts(self.lake, alerts, batch_id, self.app_id)
+
+
+def _float(v: Any) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def _score_id(model: str, entity_type: str, entity_id: str, window_start: pd.Timestamp) -> str:
+    key = f"{model}|{entity_type}|{entity_id}|{pd.Timestamp(window_start).isoformat()}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
