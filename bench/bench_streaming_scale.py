@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import random
 import shutil
@@ -46,7 +45,6 @@ import pandas as pd
 T0 = datetime(2026, 3, 2)
 HOUR_S = 3600
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SKUS = (("JOBS_COMPUTE", 20.0), ("SQL_COMPUTE", 8.0), ("ALL_PURPOSE_COMPUTE", 12.0))
 ACTIONS = (("getTable", 0.55), ("login", 0.15), ("runCommand", 0.15), ("downloadResults", 0.05),
            ("updatePermissions", 0.03), ("tokenLogin", 0.05), ("createUser", 0.02))
 STATES = (("SUCCEEDED", 0.9), ("FAILED", 0.07), ("TIMED_OUT", 0.03))
@@ -128,27 +126,10 @@ def _pick(rnd: random.Random, table: tuple) -> str:
 
 def usage_rows(n: int, keys: int, seed: int = 3) -> list[dict]:
     """``fact_usage`` rows: ``keys`` workspace x SKU series (keys // 3 workspaces), hourly."""
-    rnd = random.Random(seed)
+    import bench_streaming  # the same usage shape as the earlier bench
+
     ws = max(1, keys // 3)
-    rows = []
-    h = 0
-    while len(rows) < n:
-        t = T0 + timedelta(hours=h)
-        for w in range(ws):
-            for sku, base in SKUS:
-                cost = base * (1 + 0.3 * math.sin(2 * math.pi * t.hour / 24)) * rnd.uniform(0.9, 1.1)
-                if rnd.random() < 0.002:
-                    cost *= 6
-                rows.append({"record_id": f"r{h}-{w}-{sku}", "account_id": "acc", "workspace_id": str(1000 + w),
-                             "sku_name": sku, "usage_start_time": t.isoformat() + "Z",
-                             "usage_end_time": (t + timedelta(hours=1)).isoformat() + "Z",
-                             "usage_date": t.date().isoformat(), "usage_quantity": cost * 2,
-                             "record_type": "ORIGINAL", "list_price": 0.5, "list_cost": cost, "is_tagged": True,
-                             "job_id": str(w), "job_name": f"etl_{w}"})
-                if len(rows) == n:
-                    return rows
-        h += 1
-    return rows
+    return bench_streaming.usage_rows(range(-(-n // (3 * ws))), ws, seed)[:n]
 
 
 def audit_rows(n: int, keys: int, seed: int = 5) -> list[dict]:
