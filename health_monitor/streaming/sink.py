@@ -132,20 +132,10 @@ class BatchSink:
 
     def _write_scores(self, scored: pd.DataFrame, batch_id: int) -> None:
         lake = self.lake
-        now = datetime.now(UTC).replace(tzinfo=None)
-        rows = []
-        for r in scored.itertuples(index=False):
-            feats = json.loads(r.features) if r.features else {}
-            rows.append((
-                _score_id(r.model_name, r.entity_type, r.entity_id, r.window_start),
-                r.domain, r.entity_type, r.entity_id, r.workspace_id,
-                r.window_start.to_pydatetime(), r.window_end.to_pydatetime(),
-                _float(r.value), _float(r.expected), float(r.score), r.model_name, r.model_version,
-                {k: float(v) for k, v in feats.items()
-                 if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)},
-                now,
-            ))
-        df = lake.spark.createDataFrame(rows, ANOMALY_SCORES.schema)
+        # One pandas frame through Arrow: building a Python tuple per score and letting Spark
+        # verify and pickle each one cost more than the Delta append itself on big batches.
+        df = lake.spark.createDataFrame(score_frame(scored, datetime.now(UTC).replace(tzinfo=None)),
+                                        ANOMALY_SCORES.schema)
         lake.ensure_table(ANOMALY_SCORES.name, ANOMALY_SCORES.schema, "monitor")
         # txnAppId/txnVersion: Delta skips the append when this batch already committed it, so a
         # batch replayed after a crash adds nothing (cheaper than a MERGE on every batch).
@@ -172,8 +162,31 @@ class BatchSink:
         return apply_alerts(self.lake, alerts, batch_id, self.app_id)
 
 
-def _float(v: Any) -> float | None:
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+def _numeric_features(features: str | None) -> dict[str, float]:
+    """The finite numbers of a window's features JSON (flags and ids are not scores' features)."""
+    feats = json.loads(features) if features else {}
+    return {k: float(v) for k, v in feats.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def score_frame(scored: pd.DataFrame, scored_at: datetime) -> pd.DataFrame:
+    """Rows of ``monitor.anomaly_scores`` for a batch's scored windows, built column-wise."""
+    ids = [_score_id(m, t, e, w) for m, t, e, w in zip(scored["model_name"], scored["entity_type"],
+                                                          scored["entity_id"], scored["window_start"], strict=True)]
+    out = pd.DataFrame({
+        "score_id": ids,
+        **{c: scored[c].to_numpy() for c in ("domain", "entity_type", "entity_id", "workspace_id")},
+        "window_start": pd.to_datetime(scored["window_start"]).to_numpy(),
+        "window_end": pd.to_datetime(scored["window_end"]).to_numpy(),
+        # NaN and None both become null in Arrow, as _float did per row
+        "value": pd.to_numeric(scored["value"], errors="coerce").to_numpy(dtype=float),
+        "expected": pd.to_numeric(scored["expected"], errors="coerce").to_numpy(dtype=float),
+        "score": scored["score"].to_numpy(dtype=float),
+        "model_name": scored["model_name"].to_numpy(), "model_version": scored["model_version"].to_numpy(),
+        "features": [_numeric_features(f) for f in scored["features"]],
+    })
+    out["scored_at"] = pd.Timestamp(scored_at)
+    return out
 
 
 def _score_id(model: str, entity_type: str, entity_id: str, window_start: pd.Timestamp) -> str:

@@ -1,0 +1,396 @@
+"""Fair streaming benchmark at estate scale: the engine, the same detectors in plain Python, and river.
+
+Why: ``bench/bench_streaming.py`` compared the engine with a baseline that built a pandas frame
+per row (2.6 rows/s), which says nothing about what the work costs. This script measures, in one
+run and on rows of the three domains' real shapes (``fact_usage``, ``fact_audit_events``,
+``fact_job_run_timeline``):
+
+* ``engine``: the streaming engine end to end per domain, available-now over a backlog of
+  ``--engine-rows`` rows in ``--chunks`` Delta commits (one micro-batch each), with a per-batch
+  profile: Spark jobs, Delta commits per table, the query's own duration breakdown
+  (``addBatch``, ``queryPlanning``, ``walCommit``, ...), seconds per batch;
+* ``loop``: the same detectors (``UnivariateDetector`` for cost, ``MultivariateDetector`` for
+  security and reliability) fed by a tight plain-Python loop: rows folded into hourly windows in
+  dicts (no pandas per row), each key's closed windows scored in one call per key;
+* ``hst``: river's Half-Space Trees, ``score_one`` + ``learn_one`` row by row;
+
+for each size in ``--sizes`` (rows) and ``--keys`` (distinct keys). Every figure carries rows/s,
+CPU-seconds per million rows (this process plus its descendants: the Spark JVM and its Python
+workers, from /proc, so it is stable on a shared machine where wall time is not) and the load
+average at the start and end of the measurement.
+
+Run: ``nice -n 10 .venv/bin/python bench/bench_streaming_scale.py --sizes 100000 1000000 --keys 10000
+--engine-rows 100000 --json out.json``. Spark job counts use the driver's status tracker (a local
+benchmark, not product code: it needs the classic JVM session, not Spark Connect).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+T0 = datetime(2026, 3, 2)
+HOUR_S = 3600
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+ACTIONS = (("getTable", 0.55), ("login", 0.15), ("runCommand", 0.15), ("downloadResults", 0.05),
+           ("updatePermissions", 0.03), ("tokenLogin", 0.05), ("createUser", 0.02))
+STATES = (("SUCCEEDED", 0.9), ("FAILED", 0.07), ("TIMED_OUT", 0.03))
+
+
+# --------------------------------------------------------------------------- CPU accounting
+def _proc_cpu(pid: str) -> tuple[float, int, str]:
+    """(utime + stime + reaped children's, in s; parent pid; command) of a process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        raw = f.read()
+    rest = raw[raw.rfind(")") + 2:].split()  # fields after "(comm)"; rest[0] is field 3 (state)
+    ticks = int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])
+    return ticks / CLK_TCK, int(rest[1]), raw[raw.find("(") + 1:raw.rfind(")")]
+
+
+def tree_cpu_s(root: int | None = None) -> dict[str, float]:
+    """CPU seconds of ``root`` (default: this process) and its live descendants, by kind:
+    ``driver`` (this Python), ``jvm`` (the Spark JVM) and ``workers`` (Spark's Python workers).
+
+    Descendants that already exited are in their parent's reaped-children fields, so nothing is
+    counted twice."""
+    root = root or os.getpid()
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    comm: dict[int, str] = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            c, ppid, name = _proc_cpu(pid)
+        except (OSError, IndexError, ValueError):
+            continue  # exited while we looked
+        cpu[int(pid)], parents[int(pid)], comm[int(pid)] = c, ppid, name
+    out = {"driver": 0.0, "jvm": 0.0, "workers": 0.0}
+    for pid, c in cpu.items():
+        chain = [pid]
+        while chain[-1] and chain[-1] != root:
+            chain.append(parents.get(chain[-1], 0))
+        if chain[-1] != root:
+            continue
+        # everything below the driver that is not the JVM is Spark's Python worker daemon and workers
+        out["driver" if pid == root else "jvm" if comm[pid] == "java" else "workers"] += c
+    return out
+
+
+class Meter:
+    """Wall seconds, tree CPU seconds and load averages around a block."""
+
+    def __enter__(self) -> Meter:
+        self.load0 = os.getloadavg()[0]
+        self.cpu0 = tree_cpu_s()
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.t0
+        cpu1 = tree_cpu_s()
+        self.split = {k: round(cpu1[k] - self.cpu0[k], 1) for k in cpu1}
+        self.cpu = sum(cpu1.values()) - sum(self.cpu0.values())
+        self.load1 = os.getloadavg()[0]
+
+    def figures(self, rows: int) -> dict:
+        """rows/s (wall), CPU-s per million rows, load at start/end."""
+        return {"rows": rows, "wall_s": round(self.wall, 2), "cpu_s": round(self.cpu, 2),
+                "rows_per_s": round(rows / self.wall, 1) if self.wall else None,
+                "cpu_s_per_m_rows": round(self.cpu / rows * 1e6, 1) if rows else None, "cpu_split_s": self.split,
+                "load": f"{self.load0:.1f}->{self.load1:.1f}"}
+
+
+# --------------------------------------------------------------------------- row shapes
+def _pick(rnd: random.Random, table: tuple) -> str:
+    x, acc = rnd.random(), 0.0
+    for name, p in table:
+        acc += p
+        if x < acc:
+            return name
+    return table[-1][0]
+
+
+def usage_rows(n: int, keys: int, seed: int = 3) -> list[dict]:
+    """``fact_usage`` rows: ``keys`` workspace x SKU series (keys // 3 workspaces), hourly."""
+    import bench_streaming  # the same usage shape as the earlier bench
+
+    ws = max(1, keys // 3)
+    return bench_streaming.usage_rows(range(-(-n // (3 * ws))), ws, seed)[:n]
+
+
+def audit_rows(n: int, keys: int, seed: int = 5) -> list[dict]:
+    """``fact_audit_events`` rows: ``keys`` users, events spread so each user has ~3 per hour."""
+    rnd = random.Random(seed)
+    span_s = max(HOUR_S, int(n / keys / 3 * HOUR_S))
+    rows = []
+    for i in range(n):
+        u = rnd.randrange(keys)
+        t = T0 + timedelta(seconds=int(i / n * span_s))
+        action = _pick(rnd, ACTIONS)
+        status = 401 if action.endswith("ogin") and rnd.random() < 0.05 else 200
+        rows.append({"event_id": f"e{i}", "account_id": "acc", "workspace_id": str(1000 + u % 20),
+                     "event_time": t.isoformat() + "Z", "event_date": t.date().isoformat(),
+                     "source_ip_address": f"10.{u % 250}.{rnd.randrange(4)}.{rnd.randrange(250)}",
+                     "user_email": f"user{u}@example.com", "service_name": "unityCatalog" if action == "getTable"
+                     else "accounts", "action_name": action,
+                     "request_params": {"full_name_arg": f"main.sales.t{rnd.randrange(50)}"},
+                     "status_code": status, "is_failed": status >= 400})
+    return rows
+
+
+def job_run_rows(n: int, keys: int, seed: int = 7) -> list[dict]:
+    """Finished ``fact_job_run_timeline`` rows: ``keys`` jobs, ~one run per job per hour."""
+    rnd = random.Random(seed)
+    rows = []
+    for i in range(n):
+        j = i % keys
+        h = i // keys
+        dur = int(600 * rnd.uniform(0.8, 1.2) * (5 if rnd.random() < 0.003 else 1))
+        start = T0 + timedelta(hours=h, minutes=j % 40)
+        end = start + timedelta(seconds=dur)
+        state = _pick(rnd, STATES)
+        rows.append({"account_id": "acc", "workspace_id": str(1000 + j % 20), "job_id": str(j),
+                     "run_id": f"{j}-{h}", "run_name": f"job_{j}", "run_type": "JOB_RUN",
+                     "trigger_type": "PERIODIC", "is_retry": False,
+                     "period_start_time": start.isoformat() + "Z", "period_end_time": end.isoformat() + "Z",
+                     "run_date": start.date().isoformat(), "result_state": state,
+                     "termination_code": "SUCCESS" if state == "SUCCEEDED" else "RUN_EXECUTION_ERROR",
+                     "is_success": state == "SUCCEEDED", "is_failure": state != "SUCCEEDED",
+                     "queue_duration_seconds": 5, "run_duration_seconds": dur, "duration_seconds": dur,
+                     "period_row_count": 1})
+    return rows
+
+
+DOMAIN_ROWS = {"cost": ("fact_usage", usage_rows), "security": ("fact_audit_events", audit_rows),
+               "reliability": ("fact_job_run_timeline", job_run_rows)}
+
+
+def _epoch_s(iso: str) -> float:
+    return (datetime.fromisoformat(iso.rstrip("Z")) - datetime(1970, 1, 1)).total_seconds()
+
+
+def windows_plain(domain: str, rows: list[dict]) -> dict[str, list[tuple[float, list[float]]]]:
+    """Fold rows into hourly windows per key with dicts only: key -> [(hour start s, [values])]."""
+    acc: dict[tuple[str, float], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for r in rows:
+        if domain == "cost":
+            t = _epoch_s(r["usage_start_time"])
+            a = acc[(f"{r['workspace_id']}:{r['sku_name']}", t - t % HOUR_S)]
+            a[0] += r["list_cost"]
+        elif domain == "security":
+            t = _epoch_s(r["event_time"])
+            a = acc[(r["user_email"], t - t % HOUR_S)]
+            a[0] += r["action_name"].endswith("ogin")
+            a[1] += r["is_failed"]
+            a[2] += r["action_name"] == "getTable"
+        else:
+            t = _epoch_s(r["period_end_time"])
+            a = acc[(r["job_id"], t - t % HOUR_S)]
+            a[0] += r["duration_seconds"] / 600.0
+            a[1] += r["is_failure"]
+            a[2] += r["is_retry"]
+    out: dict[str, list[tuple[float, list[float]]]] = defaultdict(list)
+    for (key, start), vals in sorted(acc.items()):
+        out[key].append((start, vals))
+    return out
+
+
+def loop_detectors(domain: str, rows: list[dict]) -> int:
+    """The domain's detector over every key's windows (state per key kept in a dict); windows scored."""
+    from health_monitor.detectors.multivariate import MultivariateDetector
+    from health_monitor.detectors.univariate import UnivariateDetector
+
+    per_key = windows_plain(domain, rows)
+    feats = {"security": ["logins", "failed_logins", "tables_touched"],
+             "reliability": ["duration_ratio", "failures", "retries"]}.get(domain)
+    n = 0
+    for wins in per_key.values():
+        ts = pd.to_datetime([s for s, _ in wins], unit="s")
+        if feats is None:
+            det = UnivariateDetector()
+            det.score_learn(pd.DataFrame({"timestamp": ts, "value": [v[0] for _, v in wins]}))
+        else:
+            det = MultivariateDetector(feats)
+            frame = pd.DataFrame([v for _, v in wins], columns=feats)
+            frame.insert(0, "timestamp", ts)
+            det.score_learn(frame)
+        n += len(wins)
+    return n
+
+
+def loop_hst(domain: str, rows: list[dict]) -> None:
+    """river's Half-Space Trees, score then learn, one row at a time (numeric fields of the row)."""
+    from river import anomaly
+
+    hst = anomaly.HalfSpaceTrees(n_trees=10, height=6, window_size=64, seed=42)
+    for r in rows:
+        if domain == "cost":
+            x = {"cost": r["list_cost"] / 200.0, "hour": int(r["usage_start_time"][11:13]) / 23}
+        elif domain == "security":
+            x = {"login": float(r["action_name"].endswith("ogin")), "failed": float(r["is_failed"]),
+                 "hour": int(r["event_time"][11:13]) / 23}
+        else:
+            x = {"dur": min(r["duration_seconds"] / 6000.0, 1.0), "fail": float(r["is_failure"])}
+        hst.score_one(x)
+        hst.learn_one(x)
+
+
+# --------------------------------------------------------------------------- engine
+def _delta_commits(root: Path) -> dict[str, int]:
+    """Delta commits per table under ``root`` (JSON files in each ``_delta_log``)."""
+    return {log.parent.name: len(list(log.glob("*.json"))) for log in root.rglob("_delta_log")}
+
+
+@contextlib.contextmanager
+def _timed_sink(timings: dict[str, float]) -> Iterator[None]:
+    """Wall seconds in the sink's parts, summed over batches (wraps BatchSink's methods)."""
+    from health_monitor.streaming import engine
+
+    parts = {"sink_total": "_write", "scores_write": "_write_scores", "alerts_rules_merge": "_write_alerts"}
+    saved = {name: getattr(engine.BatchSink, name) for name in parts.values()}
+
+    def wrap(label: str, fn: Callable) -> Callable:
+        def timed(*a: Any, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                timings[label] += time.perf_counter() - t0
+                timings[label + "_calls"] += 1
+        return timed
+
+    for label, name in parts.items():
+        setattr(engine.BatchSink, name, wrap(label, saved[name]))
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(engine.BatchSink, name, fn)
+
+
+def engine_run(domain: str, n: int, keys: int, chunks: int, tmp: Path) -> dict:
+    """Available-now over ``n`` rows in ``chunks`` commits; figures and a per-batch profile."""
+    from health_monitor.runtime import Lakehouse, get_spark
+    from health_monitor.settings import load_settings
+    from health_monitor.streaming import engine, recording
+
+    table, make = DOMAIN_ROWS[domain]
+    settings = load_settings(tmp / f"engine-{domain}")
+    lake = Lakehouse(settings, get_spark(settings))
+    path = tmp / f"{domain}.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in make(n, keys)))
+    recording.append_in_order(lake, table, recording.read_rows(lake, table, path), chunks)
+    commits0 = _delta_commits(settings.data_dir)
+    timings: dict[str, float] = defaultdict(float)
+    run = engine.start_streams(lake, [domain], available_now=True, max_files_per_trigger=1)
+    with Meter() as m, _timed_sink(timings):
+        engine.wait(run)
+    # Streaming runs every job of a query (foreachBatch's too) in the job group of its run id.
+    tracker = lake.spark.sparkContext.statusTracker()  # bench only: the classic JVM session
+    jobs = len(tracker.getJobIdsForGroup(str(run.queries[domain].runId)))
+    prog = [p for p in run.queries[domain].recentProgress if p["numInputRows"] > 0]
+    commits = {t: c - commits0.get(t, 0) for t, c in _delta_commits(settings.data_dir).items()
+               if c > commits0.get(t, 0)}
+    batches = max(1, len(prog))
+    durations: dict[str, float] = defaultdict(float)
+    for p in prog:
+        for k, v in p["durationMs"].items():
+            durations[k] += v / batches / 1000
+    stats = run.sinks[domain].last.totals
+    out = m.figures(n)
+    out.update({"domain": domain, "keys": keys, "batches": len(prog), "windows": stats["windows"],
+                "alerts": stats["alerts"],
+                "spark_jobs_per_batch": round(jobs / batches, 1),
+                "sink_seconds_per_call": {k: round(v / timings[k + "_calls"], 2) for k, v in timings.items()
+                                          if not k.endswith("_calls")},
+                "sink_calls": int(timings["sink_total_calls"]),
+                "delta_commits_per_batch": {t: round(c / batches, 2) for t, c in commits.items()},
+                "seconds_per_batch": {k: round(v, 2) for k, v in sorted(durations.items())},
+                "rows_per_batch": [p["numInputRows"] for p in prog]})
+    return out
+
+
+def engine_latency(steps: int, trigger_s: float, interval_s: float, tmp: Path) -> dict:
+    """p50/p99 from the commit of a window's enabling rows to its score row (cost domain, live)."""
+    import bench_streaming  # the live probe is shared with the earlier bench
+
+    with Meter() as m:
+        lat = bench_streaming.latency(30, steps, trigger_s, interval_s, tmp)
+    lat.update({"cpu_s": round(m.cpu, 1), "wall_s": round(m.wall, 1), "load": f"{m.load0:.1f}->{m.load1:.1f}"})
+    return lat
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--domains", nargs="+", default=["cost", "security", "reliability"])
+    ap.add_argument("--sizes", nargs="+", type=int, default=[100_000])
+    ap.add_argument("--keys", nargs="+", type=int, default=[10_000])
+    ap.add_argument("--hst-sizes", nargs="+", type=int, default=[], help="extra sizes for river HST only")
+    ap.add_argument("--engine-rows", type=int, default=100_000, help="0 skips the engine")
+    ap.add_argument("--engine-keys", type=int, default=1_000)
+    ap.add_argument("--chunks", type=int, default=4)
+    ap.add_argument("--latency-steps", type=int, default=0, help="0 skips the live latency probe")
+    ap.add_argument("--trigger", type=float, default=5.0)
+    ap.add_argument("--interval", type=float, default=10.0)
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+    os.environ.setdefault("HEALTH_MONITOR_DRIVER_MEMORY", "2g")
+    results: dict = {"when": datetime.now().strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count(),
+                     "loop": [], "hst": [], "engine": []}
+
+    def emit(kind: str, rec: dict) -> None:
+        results[kind].append(rec)
+        print(kind, json.dumps(rec), flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+
+    for domain in args.domains:
+        for n in args.sizes:
+            for k in args.keys:
+                if k > n:
+                    continue
+                rows = DOMAIN_ROWS[domain][1](n, k)
+                with Meter() as m:
+                    wins = loop_detectors(domain, rows)
+                emit("loop", {"domain": domain, "keys": k, "windows": wins, **m.figures(n)})
+                with Meter() as m:
+                    loop_hst(domain, rows)
+                emit("hst", {"domain": domain, "keys": k, **m.figures(n)})
+                del rows
+        for n in args.hst_sizes:
+            rows = DOMAIN_ROWS[domain][1](n, args.keys[0])
+            with Meter() as m:
+                loop_hst(domain, rows)
+            emit("hst", {"domain": domain, "keys": args.keys[0], **m.figures(n)})
+            del rows
+    tmp = Path(tempfile.mkdtemp(prefix="hm-bench-scale-"))
+    try:
+        if args.engine_rows:
+            for domain in args.domains:
+                emit("engine", engine_run(domain, args.engine_rows, args.engine_keys, args.chunks, tmp))
+        if args.latency_steps:
+            results["latency"] = engine_latency(args.latency_steps, args.trigger, args.interval, tmp)
+            print("latency", json.dumps(results["latency"]), flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
