@@ -9,8 +9,10 @@ it across restarts. Higher score = more anomalous, as in river's ``AnomalyDetect
 
 from __future__ import annotations
 
+import math
 import pickle
 from abc import ABC, abstractmethod
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,3 +65,80 @@ class StreamingDetector(ABC):
         if not isinstance(obj, StreamingDetector):
             raise TypeError("state does not hold a StreamingDetector")
         return obj
+
+
+#: The score at the default threshold (0.8) means a tail probability of 10**-(0.8 * DECADES) = 1e-4.
+DECADES = 5.0
+#: The false-alarm budget the default threshold is tested against (tests/unit/test_calibration.py):
+#: on a series with no anomaly, at most this share of rows per key scores >= 0.8.
+FALSE_ALARM_BUDGET = 1e-3
+# |z| quantiles of a standard normal: the prior, and the floor of the tail's steepness
+_Q90, _Q99_MINUS_Q90 = 1.645, 0.931
+
+
+class TailCalibrator:
+    """Turns a key's anomaly statistic (a robust |z|) into a calibrated tail probability.
+
+    Why: a fixed squashing of z gives a score whose meaning depends on the series (heavy tails,
+    bursts, quantized steps all produce large z routinely). This keeps the key's own recent
+    statistics and asks "how often does this key produce a value this extreme?":
+
+    * up to its 90th percentile a value is ordinary (p >= 0.1);
+    * beyond it, an exponential tail fitted to the key's own 90th and 99th percentiles (never
+      steeper than a Gaussian's, so the estimate errs towards fewer alarms on light tails);
+    * never rarer than the share of the key's recent rows at least as extreme (3 or more), nor
+      than a power-law tail fitted to its top 1% (Hill) where that tail is heavy: a key whose
+      bursts recur is not alarmed on each one; a burst far beyond them still is.
+
+    The score is ``-log10(p) / DECADES`` clipped to [0, 1]: 0.8 (the default threshold) is a
+    tail probability of 1e-4, 0.6 of 1e-3; one scale for every detector and key.
+    """
+
+    def __init__(self, window: int = 2000, min_rows: int = 100) -> None:
+        self.window = window
+        self.min_rows = min_rows
+        self.buf_: deque[float] = deque(maxlen=window)
+        self.q90_ = _Q90
+        self.q99_ = _Q90 + _Q99_MINUS_Q90
+        self.since_fit_ = 0
+
+    def tail_p(self, stat: float) -> float:
+        """Tail probability of ``stat`` (a non-negative statistic) for this key, before learning it."""
+        if stat <= self.q90_:
+            return 1.0 - 0.9 * stat / self.q90_
+        p = 0.1 * 10.0 ** (-(stat - self.q90_) / (self.q99_ - self.q90_))
+        if p < 0.01 and len(self.buf_) >= self.min_rows:
+            arr = np.fromiter(self.buf_, dtype=float, count=len(self.buf_))
+            n = len(arr)
+            # values this extreme recur here (at least 3 times in the window): that often, no rarer
+            seen = int(np.count_nonzero(arr >= stat))
+            if seen >= 3:
+                p = max(p, seen / (n + 1))
+            # a power-law tail (Hill estimate on the top 1%) where the key's own tail is heavy:
+            # bursts of every size are normal for a zero-inflated key, only a far larger one is news
+            k = max(5, n // 100)
+            top = np.partition(arr, n - k - 1)[n - k - 1:]
+            x_k = float(top.min())
+            if x_k > self.q90_:
+                hill = float(np.mean(np.log(top / x_k))) * (k + 1) / k
+                if hill > 1e-6:
+                    p = max(p, k / n * (stat / x_k) ** (-1.0 / hill))
+        return min(p, 1.0)
+
+    def score(self, stat: float) -> float:
+        """Calibrated score in [0, 1] of ``stat`` (see the class docstring)."""
+        p = self.tail_p(stat)
+        return 0.0 if p >= 1.0 else min(1.0, max(0.0, -math.log10(max(p, 1e-300)) / DECADES))
+
+    def learn(self, stat: float) -> None:
+        """Add ``stat`` to the key's history; the tail is refitted every 16 rows."""
+        if not math.isfinite(stat):
+            return
+        self.buf_.append(stat)
+        self.since_fit_ += 1
+        if self.since_fit_ >= 16 and len(self.buf_) >= self.min_rows:
+            self.since_fit_ = 0
+            arr = np.fromiter(self.buf_, dtype=float, count=len(self.buf_))
+            q90, q99 = np.quantile(arr, [0.9, 0.99])
+            self.q90_ = max(_Q90, float(q90))
+            self.q99_ = max(self.q90_ + _Q99_MINUS_Q90, float(q99))

@@ -4,9 +4,10 @@ Why two parts: a per-key robust baseline explains *which* feature moved and by h
 analyst needs in the alert), while river's Half-Space Trees catch unusual *combinations* that no
 single feature shows. The baseline is per feature: an EW robust centre and scale (Huber-clipped
 updates), shrunk towards a global prior while the key has little history, so a new user is judged
-against everyone else until it has a history of its own. The aggregated robust z is calibrated
-against the key's own running upper quantile, squashed into [0, 1], and the trees' score
-(calibrated the same way) can raise it but never dominate it. Rows are scored before they are
+against everyone else until it has a history of its own. The aggregated robust z becomes a
+calibrated tail probability of this key (:class:`~health_monitor.detectors.base.TailCalibrator`,
+the same scale as every detector: 0.8 = p 1e-4), and the trees' score (calibrated against their
+own running quantile) can raise it but never dominate it. Rows are scored before they are
 learned; NaN features are neither scored nor learned for that row.
 """
 
@@ -20,7 +21,7 @@ import pandas as pd
 from river.anomaly import HalfSpaceTrees
 
 from health_monitor.detectors.base import SIGMA_PER_MAD as _SIGMA_PER_MAD
-from health_monitor.detectors.base import Scores, StreamingDetector
+from health_monitor.detectors.base import Scores, StreamingDetector, TailCalibrator
 
 #: Smallest sigma of a count feature (see :meth:`MultivariateDetector._baseline`).
 COUNT_RESOLUTION = 0.5
@@ -41,7 +42,8 @@ class MultivariateDetector(StreamingDetector):
         min_history, warmup_ramp: warm-up rows (no score) and ramp rows (partial score); with a
             prior the warm-up is shortened, since the prior already says what normal looks like.
         scale_alpha, huber: EW weight and clipping (sigmas) of the robust baseline updates.
-        z_mid, z_slope: logistic squashing of the calibrated robust z.
+        calib_window: recent rows whose aggregated z the score's calibration is fitted on
+            (:class:`~health_monitor.detectors.base.TailCalibrator`).
         trees_weight: how far the Half-Space Trees score may lift the robust score (0 disables).
         log_features: features judged on a log scale (byte volumes, durations, costs: heavy
             right tails where a 3x jump matters, not a fixed number of bytes). Evidence still
@@ -51,14 +53,14 @@ class MultivariateDetector(StreamingDetector):
     """
 
     name = "multivariate_robust_hst"
-    version = "2"
+    version = "3"
 
     def __init__(self, features: list[str], threshold: float = 0.8,
                  directions: Mapping[str, int] | None = None,
                  prior: Mapping[str, tuple[float, float]] | None = None, prior_weight: float = 10.0,
                  min_scale: float | Mapping[str, float] = 1e-6, min_history: int = 24,
                  warmup_ramp: int = 48, scale_alpha: float = 0.05, huber: float = 3.0,
-                 z_mid: float = 5.0, z_slope: float = 1.2, trees_weight: float = 0.5,
+                 calib_window: int = 2000, trees_weight: float = 0.5,
                  n_trees: int = 10, height: int = 6, window_size: int = 64, seed: int = 42,
                  log_features: list[str] | tuple[str, ...] = ()) -> None:
         if not features:
@@ -73,8 +75,7 @@ class MultivariateDetector(StreamingDetector):
         self.warmup_ramp = warmup_ramp
         self.scale_alpha = scale_alpha
         self.huber = huber
-        self.z_mid = z_mid
-        self.z_slope = z_slope
+        self.calib_window = calib_window
         self.trees_weight = trees_weight
         self.n_trees = n_trees
         self.height = height
@@ -96,7 +97,7 @@ class MultivariateDetector(StreamingDetector):
         self.q_hi_ = np.full(p, np.nan)  # running 95th / 5th percentiles (stochastic approximation)
         self.q_lo_ = np.full(p, np.nan)
         self.count_ = np.zeros(p, dtype=int)
-        self.q_ = 3.0
+        self.calib_ = TailCalibrator(window=calib_window)
         self.q_trees_ = 0.5
         self.trees_ = HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size,
                                      limits={f: (0.0, 1.0) for f in self.features}, seed=seed)
@@ -179,10 +180,8 @@ class MultivariateDetector(StreamingDetector):
                 n_eff = self.n_ + (self.prior_weight if with_prior else 0)
                 warm = (n_eff - self.min_history) / self.warmup_ramp
                 warm = 0.0 if warm < 0 else (1.0 if warm > 1 else warm)
-                zn = z_agg * min(1.0, 3.0 / self.q_)
-                s_r = 1.0 / (1.0 + math.exp(-self.z_slope * (zn - self.z_mid)))
-                s0 = 1.0 / (1.0 + math.exp(self.z_slope * self.z_mid))
-                s_r = max(0.0, (s_r - s0) / (1.0 - s0))
+                calib = self._calibrator()
+                s_r = calib.score(z_agg)
                 scaled = {f: 0.5 + 0.5 * math.tanh(z[j] / 3.0) for j, f in enumerate(self.features)}
                 s_t = 0.0
                 if self.trees_weight > 0 and self.n_ >= self.window_size:
@@ -193,8 +192,7 @@ class MultivariateDetector(StreamingDetector):
                 s = (s_r + (1 - s_r) * self.trees_weight * s_t) * warm
                 s = max(0.0, min(1.0, s))
                 if self.n_ > self.min_history:
-                    self.q_ *= math.exp(0.02 * 0.99) if z_agg > self.q_ else math.exp(-0.02 * 0.01)
-                    self.q_ = max(self.q_, 3.0)
+                    calib.learn(z_agg)
                 if s >= 0.5:
                     evidence[i] = self._evidence(raw[i], self._untransform(center), z, zdir, s_t)
                 # --- learn ---
@@ -203,6 +201,12 @@ class MultivariateDetector(StreamingDetector):
                 self.n_ += 1
             score[i] = s
         return Scores(score=score, expected=expected, evidence=evidence)
+
+    def _calibrator(self) -> TailCalibrator:
+        # state pickled before version 3 has no calibrator: start one (it learns within 100 rows)
+        if "calib_" not in self.__dict__:
+            self.calib_ = TailCalibrator(window=self.__dict__.get("calib_window", 2000))
+        return self.calib_
 
     def _untransform(self, v: np.ndarray) -> np.ndarray:
         """Back from the log scale of ``log_features`` to the features' own units."""

@@ -19,9 +19,11 @@ Huber-clipped residuals, with a floor so a flat line does not explode on float n
 off a flat line still scores high). After a gap, forecasts carry the damped trend over the missed
 steps and their sigma widens. A two-sided CUSUM on the standardised residuals flags sustained
 shifts and re-baselines the level, so a level shift alarms for a few points and is then accepted
-as the new normal. The robust z is calibrated against the series' own running 99th percentile of
-|z| (heavy-tailed series are not alarmed on their ordinary tails), squashed smoothly into [0, 1]
-and damped during warm-up. Rows are scored before they are learned.
+as the new normal. The scale has floors relative to the level, the typical step and the
+measurement's resolution (flat, quantized and zero-inflated series). The robust |z| becomes a
+calibrated tail probability of this series (:class:`~health_monitor.detectors.base.TailCalibrator`:
+score 0.8 = p 1e-4, so a series without anomalies stays under 1 alarm per 1,000 rows), damped
+during warm-up. Rows are scored before they are learned.
 
 NaN values (and NaT timestamps) are not scored and not learned: score 0 and ``is_anomaly``
 False; ``expected`` is still given. Missing timestamps need no filling: seasonal phases come from
@@ -38,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from health_monitor.detectors.base import SIGMA_PER_MAD as _SIGMA_PER_MAD
-from health_monitor.detectors.base import Scores, StreamingDetector
+from health_monitor.detectors.base import Scores, StreamingDetector, TailCalibrator
 
 _DAY = 86400.0
 _WEEK = 7 * _DAY
@@ -102,20 +104,20 @@ class UnivariateDetector(StreamingDetector):
         huber: residuals beyond this many sigmas are clipped before they update a model.
         cusum_k, cusum_h: CUSUM slack and decision threshold, in sigmas, for level shifts.
         rel_floor: scale floor relative to the series' level (flat lines).
-        z_mid, z_slope: the logistic squashing of the calibrated z into [0, 1].
-        calib_q: upper quantile of past z the calibration tracks.
+        calib_window: recent rows whose |z| the score's calibration is fitted on
+            (:class:`~health_monitor.detectors.base.TailCalibrator`).
         shift_hold: rows after a confirmed level shift whose score stays at least a linearly
             decaying share of the shift's score (0 disables).
         seasonal: look for daily/weekly/autocorrelation seasonality.
     """
 
     name = "univariate_robust_ensemble"
-    version = "1"
+    version = "2"
 
     def __init__(self, threshold: float = 0.8, min_history: int = 12, warmup_ramp: int = 24,
                  scale_alpha: float = 0.02, huber: float = 3.0, cusum_k: float = 1.0,
-                 cusum_h: float = 8.0, rel_floor: float = 1e-4, z_mid: float = 5.0,
-                 z_slope: float = 1.2, calib_q: float = 0.99, seasonal: bool = True,
+                 cusum_h: float = 8.0, rel_floor: float = 1e-3, calib_window: int = 2000,
+                 seasonal: bool = True,
                  shift_hold: int = 6) -> None:
         self.threshold = threshold
         self.min_history = min_history
@@ -125,9 +127,7 @@ class UnivariateDetector(StreamingDetector):
         self.cusum_k = cusum_k
         self.cusum_h = cusum_h
         self.rel_floor = rel_floor
-        self.z_mid = z_mid
-        self.z_slope = z_slope
-        self.calib_q = calib_q
+        self.calib_window = calib_window
         self.seasonal = seasonal
         self.shift_hold = shift_hold
         # learned state (scikit-learn convention: trailing underscore)
@@ -145,7 +145,9 @@ class UnivariateDetector(StreamingDetector):
         self.acf_checked_at_: list[int] = []
         self.long_mad_ = 0.0
         self.abs_level_ = 0.0
-        self.q_ = 3.0  # running upper quantile of z (log-space stochastic approximation)
+        self.resolution_ = math.inf  # smallest step between distinct values: the measurement's resolution
+        self.res_count_ = 0  # how many steps of exactly that size
+        self.calib_ = TailCalibrator(window=calib_window)
         self._last_x = math.nan
         self.hold_score_ = 0.0
         self.hold_left_ = 0
@@ -174,6 +176,21 @@ class UnivariateDetector(StreamingDetector):
         return Scores(score=score, expected=expected, evidence=evidence)
 
     # ------------------------------------------------------------------ internals
+    def _learn_resolution(self, step: float) -> None:
+        """Smallest step between distinct values, and how often it recurs: it is the measurement's
+        resolution only when common (>= 1% of rows), not when the only steps were two spikes."""
+        res = self.__dict__.get("resolution_", math.inf)
+        if step < res * (1 - 1e-6):
+            self.resolution_, self.res_count_ = step, 1
+        elif step <= res * (1 + 1e-6):
+            self.res_count_ = self.__dict__.get("res_count_", 0) + 1
+
+    def _calibrator(self) -> TailCalibrator:
+        # state pickled before version 2 has no calibrator: start one (it learns within 100 rows)
+        if "calib_" not in self.__dict__:
+            self.calib_ = TailCalibrator(window=self.__dict__.get("calib_window", 2000))
+        return self.calib_
+
     def _index(self, t: float) -> int:
         if math.isnan(self.step_) or math.isnan(self.t0_):
             return self.n_
@@ -199,7 +216,13 @@ class UnivariateDetector(StreamingDetector):
 
         score = 0.0
         evidence: list[str] = []
-        floor = max(self.rel_floor * self.abs_level_, 0.05 * self.long_mad_, 1e-9)
+        # no division by a near-zero spread: the scale is at least a share of the level, of the
+        # series' typical step, and half its resolution (a one-step move of a quantized or
+        # zero-inflated series is never more than z ~ 1.6 on its own)
+        res = self.__dict__.get("resolution_", math.inf)
+        res_ok = res < math.inf and self.__dict__.get("res_count_", 0) >= max(5, 0.01 * self.n_)
+        floor = max(self.rel_floor * self.abs_level_, 0.05 * self.long_mad_, 0.5 * res if res_ok else 0.0,
+                    1e-9)
         shift_flag = False
         z_best = 0.0
         huber, ck, ch = self.huber, self.cusum_k, self.cusum_h
@@ -289,13 +312,10 @@ class UnivariateDetector(StreamingDetector):
         n_before = self.n_
         if n_before >= 2:
             az = abs(z_best)
-            zn = az * min(1.0, 3.0 / self.q_)
-            s = 1.0 / (1.0 + math.exp(-self.z_slope * (zn - self.z_mid)))
-            s0 = 1.0 / (1.0 + math.exp(self.z_slope * self.z_mid))
-            s = (s - s0) / (1.0 - s0)
+            calib = self._calibrator()
             warm = (n_before - self.min_history) / self.warmup_ramp
             warm = 0.0 if warm < 0 else (1.0 if warm > 1 else warm)
-            score = max(0.0, min(1.0, s * warm))
+            score = calib.score(az) * warm
             # after a confirmed shift the next rows are still off the *old* normal: hold the alarm
             # for a few rows, decaying, so the change is reported as one event of sensible length
             if self.hold_left_ > 0:
@@ -305,13 +325,8 @@ class UnivariateDetector(StreamingDetector):
             if shift_flag and self.shift_hold > 0:
                 self.hold_score_ = score
                 self.hold_left_ = self.shift_hold
-            # track the upper quantile of |z| multiplicatively (scale-free, slow)
             if n_before > self.min_history:
-                if az > self.q_:
-                    self.q_ *= math.exp(0.02 * self.calib_q)
-                else:
-                    self.q_ *= math.exp(-0.02 * (1 - self.calib_q))
-                self.q_ = max(self.q_, 3.0)
+                calib.learn(az)
             if score >= 0.5 or shift_flag:
                 evidence = self._evidence(x, expected, z_best, best, shift_flag)
 
@@ -328,6 +343,9 @@ class UnivariateDetector(StreamingDetector):
         self.abs_level_ += max(0.02, 1.0 / (n_before + 1)) * (ax - self.abs_level_)
         if n_before >= 1:
             self.long_mad_ += max(0.005, 1.0 / n_before) * (dx - self.long_mad_)
+        step = abs(x - self._last_x) if n_before >= 1 else 0.0
+        if step > 1e-9 * (self.abs_level_ + 1e-12):  # (float round-off between equal values is not a step)
+            self._learn_resolution(step)
         self._last_x = x
         if math.isnan(self.t0_):
             self.t0_ = t
