@@ -86,3 +86,38 @@ def serve(lake: Lakehouse, host: str = "127.0.0.1", port: int = 8080, token_file
     app = create_app(models, ServerConfig(token=token, reload_s=reload_s, refresh_s=refresh_s))
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
                 timeout_graceful_shutdown=10)
+
+
+class BackgroundServer:
+    """The same server in a thread of this process, on a free loopback port: the demo's tour and
+    the tests run it; ``stop`` does what SIGTERM does (finish requests, drain the inference log)."""
+
+    def __init__(self, models: ModelSet, config: ServerConfig, host: str = "127.0.0.1") -> None:
+        import threading
+
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind((host, 0))
+            self.port = s.getsockname()[1]
+        self.models = models
+        self.token = config.token
+        self.url = f"http://{host}:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(create_app(models, config), host=host, port=self.port,
+                                                    log_level="warning", access_log=False))
+        self._thread = threading.Thread(target=self.server.run, name="serving", daemon=True)
+
+    def start(self, timeout_s: float = 30.0) -> BackgroundServer:
+        import time
+
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise HealthMonitorError(f"the serving thread did not start on {self.url}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout_s)

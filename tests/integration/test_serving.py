@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,8 +18,9 @@ from health_monitor.batch.registry import CHAMPION, client
 from health_monitor.batch.trainer import load_feature_frame, train_model
 from health_monitor.catalog import ENDPOINTS, get_model
 from health_monitor.runtime import Lakehouse
-from health_monitor.serving.app import ServerConfig, create_app
+from health_monitor.serving.app import ServerConfig
 from health_monitor.serving.models import ModelSet
+from health_monitor.serving.server import BackgroundServer
 from health_monitor.settings import load_settings
 
 FAST = {"n_estimators": 12, "use_prophet": False, "max_iter": 60, "n_paths": 100, "horizon": 40}
@@ -28,12 +28,6 @@ TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 #: Trained here: a classifier with keys (job runs) and an anomaly detector (workspace-days).
 TRAINED = ("job_failure_predictor", "cost_anomaly_detector")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -51,46 +45,26 @@ def served_lake(tmp_path_factory, spark) -> Lakehouse:  # noqa: ANN001
     return lake
 
 
-class _Server:
-    def __init__(self, lake: Lakehouse) -> None:
-        import uvicorn
-
-        self.models = ModelSet(lake)
-        self.models.reload()
-        self.app = create_app(self.models, ServerConfig(token=TOKEN, reload_s=3600))
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning", access_log=False))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self) -> _Server:
-        self.thread.start()
-        for _ in range(200):
-            if self.server.started:
-                return self
-            time.sleep(0.05)
-        raise RuntimeError("server did not start")
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(60)
+def _background(lake: Lakehouse) -> BackgroundServer:
+    models = ModelSet(lake)
+    models.reload()
+    return BackgroundServer(models, ServerConfig(token=TOKEN, reload_s=3600))
 
 
 @pytest.fixture(scope="module")
-def server(served_lake: Lakehouse) -> Iterator[_Server]:
-    srv = _Server(served_lake).start()
+def server(served_lake: Lakehouse) -> Iterator[BackgroundServer]:
+    srv = _background(served_lake).start()
     yield srv
     srv.stop()
 
 
-def post(server: _Server, ep: str, body: object, headers: dict | None = None) -> requests.Response:
+def post(server: BackgroundServer, ep: str, body: object, headers: dict | None = None) -> requests.Response:
     data = body if isinstance(body, bytes | str) else json.dumps(body)
     return requests.post(f"{server.url}/{ep}", data=data, timeout=30,
                          headers={**AUTH, "Content-Type": "application/json", **(headers or {})})
 
 
-def test_every_route_but_health_and_openapi_needs_the_token(server: _Server) -> None:
+def test_every_route_but_health_and_openapi_needs_the_token(server: BackgroundServer) -> None:
     assert requests.get(f"{server.url}/health", timeout=10).status_code == 200
     assert requests.get(f"{server.url}/openapi.json", timeout=10).status_code == 200
     for ep in ENDPOINTS:
@@ -103,7 +77,7 @@ def test_every_route_but_health_and_openapi_needs_the_token(server: _Server) -> 
     assert requests.get(f"{server.url}/no-such-route", timeout=10).status_code == 401
 
 
-def test_predictions_by_keys_and_by_features_single_and_batch(server: _Server) -> None:
+def test_predictions_by_keys_and_by_features_single_and_batch(server: BackgroundServer) -> None:
     spec = get_model("job_failure_predictor")
     doc = requests.get(f"{server.url}/openapi.json", timeout=10).json()
     examples = doc["paths"]["/job-failure-risk"]["post"]["requestBody"]["content"]["application/json"]["examples"]
@@ -133,7 +107,7 @@ def test_predictions_by_keys_and_by_features_single_and_batch(server: _Server) -
     assert "anomaly_score" in cost.json()["predictions"][0]["prediction"]
 
 
-def test_bad_input_gets_a_4xx_or_503_that_says_why(server: _Server) -> None:
+def test_bad_input_gets_a_4xx_or_503_that_says_why(server: BackgroundServer) -> None:
     doc = requests.get(f"{server.url}/openapi.json", timeout=10).json()
     ex = doc["paths"]["/job-failure-risk"]["post"]["requestBody"]["content"]["application/json"]["examples"]
     record = ex["by_features"]["value"]["records"][0]
@@ -163,7 +137,7 @@ def test_bad_input_gets_a_4xx_or_503_that_says_why(server: _Server) -> None:
     assert untrained.status_code == 503 and "no champion" in untrained.json()["error"]
 
 
-def test_reload_moves_to_a_new_champion_while_requests_keep_succeeding(server: _Server,
+def test_reload_moves_to_a_new_champion_while_requests_keep_succeeding(server: BackgroundServer,
                                                                       served_lake: Lakehouse) -> None:
     spec = get_model("job_failure_predictor")
     key = server.models.store.table("job-failure-risk").example_key
@@ -200,7 +174,7 @@ def test_inference_rows_land_in_delta_after_a_clean_shutdown_and_metrics_count_t
         served_lake: Lakehouse) -> None:
     from deltalake import DeltaTable
 
-    srv = _Server(served_lake).start()
+    srv = _background(served_lake).start()
     key = srv.models.store.table("job-failure-risk").example_key
     path = served_lake.location("inference_log", "monitor")
     started = pd.Timestamp.now(tz="UTC")
@@ -219,3 +193,18 @@ def test_inference_rows_land_in_delta_after_a_clean_shutdown_and_metrics_count_t
     assert set(mine["model_version"].dropna()) <= {"1", "2"}
     assert (mine["latency_ms"] > 0).all()
     assert json.loads(mine[mine["status"] == 200].iloc[0]["response"])["predictions"]
+
+
+def test_fuzzing_the_published_openapi_finds_no_server_error(server: BackgroundServer) -> None:
+    """Schemathesis generates valid and invalid requests from /openapi.json: none may get a 5xx."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = Path(sys.executable).with_name("schemathesis")
+    proc = subprocess.run(
+        [str(cli), "run", f"{server.url}/openapi.json", "-H", f"Authorization: Bearer {TOKEN}",
+         "--checks", "not_a_server_error", "--max-examples", "12", "--generation-deterministic",
+         "--request-timeout", "30"],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
