@@ -57,7 +57,8 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def receiver(monkeypatch) -> Iterator[Receiver]:  # noqa: ANN001
+    monkeypatch.setenv(notify.ALLOW_ENV, "127.0.0.1")  # the receiver is on loopback, refused by default
     r = Receiver()
     yield r
     r.close()
@@ -147,7 +148,8 @@ def test_retries_with_backoff_escalations_and_at_least_once(lake, receiver, monk
     assert receiver.delivered[-1]["alert"]["entity_id"] == "ws-e"
 
 
-def test_bad_url_and_severity_are_one_line_errors(lake) -> None:  # noqa: ANN001
+def test_bad_url_and_severity_are_one_line_errors(lake, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv(notify.ALLOW_ENV, "127.0.0.1")
     with pytest.raises(HealthMonitorError, match="must start with http"):
         notify_new_alerts(lake, "ftp://example")
     with pytest.raises(HealthMonitorError, match="unknown severity"):

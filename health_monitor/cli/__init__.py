@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from health_monitor import progress
-from health_monitor.errors import HealthMonitorError
+from health_monitor.errors import HealthMonitorError, environment_error
 from health_monitor.settings import Settings, load_settings
 
 #: Sub-command modules under ``health_monitor.cli``, in the order ``--help`` lists them.
@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # A session that was running before this call (tests, notebooks) belongs to the caller.
     owns_spark = runtime._SPARK is None
-    ctx = Context(settings=load_settings(args.data_dir, args.catalog), verbose=args.verbose)
     try:
+        ctx = Context(settings=load_settings(args.data_dir, args.catalog), verbose=args.verbose)
         return int(args.func(args, ctx) or 0)
     except HealthMonitorError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -91,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - last line of defence: no tracebacks unless asked
+        # The one handler for the environment (permissions, read-only or full disk, a folder
+        # where a file was expected), whichever command and whether Python or Spark hit it.
+        env = environment_error(exc)
+        if env is not None and not args.verbose:
+            print(f"error: {env}", file=sys.stderr)
+            return 2
         if args.verbose or os.environ.get("HEALTH_MONITOR_DEBUG"):
             raise
         print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "

@@ -60,6 +60,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     no.add_argument("--min-severity", type=str.upper, choices=SEVERITIES, default="LOW",
                     help="deliver only alerts at or above this severity")
     no.add_argument("--max-attempts", type=int, default=5, help="tries per delivery (default 5)")
+    no.add_argument("--allow-private-network", action="store_true",
+                    help="allow a receiver on a private, loopback or link-local address (on-prem receivers; "
+                    "or list hosts/CIDRs in $HEALTH_MONITOR_WEBHOOK_ALLOW)")
+    no.add_argument("--signing-secret-env", metavar="VAR", default="HEALTH_MONITOR_WEBHOOK_SECRET",
+                    help="environment variable holding the HMAC secret; when set, each POST carries an "
+                    "X-Health-Monitor-Signature header (default $HEALTH_MONITOR_WEBHOOK_SECRET)")
     no.set_defaults(func=run_notify)
 
 
@@ -135,13 +141,16 @@ def run_export(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
 
 def run_notify(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
     from health_monitor import progress
-    from health_monitor.streaming.notify import notify_new_alerts
+    from health_monitor.streaming.notify import check_webhook_url, notify_new_alerts
 
     if not args.webhook_url:
         raise HealthMonitorError("no webhook URL: pass --webhook-url URL or set HEALTH_MONITOR_WEBHOOK_URL")
+    # Refused before Spark starts; each delivery run checks again (DNS answers change).
+    check_webhook_url(args.webhook_url, allow_private_network=args.allow_private_network)
     while True:
         sent = notify_new_alerts(ctx.lake, args.webhook_url, min_severity=args.min_severity,
-                                 max_attempts=args.max_attempts)
+                                 max_attempts=args.max_attempts, allow_private_network=args.allow_private_network,
+                                 signing_secret=os.environ.get(args.signing_secret_env) or None)
         progress.info(f"delivered {sent} alert event(s)")
         if args.once:
             print(f"delivered {sent} alert event(s)")

@@ -22,13 +22,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--value-col", help="value column (default: a column named value, else the first numeric one)")
     p.add_argument("--threshold", type=float, default=None,
                    help=f"score at or above which a row is an anomaly (default {default_t})")
+    p.add_argument("--encoding", help="text encoding of the CSV (default: UTF-8, else Windows-1252 with a note)")
     p.add_argument("--output", "-o", required=True, metavar="SCORES.csv", help="where to write the scores")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001 - Context; no Spark is touched
     with progress.step(f"scoring {args.input}"):
-        scored = score_csv(args.input, args.timestamp_col, args.value_col, args.threshold)
+        scored = score_csv(args.input, args.timestamp_col, args.value_col, args.threshold,
+                           encoding=args.encoding)
     out = write_scores(scored, args.output)
     for note in scored.notes:
         print(f"note: {note}")

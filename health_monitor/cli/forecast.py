@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timestamp-col", help="date column (default: 'ds' or the first column of dates)")
     p.add_argument("--value-col", help="value column (default: 'y' or the first numeric column)")
     p.add_argument("--horizon", type=_positive, default=30, help="days to forecast (default 30)")
+    p.add_argument("--encoding", help="text encoding of the CSV (default: UTF-8, else Windows-1252 with a note)")
     p.add_argument("--output", "-o", metavar="FORECAST.csv",
                    help="where to write ds,p10,p50,p90 (default: print to stdout)")
     p.add_argument("--backtest", action="store_true",
@@ -47,16 +48,17 @@ def _positive(text: str) -> int:
 
 
 def read_daily_csv(path: str | Path, timestamp_col: str | None = None,
-                   value_col: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+                   value_col: str | None = None, encoding: str | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Read a CSV into a ``ds, y`` frame for the engine, with notes for the user.
 
     Column detection and parsing are shared with ``health-monitor detect``; unlike detection,
     forecasting refuses non-numeric values instead of skipping them, because a silently dropped
     day would bias every total.
     """
-    from health_monitor.detectors.series_io import read_series
+    from health_monitor.detectors.series_io import MAX_MODELLED_MAGNITUDE, read_series, text_encoding
 
-    header = _header(path)
+    encoding, encoding_note = text_encoding(Path(path), encoding) if Path(path).is_file() else (None, None)
+    header = _header(path, encoding)
     # Prophet's column names are the conventional ones for forecasting input: prefer them.
     if timestamp_col is None and header.count("ds") == 1:
         timestamp_col = "ds"
@@ -64,10 +66,9 @@ def read_daily_csv(path: str | Path, timestamp_col: str | None = None,
         value_col = "y"
     picked_note = None
     if value_col is None:
-        value_col, picked_note = _pick_value_column(path, header, timestamp_col)
-    raw, ts_name, val_name, times, values, notes = read_series(path, timestamp_col, value_col)
-    if picked_note:
-        notes.append(picked_note)
+        value_col, picked_note = _pick_value_column(path, header, timestamp_col, encoding)
+    raw, ts_name, val_name, times, values, notes = read_series(path, timestamp_col, value_col, encoding)
+    notes += [n for n in (encoding_note, picked_note) if n]
     text = raw.iloc[:, list(raw.columns).index(val_name)].str.strip()
     bad = values.isna() & text.ne("")
     if bad.any():
@@ -77,6 +78,12 @@ def read_daily_csv(path: str | Path, timestamp_col: str | None = None,
             f"(first: {text.iloc[first]!r} on line {first + 2}); fix them or pass --value-col")
     if not np.isfinite(values.dropna().to_numpy()).all():
         raise HealthMonitorError(f"column {val_name!r} contains infinite values")
+    big = values.abs() > MAX_MODELLED_MAGNITUDE
+    if big.any():
+        # Sums and squares of such values overflow: the bands would come out 0 or empty.
+        raise HealthMonitorError(
+            f"column {val_name!r} has {int(big.sum())} value(s) beyond {MAX_MODELLED_MAGNITUDE:g} in magnitude "
+            f"(first on line {int(np.argmax(big.to_numpy())) + 2}); rescale the column (e.g. to millions) first")
     notes = [n for n in notes if "not scored" not in n]
     if times.isna().any():
         notes.append(f"{int(times.isna().sum())} row(s) without a timestamp are ignored")
@@ -101,12 +108,13 @@ _VALUE_HINTS = ("y", "value", "cost", "spend", "amount", "total", "sales", "reve
 _ID_HINTS = ("id", "key", "store", "code", "zip", "year", "month", "day", "week", "hour")
 
 
-def _pick_value_column(path: str | Path, header: list[str], timestamp_col: str | None
-                       ) -> tuple[str | None, str | None]:
+def _pick_value_column(path: str | Path, header: list[str], timestamp_col: str | None,
+                       encoding: str | None = None) -> tuple[str | None, str | None]:
     """The numeric column to forecast when none is named: a value-like name first, never a
     constant or identifier-like column (a store number is numeric but is not the series)."""
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, nrows=5000)
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, nrows=5000,
+                          encoding=encoding)
     except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError):
         return None, None  # read_series reports the problem
     if len(set(header)) != len(header) or list(raw.columns) != header:
@@ -143,10 +151,10 @@ def _looks_like_dates(text: pd.Series) -> bool:
     return bool(len(sample)) and bool(sample.str.contains(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}", regex=True).all())
 
 
-def _header(path: str | Path) -> list[str]:
+def _header(path: str | Path, encoding: str | None = None) -> list[str]:
     """Column names of a CSV, or [] when it cannot be read (read_series then says why)."""
     try:
-        return [str(c).strip() for c in pd.read_csv(path, nrows=0, dtype=str).columns]
+        return [str(c).strip() for c in pd.read_csv(path, nrows=0, dtype=str, encoding=encoding).columns]
     except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError):
         return []
 
@@ -156,7 +164,7 @@ def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001 - Context; no Spa
     from health_monitor.batch.forecasting.engine import check_country
 
     country = None if str(args.holidays).lower() in ("none", "", "off") else args.holidays
-    frame, notes = read_daily_csv(args.input, args.timestamp_col, args.value_col)
+    frame, notes = read_daily_csv(args.input, args.timestamp_col, args.value_col, args.encoding)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     check_country(country)

@@ -22,6 +22,10 @@ from health_monitor.errors import HealthMonitorError
 _TIME_NAMES = ("timestamp", "time", "datetime", "date", "ts", "epoch", "event_time")
 #: Output columns added to every row.
 SCORE_COL, FLAG_COL = "anomaly_score", "is_anomaly"
+#: Largest magnitude the detector and forecaster can model: their squares and sums must stay finite.
+MAX_MODELLED_MAGNITUDE = 1e100
+#: Encodings tried, in order, when a file is not UTF-8 and none was given.
+_FALLBACK_ENCODINGS = ("cp1252", "latin-1")
 
 
 @dataclass
@@ -100,14 +104,72 @@ def _looks_like_time(col: pd.Series) -> bool:
     return parsed.notna().mean() >= 0.9
 
 
-def _header(path: Path) -> list[str]:
-    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+def _header(path: Path, encoding: str = "utf-8") -> list[str]:
+    with path.open(newline="", encoding=encoding, errors="replace") as fh:
         row = next(csv.reader(fh, skipinitialspace=True), [])
     return [c.lstrip("\ufeff") for c in row]
 
 
+def text_encoding(path: Path, encoding: str | None = None) -> tuple[str, str | None]:
+    """The encoding to read ``path`` with, and a note when it had to be guessed.
+
+    UTF-8 (with or without BOM) is the default; a file that is not valid UTF-8 is read as
+    Windows-1252 (a superset of Latin-1 for text) and the note says so and how to override it.
+    """
+    if encoding:
+        try:
+            "".encode(encoding)
+        except LookupError:
+            raise HealthMonitorError(f"unknown encoding {encoding!r} (e.g. utf-8, latin-1, cp1252, utf-16)") from None
+        return encoding, None
+    with path.open("rb") as fh:
+        data = fh.read()
+    try:
+        data.decode("utf-8")
+        return "utf-8-sig", None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        for candidate in _FALLBACK_ENCODINGS:
+            try:
+                data.decode(candidate)
+            except UnicodeDecodeError:
+                continue
+            return candidate, (f"{path} is not UTF-8 (byte 0x{data[exc.start]:02x} on line {line}); read it as "
+                               f"{candidate}: pass --encoding to choose another")
+    raise HealthMonitorError(f"{path} is not UTF-8 text; pass --encoding")  # latin-1 decodes any bytes
+
+
+def zone_note(text: pd.Series) -> str | None:
+    """A note when timestamps without a zone were taken as UTC (and whether zones were mixed)."""
+    text = text.str.strip()
+    text = text[text.ne("") & text.str.contains(r"\d{1,2}:\d{2}", regex=True)]
+    if text.empty:
+        return None
+    aware = text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2}|UTC|GMT)$", case=False, regex=True)
+    if aware.all():
+        return None
+    if aware.any():
+        return (f"{int((~aware).sum())} timestamp(s) have no time zone and {int(aware.sum())} do: "
+                "the ones without were taken as UTC")
+    return "timestamps have no time zone: taken as UTC"
+
+
+def range_problem(values: pd.Series, name: str) -> tuple[pd.Series, str | None]:
+    """Values the models cannot handle (infinite, or beyond ``MAX_MODELLED_MAGNITUDE``) as NaN,
+    with a note saying how many; ``values`` unchanged and None when all are in range."""
+    out_of_range = values.notna() & ~(values.abs() <= MAX_MODELLED_MAGNITUDE)
+    n = int(out_of_range.sum())
+    if not n:
+        return values, None
+    first = values[out_of_range].iloc[0]
+    return values.mask(out_of_range), (f"{n} value(s) in {name!r} are infinite or beyond "
+                                       f"{MAX_MODELLED_MAGNITUDE:g} in magnitude (first: {first:g}); "
+                                       "they are kept but not modelled (rescale the column to use them)")
+
+
 def read_series(path: str | Path, timestamp_col: str | None = None,
-                value_col: str | None = None) -> tuple[pd.DataFrame, str, str, pd.Series, pd.Series, list[str]]:
+                value_col: str | None = None, encoding: str | None = None,
+                ) -> tuple[pd.DataFrame, str, str, pd.Series, pd.Series, list[str]]:
     """Read a CSV and pick its time and value columns.
 
     Returns the raw frame (all columns as text, exactly as read), the two column names, the parsed
@@ -118,19 +180,20 @@ def read_series(path: str | Path, timestamp_col: str | None = None,
         raise HealthMonitorError(f"input file {path} does not exist")
     if path.is_dir():
         raise HealthMonitorError(f"input {path} is a folder, not a CSV file")
+    encoding, encoding_note = text_encoding(path, encoding)
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding=encoding)
     except pd.errors.EmptyDataError:
         raise HealthMonitorError(f"{path} is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise HealthMonitorError(f"{path} is not a readable CSV: {first}") from None
     # pandas renames repeated headers ("value", "value.1"); take the real header to spot them
-    header = _header(path)
+    header = _header(path, encoding)
     columns = header if len(header) == raw.shape[1] else [str(c) for c in raw.columns]
     dup = sorted({c for c in columns if columns.count(c) > 1})
     raw.columns = pd.Index(columns)
-    notes: list[str] = []
+    notes: list[str] = [encoding_note] if encoding_note else []
     if len(raw) < 2:
         raise HealthMonitorError(f"{path} has {len(raw)} data row(s); at least 2 are needed to score a series")
 
@@ -161,6 +224,8 @@ def read_series(path: str | Path, timestamp_col: str | None = None,
         raise HealthMonitorError(f"timestamp column {ts_name!r} is empty")
     if times.isna().any():
         notes.append(f"{int(times.isna().sum())} row(s) without a timestamp are kept last and not scored")
+    if note := zone_note(text):
+        notes.append(note)
 
     # --- the value column ---
     if value_col is not None:
@@ -200,10 +265,14 @@ def read_series(path: str | Path, timestamp_col: str | None = None,
 
 
 def score_csv(path: str | Path, timestamp_col: str | None = None, value_col: str | None = None,
-              threshold: float | None = None, **detector_params: object) -> ScoredSeries:
+              threshold: float | None = None, encoding: str | None = None,
+              **detector_params: object) -> ScoredSeries:
     """Read ``path``, sort by time (stable: duplicates keep their order), score with a fresh
     :class:`UnivariateDetector` and return every row with ``anomaly_score`` and ``is_anomaly``."""
-    raw, ts_name, val_name, times, values, notes = read_series(path, timestamp_col, value_col)
+    raw, ts_name, val_name, times, values, notes = read_series(path, timestamp_col, value_col, encoding)
+    values, note = range_problem(values, val_name)
+    if note:
+        notes.append(note)
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise HealthMonitorError(f"--threshold must be between 0 and 1, got {threshold}")
     order = np.argsort(times.to_numpy(), kind="stable")  # NaT sorts last

@@ -8,6 +8,7 @@ to switch off, e.g. a shipped default). Every problem found while loading is rep
 from __future__ import annotations
 
 import math
+import re
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -197,8 +198,24 @@ def _evidence(rule: Rule, row: dict[str, Any]) -> list[str]:
 # Loading and validation
 
 
+#: A rule file is a few kilobytes; this bound keeps a wrong path (a log, a binary) from being parsed.
+MAX_RULE_FILE_BYTES = 1_000_000
+#: Largest width or precision in a message field's format spec ({cost_usd:>12,.2f}).
+MAX_FORMAT_NUMBER = 100
+
+
 class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that remembers the line of every mapping and of each of its keys."""
+    """SafeLoader that remembers the line of every mapping and of each of its keys, and refuses
+    YAML aliases: a chain of them (the "billion laughs") expands to gigabytes from a few lines.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: ANN401 - PyYAML's signature
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not allowed in rule files; write the value out",
+                event.start_mark)
+        return super().compose_node(parent, index)
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict:
@@ -218,16 +235,28 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 
 def _load_yaml(path: Path) -> Any:
     try:
-        text = path.read_text()
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_RULE_FILE_BYTES + 1)
     except OSError as exc:
-        raise RuleError(f"{path}: cannot read rule file ({exc.strerror})") from None
+        raise RuleError(f"{path}:1: cannot read rule file ({exc.strerror}); check the path and its permissions"
+                        ) from None
+    if len(raw) > MAX_RULE_FILE_BYTES:
+        raise RuleError(f"{path}:1: rule file is larger than {MAX_RULE_FILE_BYTES:,} bytes; is this a rule file?")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise RuleError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+                        "save the rule file as UTF-8") from None
     try:
         return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        where = f"{path}:{mark.line + 1}" if mark else f"{path}:1"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise RuleError(f"{where}: invalid YAML: {problem}") from None
+    except (RecursionError, MemoryError) as exc:
+        raise RuleError(f"{path}:1: YAML nested too deeply or too large to load ({type(exc).__name__})") from None
 
 
 def parse_rules(path: Path) -> tuple[list[Rule], list[str]]:
@@ -244,7 +273,14 @@ def parse_rules(path: Path) -> tuple[list[Rule], list[str]]:
     disable = data.get("disable") or []
     if not isinstance(disable, list) or not all(isinstance(x, str) for x in disable):
         raise RuleError(f"{path}:{data.key_lines.get('disable', 1)}: 'disable' must be a list of rule ids")
-    rules = [_parse_rule(path, raw, i) for i, raw in enumerate(data.get("rules") or [])]
+    rules = []
+    for i, raw in enumerate(data.get("rules") or []):
+        try:
+            rules.append(_parse_rule(path, raw, i))
+        except (RecursionError, MemoryError) as exc:
+            # Whatever slipped past the bounds still ends as one line naming the file and rule.
+            raise RuleError(f"{path}:{getattr(raw, 'line', '?')}: rules[{i}]: too large or nested too deeply "
+                            f"to check ({type(exc).__name__}); simplify the rule") from None
     return [r for r in rules if r is not None], list(disable)
 
 
@@ -292,14 +328,20 @@ def _parse_rule(path: Path, raw: Any, index: int) -> Rule | None:
         fields = [(f, spec) for _, f, spec, conv in string.Formatter().parse(raw["message"]) if f is not None]
     except ValueError as exc:
         raise fail(f"bad message template: {exc}", "message") from None
-    for f, _spec in fields:
+    for f, spec in fields:
         if not f.isidentifier():
             raise fail(f"message field {{{f}}} must be a plain column name", "message")
+        problem = _spec_problem(spec or "")
+        if problem:
+            raise fail(f"message field {{{f}:{spec}}}: {problem}", "message")
         if known is not None and f not in known:
             raise fail(f"unknown column {f} for domain {domain} in message", "message")
     n = raw.get("for", raw.get("min_occurrences", 1))
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise fail("'for' must be a whole number of windows >= 1", "for" if "for" in raw else "min_occurrences")
+    for f in ("description", "message"):
+        if len(str(raw.get(f) or "")) > 10_000:
+            raise fail(f"{f} is longer than 10,000 characters", f)
     enabled = raw.get("enabled", True)
     if not isinstance(enabled, bool):
         raise fail("enabled must be true or false", "enabled")
@@ -309,6 +351,17 @@ def _parse_rule(path: Path, raw: Any, index: int) -> Rule | None:
                 alert_type=raw["alert_type"].strip(), severity=severity, condition=cond,
                 message=raw["message"], for_windows=n, description=str(raw.get("description") or ""),
                 source=f"{path}:{line}")
+
+
+def _spec_problem(spec: str) -> str | None:
+    """Why a format spec is refused, or None: nested fields, or a width/precision that would
+    make one message allocate megabytes (``{x:>2000000000}``)."""
+    if "{" in spec or "}" in spec:
+        return "nested fields in a format spec are not allowed"
+    for number in re.findall(r"\d+", spec):
+        if int(number) > MAX_FORMAT_NUMBER:
+            return f"width or precision {number} is too large (at most {MAX_FORMAT_NUMBER})"
+    return None
 
 
 def rule_files(settings: Any, extra_paths: Iterable[str | Path] | None = None) -> list[Path]:

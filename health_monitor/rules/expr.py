@@ -27,6 +27,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+#: Bounds checked at load, so a rule file cannot make evaluation allocate or recurse without limit.
+MAX_CONDITION_CHARS = 4000
+MAX_NODES = 400
+MAX_DEPTH = 40
+MAX_STRING_LITERAL = 1000
+#: Number literals must be finite float64 values (arithmetic is done in float64).
+MAX_NUMBER_LITERAL = 1e300
+
 #: Literal names; anything else that looks like a name is a column reference.
 _LITERALS = {"true": True, "false": False, "True": True, "False": False}
 
@@ -83,15 +91,26 @@ def parse(text: str) -> Expression:
     """Parse and check a condition; raises :class:`ExpressionError` with a short reason."""
     if not isinstance(text, str) or not text.strip():
         raise ExpressionError("condition is empty")
+    if len(text) > MAX_CONDITION_CHARS:
+        raise ExpressionError(f"condition is {len(text):,} characters long (at most {MAX_CONDITION_CHARS:,})")
     src = _sql_keywords(" ".join(text.split()))
     try:
         tree = ast.parse(src, mode="eval").body
     except SyntaxError as exc:
         col = f" at column {exc.offset}" if exc.offset else ""
-        raise ExpressionError(f"cannot parse condition {src!r}{col}: {exc.msg}") from None
+        raise ExpressionError(f"cannot parse condition {_short(src)!r}{col}: {exc.msg}") from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"condition is nested too deeply (at most {MAX_DEPTH} levels)") from None
+    nodes = sum(1 for _ in ast.walk(tree))
+    if nodes > MAX_NODES:
+        raise ExpressionError(f"condition has {nodes} terms and operators (at most {MAX_NODES}); split the rule")
     columns: list[str] = []
     _check(tree, columns)
     return Expression(src, tree, tuple(dict.fromkeys(columns)))
+
+
+def _short(text: str, width: int = 120) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _sql_keywords(text: str) -> str:
@@ -103,22 +122,30 @@ def _sql_keywords(text: str) -> str:
     return "".join(parts)
 
 
-def _check(node: ast.AST, columns: list[str]) -> None:
-    """Reject every node type outside the whitelist; collect column references."""
+def _check(node: ast.AST, columns: list[str], depth: int = 0) -> None:
+    """Reject every node type outside the whitelist and beyond the bounds; collect column references."""
+    if depth > MAX_DEPTH:
+        raise ExpressionError(f"condition is nested too deeply (at most {MAX_DEPTH} levels); split the rule")
+    deeper = depth + 1
     if isinstance(node, ast.BoolOp):
         for v in node.values:
-            _check(v, columns)
+            _check(v, columns, deeper)
     elif isinstance(node, ast.UnaryOp):
         if not isinstance(node.op, ast.Not | ast.USub | ast.UAdd):
             raise ExpressionError(f"operator {type(node.op).__name__} is not allowed")
-        _check(node.operand, columns)
+        _check(node.operand, columns, deeper)
     elif isinstance(node, ast.BinOp):
         if type(node.op) not in _BINOPS:
             raise ExpressionError(f"operator {_op_text(node.op)} is not allowed (use + - * / %)")
-        _check(node.left, columns)
-        _check(node.right, columns)
+        for side in (node.left, node.right):
+            # String repetition and %-formatting ('x' * 2000000000) allocate without bound.
+            if isinstance(side, ast.Constant) and isinstance(side.value, str):
+                raise ExpressionError(f"arithmetic on the text {_short(side.value, 40)!r} is not allowed "
+                                      "(+ - * / % work on numbers only)")
+        _check(node.left, columns, deeper)
+        _check(node.right, columns, deeper)
     elif isinstance(node, ast.Compare):
-        _check(node.left, columns)
+        _check(node.left, columns, deeper)
         for op, right in zip(node.ops, node.comparators, strict=True):
             if isinstance(op, ast.In | ast.NotIn):
                 if not isinstance(right, ast.List | ast.Tuple | ast.Set):
@@ -126,10 +153,11 @@ def _check(node: ast.AST, columns: list[str]) -> None:
                 for elt in right.elts:
                     if not isinstance(elt, ast.Constant) or not isinstance(elt.value, str | int | float):
                         raise ExpressionError("'in' lists may hold only numbers and strings")
+                    _check(elt, columns, deeper)
             elif type(op) not in _CMPOPS:
                 raise ExpressionError(f"comparison {type(op).__name__} is not allowed")
             else:
-                _check(right, columns)
+                _check(right, columns, deeper)
     elif isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
             name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
@@ -139,13 +167,19 @@ def _check(node: ast.AST, columns: list[str]) -> None:
             raise ExpressionError(f"{node.func.id}() takes {lo}" + (f" to {hi}" if hi > lo else "")
                                   + " positional argument(s)")
         for a in node.args:
-            _check(a, columns)
+            _check(a, columns, deeper)
     elif isinstance(node, ast.Name):
         if node.id not in _LITERALS:
             columns.append(node.id)
     elif isinstance(node, ast.Constant):
-        if not isinstance(node.value, bool | int | float | str):
-            raise ExpressionError(f"literal {node.value!r} is not allowed")
+        value = node.value
+        if not isinstance(value, bool | int | float | str):
+            raise ExpressionError(f"literal {_short(repr(value), 40)} is not allowed")
+        if isinstance(value, str) and len(value) > MAX_STRING_LITERAL:
+            raise ExpressionError(f"text literal of {len(value):,} characters (at most {MAX_STRING_LITERAL:,})")
+        if isinstance(value, int | float) and not isinstance(value, bool) and not abs(value) <= MAX_NUMBER_LITERAL:
+            raise ExpressionError(f"number literal {_short(repr(value), 40)} is out of range "
+                                  f"(at most {MAX_NUMBER_LITERAL:g} in magnitude)")
     else:
         raise ExpressionError(f"{type(node).__name__} expressions are not allowed "
                               f"(near {ast.unparse(node)!r})")
@@ -190,7 +224,15 @@ def as_bool(value: object, index: pd.Index) -> pd.Series:
 
 
 def _numeric(value: object) -> object:
-    """Columns of numbers stored as objects (Decimal, None) become float so NaN propagates."""
+    """Columns of numbers stored as objects (Decimal, None) become float so NaN propagates.
+
+    Integer columns become float64 too: int64 arithmetic wraps silently on overflow
+    (``n * 9223372036854775807``), float64 saturates to inf, which compares correctly.
+    """
+    if isinstance(value, pd.Series) and value.dtype.kind in "iu":  # numpy and nullable Int64
+        return pd.Series(value.to_numpy(dtype="float64", na_value=np.nan), index=value.index)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
     if isinstance(value, pd.Series) and value.dtype == object:
         conv = pd.to_numeric(value, errors="coerce")
         # Keep string columns as strings: only convert when nothing non-null was lost.
@@ -247,11 +289,14 @@ def evaluate(node: ast.AST, frame: pd.DataFrame) -> object:
     if isinstance(node, ast.BinOp):
         left = _numeric(evaluate(node.left, frame))
         right = _numeric(evaluate(node.right, frame))
+        if not (_is_number(left) and _is_number(right)):
+            # Text columns: repetition or %-formatting could allocate without bound; no number results.
+            return pd.Series(np.nan, index=index)
         if isinstance(node.op, ast.Div | ast.Mod):
             # try_divide: a zero divisor gives null instead of inf or an error.
             right = (right.where(right != 0) if isinstance(right, pd.Series)
                      else (np.nan if right == 0 else right))
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             try:
                 return _BINOPS[type(node.op)](left, right)
             except TypeError:
@@ -279,6 +324,12 @@ def evaluate(node: ast.AST, frame: pd.DataFrame) -> object:
         args = [evaluate(a, frame) for a in node.args]
         return _call(name, args, index)
     raise ExpressionError(f"cannot evaluate {type(node).__name__}")  # unreachable after _check
+
+
+def _is_number(value: object) -> bool:
+    if isinstance(value, pd.Series):
+        return value.dtype.kind in "fiub" or str(value.dtype) in ("Float64", "Float32", "boolean")
+    return isinstance(value, int | float | np.number) or _is_null(value)
 
 
 def _series(value: object, index: pd.Index) -> pd.Series:

@@ -145,6 +145,9 @@ def build_gold(lake: Lakehouse, tables: list[str] | None = None, *, full_refresh
     if "fact_job_run_timeline" in todo or "fact_usage" in todo:
         chains.append([todo[t] for t in ("fact_job_run_timeline", "fact_usage") if t in todo])
     chains += [[x] for t, x in todo.items() if t not in _ORDERED]
+    # Start the session here: a builder thread that builds a Column (F.lit) before another thread
+    # has created it fails with a bare AssertionError (a fresh 'health-monitor build').
+    _ = lake.spark
     with ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="gold") as pool:
         for future in [pool.submit(_run_chain, b, chain, full_refresh) for chain in chains]:
             future.result()

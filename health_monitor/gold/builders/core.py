@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from health_monitor.gold.builders.quarantine import contract_casts, set_aside
 from health_monitor.gold.ddl import TableSpec
 from health_monitor.gold.schemas import GOLD_TABLES
 
@@ -87,6 +88,8 @@ class GoldSink:
     def upsert(self, df: DataFrame) -> int:
         """MERGE the rows of ``df`` that are new or differ from the table; return how many."""
         spec, keys = self.spec, self.spec.primary_key
+        # A value the contract's types cannot hold is set aside, not allowed to fail the batch.
+        df = set_aside(self.lake, df, spec.name, contract_casts(df, spec), f"build input of gold.{spec.name}")
         rows = conform(df, spec)
         prune = None
         exists = self.exists

@@ -10,6 +10,7 @@ from pyspark.sql import functions as F
 from health_monitor import progress
 from health_monitor.gold.builders.core import far_future, gold_sink, run_stream, tag
 from health_monitor.gold.builders.jobs import run_clusters
+from health_monitor.gold.builders.quarantine import PRICE_COST_CASTS, USAGE_COST_CASTS, set_aside
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -131,6 +132,8 @@ def build_usage(lake: Lakehouse, touched_clusters: DataFrame | None = None) -> i
     """
     sink = gold_sink(lake, "fact_usage")
     prices = lake.read(PRICE_SOURCE, "system") if lake.exists(PRICE_SOURCE, "system") else None
+    if prices is not None:
+        prices = set_aside(lake, prices, "fact_usage", PRICE_COST_CASTS, f"system.{PRICE_SOURCE}")
     if prices is None:
         progress.info(f"fact_usage: no system.{PRICE_SOURCE}; list_price and list_cost stay null")
     runs = lake.read("fact_job_run_timeline") if lake.exists("fact_job_run_timeline") else None
@@ -155,6 +158,7 @@ def build_usage(lake: Lakehouse, touched_clusters: DataFrame | None = None) -> i
             progress.info(f"fact_usage: {n} all-purpose rows re-attributed to late job runs")
 
     def handle(batch: DataFrame) -> None:
+        batch = set_aside(lake, batch, "fact_usage", USAGE_COST_CASTS, f"system.{USAGE_SOURCE}")
         priced = price_usage(flatten_usage(batch), prices).persist()  # read twice by attribution
         try:
             sink.upsert(attribute_jobs(priced, runs))
