@@ -72,7 +72,7 @@ def _wait_ready(port: int, path: str, proc: subprocess.Popen, timeout_s: float =
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server on port {port} exited with {proc.returncode}")
+            raise SystemExit(f"server on port {port} exited with {proc.returncode} (stderr in the data dir)")
         try:
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             c.request("GET", path)
@@ -155,13 +155,16 @@ def main() -> None:
     data_dir = Path(args.data_dir).resolve()
     venv_bin = Path(sys.executable).parent
     token = secrets.token_urlsafe(24)
-    env = {**os.environ, "HEALTH_MONITOR_API_TOKEN": token, "MLFLOW_TRACKING_URI": f"sqlite:///{data_dir}/mlflow/mlflow.db",
+    # mlflow models serve execs `uvicorn` by name: the venv's bin must be on PATH.
+    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+           "HEALTH_MONITOR_API_TOKEN": token, "MLFLOW_TRACKING_URI": f"sqlite:///{data_dir}/mlflow/mlflow.db",
            "MLFLOW_REGISTRY_URI": f"sqlite:///{data_dir}/mlflow/mlflow.db"}
     procs: list[subprocess.Popen] = []
     try:
         port = _free_port()
         ours = subprocess.Popen([str(venv_bin / "health-monitor"), "--data-dir", str(data_dir), "serve",
-                                 "--port", str(port)], env=env, stdout=subprocess.DEVNULL)
+                                 "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                                stderr=open(data_dir / "bench_serving.stderr", "w"))  # noqa: SIM115
         procs.append(ours)
         _wait_ready(port, "/health", ours)
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)

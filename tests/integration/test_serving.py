@@ -196,14 +196,19 @@ def test_inference_rows_land_in_delta_after_a_clean_shutdown_and_metrics_count_t
 
 
 def test_fuzzing_the_published_openapi_finds_no_server_error(server: BackgroundServer) -> None:
-    """Schemathesis generates valid and invalid requests from /openapi.json: none may get a 5xx."""
+    """Schemathesis generates valid and invalid requests from /openapi.json: none may get a 5xx.
+
+    Endpoints without a champion answer 503 by design (tested above), so the fuzz covers the
+    served ones plus health, metrics and reload."""
     import subprocess
     import sys
     from pathlib import Path
 
     cli = Path(sys.executable).with_name("schemathesis")
+    unserved = [f"/{ep}" for ep in ENDPOINTS if ep not in server.models.served]
+    excludes = [arg for path in unserved for arg in ("--exclude-path", path)]
     proc = subprocess.run(
-        [str(cli), "run", f"{server.url}/openapi.json", "-H", f"Authorization: Bearer {TOKEN}",
+        [str(cli), "run", f"{server.url}/openapi.json", "-H", f"Authorization: Bearer {TOKEN}", *excludes,
          "--checks", "not_a_server_error", "--max-examples", "12", "--generation-deterministic",
          "--request-timeout", "30"],
         capture_output=True, text=True, timeout=600)
