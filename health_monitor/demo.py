@@ -69,7 +69,10 @@ def _batch_stages(lake: Lakehouse) -> str:
     by_cat, _ = savings_summary(lake, report.score_date)
     print(f"  recommendations: {len(recs)}; savings identified: ${by_cat.usd_month.sum():,.0f}/month")
 
-    _banner("5. Stream: replay a recorded privilege self-grant through the real streaming queries")
+    _banner("5. Serve: the nine real-time endpoints, each called once with keys from this estate")
+    _serving_tour(lake)
+
+    _banner("6. Stream: replay a recorded privilege self-grant through the real streaming queries")
     from pathlib import Path
 
     from health_monitor.streaming.replay import format_alerts, replay
@@ -80,9 +83,46 @@ def _batch_stages(lake: Lakehouse) -> str:
     else:  # an installed wheel has no recordings: say so instead of failing the tour
         print(f"  (no recording at {recording}; run 'health-monitor replay RECORDING' from a checkout)")
 
-    _banner("6. Report")
+    _banner("7. Report")
     path, _ = write_report(lake, lake.settings.data_dir / "report.html")
     return str(path.resolve())
+
+
+def _serving_tour(lake: Lakehouse) -> None:
+    """Start the server on a free loopback port, call every endpoint by entity key, print answers."""
+    import json
+    import secrets
+    import urllib.request
+
+    from health_monitor.serving import ModelSet, ServerConfig
+    from health_monitor.serving.server import BackgroundServer
+
+    models = ModelSet(lake)
+    models.reload()
+    token = secrets.token_urlsafe(24)
+    server = BackgroundServer(models, ServerConfig(token=token)).start()
+    try:
+        for ep in models.endpoints:
+            served = models.served.get(ep)
+            if served is None or not served.contract.example_keys:
+                print(f"  POST /{ep:<20} not served: {models.missing.get(ep, 'no features for its keys')}")
+                continue
+            body = json.dumps({"keys": [served.contract.example_keys]}).encode()
+            req = urllib.request.Request(f"{server.url}/{ep}", data=body, method="POST", headers={
+                "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - our own loopback server
+                answer = json.loads(resp.read())
+            pred = answer["predictions"][0]
+            shown = ", ".join(f"{k}={_short(v)}" for k, v in pred["prediction"].items())
+            risk = f" [{pred['risk_level']}]" if pred.get("risk_level") else ""
+            print(f"  POST /{ep:<20} {json.dumps(served.contract.example_keys)} -> {shown}{risk}"
+                  f"  ({answer['model']} v{answer['version']})")
+    finally:
+        server.stop()
+
+
+def _short(v: object) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)[:40]
 
 
 def main(argv: list[str] | None = None) -> int:

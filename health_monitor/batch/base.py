@@ -75,7 +75,11 @@ class BatchModel(ABC):
     def matrix(self, X: pd.DataFrame, columns: list[str] | None = None) -> np.ndarray:
         """Numeric float matrix of ``columns`` (default: the features); nulls become NaN."""
         cols = columns or self.features
-        return X[cols].apply(pd.to_numeric, errors="coerce").astype("float64").to_numpy()
+        sub = X[cols]
+        if all(dt.kind == "f" for dt in sub.dtypes):
+            # Already floats (signature-typed input, the serving path): no per-column conversion.
+            return sub.to_numpy(dtype="float64")
+        return sub.apply(pd.to_numeric, errors="coerce").astype("float64").to_numpy()
 
 
 class CatalogPyfunc(mlflow.pyfunc.PythonModel):

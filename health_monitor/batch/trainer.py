@@ -15,6 +15,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -27,9 +28,34 @@ from health_monitor.catalog import ModelSpec
 from health_monitor.errors import HealthMonitorError
 from health_monitor.runtime import Lakehouse
 
-#: Requirements pinned into each logged model, so MLflow never spawns a subprocess to infer them.
-PIP_REQUIREMENTS = ["mlflow>=3.1,<4", "pandas>=2.2,<3", "numpy", "scikit-learn", "xgboost", "scipy",
-                    "databricks-health-monitor"]
+#: What a logged model needs at load time besides its own code (shipped with it, see
+#: :func:`model_code_paths`): pinned to the versions it was trained with, so `mlflow models serve`
+#: and a Databricks serving endpoint rebuild the same environment from PyPI.
+_RUNTIME_PACKAGES = ("mlflow", "pandas", "numpy", "scikit-learn", "xgboost", "scipy", "holidays")
+#: Forecasting models may hold a fitted Prophet model.
+_FORECAST_PACKAGES = ("prophet",)
+
+
+def pip_requirements(spec: ModelSpec) -> list[str]:
+    """Pinned requirements of one logged model (never this package: it travels as code)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = _RUNTIME_PACKAGES + (_FORECAST_PACKAGES if spec.problem_type == "forecasting" else ())
+    out = []
+    for name in names:
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            out.append(name)
+    return out
+
+
+def model_code_paths() -> list[str]:
+    """The ``health_monitor`` package folder, logged beside each model: the pyfunc's classes are
+    ours, and no package index serves this project, so the code travels with the model."""
+    import health_monitor
+
+    return [str(Path(health_monitor.__file__).parent)]
 
 
 @dataclass
@@ -188,7 +214,8 @@ def train_model(lake: Lakehouse, spec: ModelSpec, params: dict[str, Any] | None 
             mlflow.log_dict(dict(sorted(imp.items(), key=lambda kv: -kv[1])), "feature_importances.json")
         info = mlflow.pyfunc.log_model(
             name="model", python_model=CatalogPyfunc(model), signature=signature, input_example=example,
-            pip_requirements=PIP_REQUIREMENTS, registered_model_name=name, await_registration_for=0,
+            pip_requirements=pip_requirements(spec), code_paths=model_code_paths(),
+            registered_model_name=name, await_registration_for=0,
         )
         result.run_id = run.info.run_id
     result.version = str(info.registered_model_version)

@@ -24,7 +24,7 @@ COMMANDS = [
     "simulate", "build", "ingest", "tables",
     "stream", "alerts", "rules", "detect", "replay", "evaluate",
     "train", "models",
-    "score", "forecast", "savings", "report",
+    "score", "forecast", "savings", "report", "serve",
 ]
 
 
