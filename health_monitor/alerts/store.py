@@ -1,16 +1,16 @@
 """Storing alerts: candidates folded into ``monitor.alerts``, exactly once.
 
 A continuing incident (same entity and alert type, windows within :func:`suppression_gap`)
-updates one row instead of opening a new one. The MERGE carries Delta's idempotent-write
-identifiers (txnAppId = the query's app id, txnVersion = the micro-batch id), so replaying a batch
-after a crash is skipped by Delta itself and the table ends exactly as after one application.
+updates one row instead of opening a new one. The write carries Delta's idempotent-write options
+(txnAppId = the query's app id, txnVersion = the micro-batch id), so replaying a batch after a
+crash is skipped by Delta itself and the table ends exactly as after one application.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import threading
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -47,7 +47,7 @@ def suppression_gap(entity_type: str | None, alert_type: str | None = None) -> p
 
 MAX_SUPPRESSION_GAP = max([SUPPRESSION_GAP, *SUPPRESSION_GAP_BY_ENTITY.values(), *SUPPRESSION_GAP_BY_TYPE.values()])
 # One process may run several streaming queries whose foreachBatch threads all write alerts:
-# Delta would reject concurrent MERGEs on one table, so they take turns.
+# Delta would reject concurrent overwrites of one table, so they take turns.
 _APPLY_LOCK = threading.Lock()
 
 
@@ -125,10 +125,11 @@ def _find_incident(incidents: list[dict[str, Any]], start: pd.Timestamp, end: pd
 def apply_alerts(lake: Lakehouse, alerts_pdf: pd.DataFrame, batch_id: int, app_id: str) -> int:
     """Fold one micro-batch's candidate alerts into ``monitor.alerts``, exactly once.
 
-    The MERGE on alert_id runs with Delta's ``spark.databricks.delta.write.txnAppId`` /
-    ``txnVersion`` session confs (``app_id`` / ``batch_id``) in a child session, so a batch that
-    already committed is skipped by Delta when the stream replays it after a crash, and
-    concurrently running queries in this process do not see each other's confs.
+    The folded rows replace the table's rows with the same alert ids in one Delta commit
+    (``replaceWhere`` on those ids: an upsert), written with the DataFrameWriter options
+    ``txnAppId`` / ``txnVersion`` (``app_id`` / ``batch_id``): a batch that already committed is
+    skipped by Delta when the stream replays it after a crash. Writer options, not session confs,
+    so it works on Spark Connect and serverless, and concurrent queries cannot see each other's.
 
     Returns:
         The number of alert rows inserted or updated (0 when the batch was already applied).
@@ -142,26 +143,21 @@ def apply_alerts(lake: Lakehouse, alerts_pdf: pd.DataFrame, batch_id: int, app_i
         rows = fold_alerts(existing, alerts_pdf)
         if rows.empty:
             return 0
-        session = _merge_session(lake)
-        view = f"alerts_batch_{uuid.uuid4().hex}"
-        session.conf.set(TXN_APP_ID, app_id)
-        session.conf.set(TXN_VERSION, str(int(batch_id)))
-        try:
-            session.createDataFrame(_to_spark_rows(rows), ALERTS.schema).createOrReplaceTempView(view)
-            session.sql(
-                f"MERGE INTO {lake.table_name(ALERTS.name, LAYER)} t USING {view} s "
-                "ON t.alert_id = s.alert_id "
-                "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
-            )
-        finally:
-            # Never leave the identifiers set: any later write in this session would be skipped.
-            session.conf.unset(TXN_APP_ID)
-            session.conf.unset(TXN_VERSION)
-            session.catalog.dropTempView(view)
+        ids = sorted(set(rows["alert_id"]))
+        bad = [i for i in ids if not _ALERT_ID.fullmatch(str(i))]
+        if bad:  # ids are sha256 prefixes (alert_id_for): anything else would not be safe to inline
+            raise ValueError(f"unexpected alert id {bad[0]!r}")
+        df = lake.spark.createDataFrame(_to_spark_rows(rows), ALERTS.schema)
+        lake.write(df, ALERTS.name, LAYER, mode="overwrite", options={
+            "replaceWhere": f"alert_id IN ({', '.join(repr(str(i)) for i in ids)})",
+            "txnAppId": app_id, "txnVersion": str(int(batch_id))})
         after = _table_version(lake)
         _cache_commit(lake, before, after, rows)
-        # Delta skips a MERGE whose (txnAppId, txnVersion) it has already committed.
+        # Delta skips a write whose (txnAppId, txnVersion) it has already committed.
         return len(rows) if after > before else 0
+
+
+_ALERT_ID = re.compile(r"[0-9a-f]{8,64}")
 
 
 # The stream process is the only writer of monitor.alerts, so it can keep the recent incidents in
@@ -210,33 +206,8 @@ def _cache_commit(lake: Lakehouse, before: int, after: int, rows: pd.DataFrame) 
     cache.version = after
 
 
-TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
-TXN_VERSION = "spark.databricks.delta.write.txnVersion"
-_SESSIONS: dict[int, tuple[Any, Any]] = {}
-
-
-def _merge_session(lake: Lakehouse) -> Any:
-    """A child session of the lake's SparkSession for the alerts MERGE (one per session, reused).
-
-    Its SQL conf is its own, so the idempotency identifiers set for the MERGE cannot leak into
-    writes other threads make meanwhile; calls are serialised by ``_APPLY_LOCK``. Where child
-    sessions are not supported (Spark Connect) the main session is used, its confs unset right
-    after the MERGE.
-    """
-    parent = lake.spark
-    held = _SESSIONS.get(id(parent))
-    if held is None or held[0] is not parent:
-        try:
-            child = parent.newSession()
-        except Exception:  # noqa: BLE001 - e.g. Spark Connect has no newSession
-            child = parent
-        # Keeping the parent referenced keeps its id from being reused by another session.
-        held = _SESSIONS[id(parent)] = (parent, child)
-    return held[1]
-
-
 def _table_version(lake: Lakehouse) -> int:
-    """Current version of the alerts table (a skipped idempotent MERGE does not advance it)."""
+    """Current version of the alerts table (a skipped idempotent write does not advance it)."""
     if not lake.settings.is_databricks:
         # Locally the newest commit file names the version: a listing instead of a Spark job.
         log = lake.location(ALERTS.name, LAYER) / "_delta_log"
