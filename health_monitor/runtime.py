@@ -342,13 +342,23 @@ class Lakehouse:
             if not self.exists(table, layer):
                 self.write(df, table, layer, mode="append", partition_by=partition_by)
                 return
+            cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+            if target_filter:
+                cond = f"({target_filter}) AND {cond}"
+            if is_connect(self.spark) and not self.settings.is_databricks:
+                # A plain Spark Connect server has Delta's SQL but not its Connect plugin
+                # (DeltaTable over Connect): MERGE through SQL on a temporary view.
+                view = f"_hm_merge_{table.replace('.', '_')}_{threading.get_ident()}"
+                df.createOrReplaceTempView(view)
+                matched = "WHEN MATCHED THEN UPDATE SET * " if update else ""
+                self.spark.sql(f"MERGE INTO {self.table_name(table, layer)} t USING {view} s ON {cond} "
+                               f"{matched}WHEN NOT MATCHED THEN INSERT *")
+                self.spark.catalog.dropTempView(view)
+                return
             if self.settings.is_databricks:
                 target = DeltaTable.forName(self.spark, self.table_name(table, layer))
             else:
                 target = DeltaTable.forPath(self.spark, str(self.location(table, layer)))
-            cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-            if target_filter:
-                cond = f"({target_filter}) AND {cond}"
             builder = target.alias("t").merge(df.alias("s"), cond)
             if update:
                 builder = builder.whenMatchedUpdateAll()
@@ -448,3 +458,53 @@ def _conform(df: DataFrame, table: str, layer: str) -> DataFrame:
     from health_monitor.gold.system_schemas import with_optional_columns  # noqa: PLC0415 (import cycle)
 
     return with_optional_columns(df, table)
+
+
+def start_connect_server(port: int, log: Path, timeout_s: float = 180.0) -> subprocess.Popen:
+    """Start a local Spark Connect server with Delta on 127.0.0.1:``port`` (CI's Connect path).
+
+    PySpark 4.0 ships the server (``SparkConnectServer``); Delta's jars come from the local Ivy
+    cache (or ``HEALTH_MONITOR_SPARK_JARS``). Returns the process once the port accepts
+    connections; raises :class:`HealthMonitorError` with the log's tail when it does not.
+    """
+    import socket
+    import time
+
+    import pyspark
+
+    check_java()
+    jars = os.environ.get("HEALTH_MONITOR_SPARK_JARS") or _cached_delta_jars()
+    if not jars:
+        raise HealthMonitorError("Delta's jars are not in the local Ivy cache: run any local command once first")
+    home = Path(pyspark.__file__).parent
+    confs = {
+        "spark.connect.grpc.binding.address": "127.0.0.1",
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.catalogImplementation": "in-memory",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.ui.enabled": "false",
+        "spark.driver.memory": os.environ.get("HEALTH_MONITOR_DRIVER_MEMORY", "2g"),
+        "spark.sql.streaming.stateStore.providerClass":
+            "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
+    }
+    cmd = [str(home / "bin" / "spark-submit"), "--master", "local[2]", "--jars", jars,
+           "--class", "org.apache.spark.sql.connect.service.SparkConnectServer"]
+    for k, v in confs.items():
+        cmd += ["--conf", f"{k}={v}"]
+    env = {**os.environ, "SPARK_HOME": str(home), "PYSPARK_PYTHON": sys.executable}
+    out = log.open("wb")
+    proc = subprocess.Popen([*cmd, "spark-internal"], stdout=out, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(1.0)
+    proc.kill()
+    tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+    raise HealthMonitorError(f"Spark Connect server did not start on port {port}: {' | '.join(tail)}")
