@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	@java -version >/dev/null 2>&1 || { echo "Java 17 or 21 is required: apt-get install openjdk-17-jre-headless (or brew install openjdk@17)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,local]"
 	touch $@
 
 demo: install

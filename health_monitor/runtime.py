@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from health_monitor.errors import HealthMonitorError, TableBusyError
-from health_monitor.settings import LAYERS, Settings, load_settings
+from health_monitor.settings import LAYERS, Settings, load_settings, running_on_databricks
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -76,12 +76,18 @@ def get_spark(settings: Settings | None = None, *, short_lived: bool = False) ->
     global _SPARK
     settings = settings or load_settings()
     with _SPARK_LOCK:
-        if _SPARK is not None and not _SPARK.sparkContext._jsc.sc().isStopped():  # type: ignore[union-attr]
+        if _SPARK is not None and _is_alive(_SPARK):
             return _SPARK
         from pyspark.sql import SparkSession
 
         if settings.is_databricks:
             _SPARK = SparkSession.builder.getOrCreate()
+            return _SPARK
+        remote = spark_remote()
+        if remote:
+            # Spark Connect (a local server in CI, or Databricks Connect's URL): the server owns
+            # Delta and the confs; the client only connects.
+            _SPARK = SparkSession.builder.remote(remote).getOrCreate()
             return _SPARK
         check_java()
         # Python workers (pandas UDFs) must run this interpreter, not whatever `python3` is on
@@ -126,6 +132,23 @@ def get_spark(settings: Settings | None = None, *, short_lived: bool = False) ->
         return _SPARK
 
 
+def spark_remote() -> str | None:
+    """The Spark Connect URL to use instead of a local JVM (``HEALTH_MONITOR_SPARK_REMOTE``), if any."""
+    return os.environ.get("HEALTH_MONITOR_SPARK_REMOTE") or None
+
+
+def is_connect(spark: SparkSession) -> bool:
+    """True for a Spark Connect session (serverless, standard access mode, a Connect server)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def _is_alive(spark: SparkSession) -> bool:
+    """Whether a cached session can still run queries (only the classic session reaches the JVM)."""
+    if is_connect(spark):
+        return not spark._client.is_closed  # type: ignore[attr-defined]
+    return not spark.sparkContext._jsc.sc().isStopped()  # type: ignore[union-attr]
+
+
 def _cached_delta_jars() -> str | None:
     """Delta's jars from the local Ivy cache, once an earlier session resolved them.
 
@@ -152,9 +175,11 @@ def stop_spark() -> None:
     """Stop the process's session (tests and the CLI call this on exit)."""
     global _SPARK
     with _SPARK_LOCK:
-        if _SPARK is not None:
+        # Databricks owns its session (stopping it breaks the job's other tasks), and a Connect
+        # server outlives its clients: only a local JVM of ours is stopped.
+        if _SPARK is not None and not is_connect(_SPARK) and not running_on_databricks():
             _SPARK.stop()
-            _SPARK = None
+        _SPARK = None
 
 
 # Process-wide registry of writer locks: a flock is per open file, so re-entrant use inside one
@@ -211,8 +236,10 @@ class Lakehouse:
                 "run 'health-monitor simulate' or 'health-monitor ingest' first"
             )
         if self.settings.is_databricks:
-            return self.spark.read.table(self.table_name(table, layer))
-        return self.spark.read.format("delta").load(str(self.location(table, layer)))
+            df = self.spark.read.table(self.table_name(table, layer))
+        else:
+            df = self.spark.read.format("delta").load(str(self.location(table, layer)))
+        return _conform(df, table, layer)
 
     def read_stream(self, table: str, layer: str = "gold", **options: str) -> DataFrame:
         """Streaming read of a Delta table (``readStream``), with Delta source options."""
@@ -220,8 +247,8 @@ class Lakehouse:
             raise HealthMonitorError(f"table {layer}.{table} does not exist in {self._where()}")
         reader = self.spark.readStream.format("delta").options(**options)
         if self.settings.is_databricks:
-            return reader.table(self.table_name(table, layer))
-        return reader.load(str(self.location(table, layer)))
+            return _conform(reader.table(self.table_name(table, layer)), table, layer)
+        return _conform(reader.load(str(self.location(table, layer))), table, layer)
 
     def count(self, table: str, layer: str = "gold") -> int:
         return self.read(table, layer).count() if self.exists(table, layer) else 0
@@ -315,13 +342,23 @@ class Lakehouse:
             if not self.exists(table, layer):
                 self.write(df, table, layer, mode="append", partition_by=partition_by)
                 return
+            cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+            if target_filter:
+                cond = f"({target_filter}) AND {cond}"
+            if is_connect(self.spark) and not self.settings.is_databricks:
+                # A plain Spark Connect server has Delta's SQL but not its Connect plugin
+                # (DeltaTable over Connect): MERGE through SQL on a temporary view.
+                view = f"_hm_merge_{table.replace('.', '_')}_{threading.get_ident()}"
+                df.createOrReplaceTempView(view)
+                matched = "WHEN MATCHED THEN UPDATE SET * " if update else ""
+                self.spark.sql(f"MERGE INTO {self.table_name(table, layer)} t USING {view} s ON {cond} "
+                               f"{matched}WHEN NOT MATCHED THEN INSERT *")
+                self.spark.catalog.dropTempView(view)
+                return
             if self.settings.is_databricks:
                 target = DeltaTable.forName(self.spark, self.table_name(table, layer))
             else:
                 target = DeltaTable.forPath(self.spark, str(self.location(table, layer)))
-            cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-            if target_filter:
-                cond = f"({target_filter}) AND {cond}"
             builder = target.alias("t").merge(df.alias("s"), cond)
             if update:
                 builder = builder.whenMatchedUpdateAll()
@@ -412,3 +449,62 @@ def _flock(fd: int, wait_s: float) -> bool:
 def _check_layer(layer: str) -> None:
     if layer not in LAYERS:
         raise ValueError(f"unknown layer {layer!r}; expected one of {', '.join(LAYERS)}")
+
+
+def _conform(df: DataFrame, table: str, layer: str) -> DataFrame:
+    """System tables read with their optional (newer) columns present, null where absent."""
+    if layer != "system":
+        return df
+    from health_monitor.gold.system_schemas import with_optional_columns  # noqa: PLC0415 (import cycle)
+
+    return with_optional_columns(df, table)
+
+
+def start_connect_server(port: int, log: Path, timeout_s: float = 180.0) -> subprocess.Popen:
+    """Start a local Spark Connect server with Delta on 127.0.0.1:``port`` (CI's Connect path).
+
+    PySpark 4.0 ships the server (``SparkConnectServer``); Delta's jars come from the local Ivy
+    cache (or ``HEALTH_MONITOR_SPARK_JARS``). Returns the process once the port accepts
+    connections; raises :class:`HealthMonitorError` with the log's tail when it does not.
+    """
+    import socket
+    import time
+
+    import pyspark
+
+    check_java()
+    jars = os.environ.get("HEALTH_MONITOR_SPARK_JARS") or _cached_delta_jars()
+    if not jars:
+        raise HealthMonitorError("Delta's jars are not in the local Ivy cache: run any local command once first")
+    home = Path(pyspark.__file__).parent
+    confs = {
+        "spark.connect.grpc.binding.address": "127.0.0.1",
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.catalogImplementation": "in-memory",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.ui.enabled": "false",
+        "spark.driver.memory": os.environ.get("HEALTH_MONITOR_DRIVER_MEMORY", "2g"),
+        "spark.sql.streaming.stateStore.providerClass":
+            "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
+    }
+    cmd = [str(home / "bin" / "spark-submit"), "--master", "local[2]", "--jars", jars,
+           "--class", "org.apache.spark.sql.connect.service.SparkConnectServer"]
+    for k, v in confs.items():
+        cmd += ["--conf", f"{k}={v}"]
+    env = {**os.environ, "SPARK_HOME": str(home), "PYSPARK_PYTHON": sys.executable}
+    out = log.open("wb")
+    proc = subprocess.Popen([*cmd, "spark-internal"], stdout=out, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(1.0)
+    proc.kill()
+    tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+    raise HealthMonitorError(f"Spark Connect server did not start on port {port}: {' | '.join(tail)}")

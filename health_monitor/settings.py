@@ -103,9 +103,18 @@ def load_settings(data_dir: str | Path | None = None, catalog: str | None = None
     ``data_dir`` (``--data-dir``) wins over ``HEALTH_MONITOR_HOME``, which wins over ``./.health-monitor``.
     """
     env = "databricks" if running_on_databricks() else "local"
-    root = data_dir or os.environ.get("HEALTH_MONITOR_HOME") or DEFAULT_DATA_DIR
-    settings = Settings(environment=env, data_dir=Path(root).expanduser().resolve())
-    catalog = catalog or os.environ.get("HEALTH_MONITOR_CATALOG")
-    if catalog:
-        settings = replace(settings, catalog=catalog)
-    return settings
+    catalog = catalog or os.environ.get("HEALTH_MONITOR_CATALOG") or Settings.catalog
+    # On Databricks the working directory is ephemeral: build state and stream checkpoints live in
+    # the Unity Catalog volume that 'health-monitor setup' creates.
+    default_root = volume_path(catalog) if env == "databricks" else DEFAULT_DATA_DIR
+    root = data_dir or os.environ.get("HEALTH_MONITOR_HOME") or default_root
+    return Settings(environment=env, data_dir=Path(root).expanduser().resolve(), catalog=catalog)
+
+
+#: The Unity Catalog volume (in the monitor schema) that holds build state and checkpoints.
+STATE_VOLUME = "state"
+
+
+def volume_path(catalog: str, schema: str = "monitor") -> str:
+    """``/Volumes/<catalog>/<schema>/state``: the monitor's file state on Databricks."""
+    return f"/Volumes/{catalog}/{schema}/{STATE_VOLUME}"

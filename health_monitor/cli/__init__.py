@@ -21,9 +21,9 @@ from health_monitor.settings import Settings, load_settings
 
 #: Sub-command modules under ``health_monitor.cli``, in the order ``--help`` lists them.
 COMMANDS = [
-    "simulate", "build", "ingest", "tables",
+    "setup", "simulate", "build", "ingest", "tables",
     "stream", "alerts", "rules", "detect", "replay", "evaluate",
-    "train", "models",
+    "features", "train", "models",
     "score", "forecast", "savings", "report", "serve",
 ]
 

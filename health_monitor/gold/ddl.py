@@ -79,6 +79,11 @@ class Column:
     comment: str = ""
 
     @property
+    def optional(self) -> bool:
+        """A column real accounts may not have yet (comment starts with ``optional``): read as null."""
+        return self.comment.lower().startswith("optional")
+
+    @property
     def data_type(self) -> T.DataType:
         return parse_type(self.type)
 
@@ -157,6 +162,11 @@ class TableSpec:
     def required(self) -> list[str]:
         """Columns that may not be null (primary key included)."""
         return [c.name for c in self.columns if not c.nullable or c.name in self.primary_key]
+
+    @property
+    def optional(self) -> list[str]:
+        """Columns a source may lack (newer system-table columns); readers fill them with null."""
+        return [c.name for c in self.columns if c.optional]
 
     def column(self, name: str) -> Column:
         for c in self.columns:

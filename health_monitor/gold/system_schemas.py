@@ -3,12 +3,20 @@
 Columns and types follow ``system.*`` (see ``shared/spec/system-tables.md``). The simulator
 writes tables of exactly these shapes into the local ``system`` layer and ingest accepts
 exports of them, so the builders read the same shapes in both environments. Only the columns
-the monitor uses are listed; extra columns in real tables are ignored.
+the monitor uses are listed; extra columns in real tables are ignored, and columns marked
+``optional`` (newer ones) are read as null where an account does not have them yet.
 """
 
 from __future__ import annotations
 
+import logging
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
 from health_monitor.gold.ddl import TableSpec, table
+
+_log = logging.getLogger(__name__)
 
 _USAGE_METADATA = (
     "struct<cluster_id:string,job_id:string,warehouse_id:string,instance_pool_id:string,"
@@ -84,7 +92,7 @@ SYSTEM_TABLES: dict[str, TableSpec] = {
             change_time timestamp NOT NULL
             delete_time timestamp
             description string
-            trigger struct<schedule:struct<quartz_cron_expression:string,timezone_id:string,pause_status:string>>
+            trigger struct<schedule:struct<quartz_cron_expression:string,timezone_id:string,pause_status:string>> -- optional: added to system.* in 2025; accounts without it read null
             trigger_type string
             paused boolean
             timeout_seconds bigint
@@ -122,14 +130,14 @@ SYSTEM_TABLES: dict[str, TableSpec] = {
             run_name string
             compute_ids array<string>
             termination_code string -- only on the final hourly row of a run
-            job_parameters map<string,string>
-            compute array<struct<type:string,cluster_id:string,warehouse_id:string>>
-            termination_type string
-            setup_duration_seconds bigint
-            queue_duration_seconds bigint
-            run_duration_seconds bigint
-            cleanup_duration_seconds bigint
-            execution_duration_seconds bigint
+            job_parameters map<string,map<string,string>> -- optional: real type per the docs
+            compute array<struct<type:string,cluster_id:string,warehouse_id:string>> -- optional: added to system.* in 2025; accounts without it read null
+            termination_type string -- optional: added to system.* in 2025; accounts without it read null
+            setup_duration_seconds bigint -- optional: added to system.* in 2025; accounts without it read null
+            queue_duration_seconds bigint -- optional: added to system.* in 2025; accounts without it read null
+            run_duration_seconds bigint -- optional: added to system.* in 2025; accounts without it read null
+            cleanup_duration_seconds bigint -- optional: added to system.* in 2025; accounts without it read null
+            execution_duration_seconds bigint -- optional: added to system.* in 2025; accounts without it read null
             """,
             ["workspace_id", "run_id", "period_start_time"],
             "Job runs, split into hourly rows for runs longer than an hour.",
@@ -277,8 +285,8 @@ SYSTEM_TABLES: dict[str, TableSpec] = {
             executed_as string
             written_rows bigint
             written_files bigint
-            pruned_files_bytes bigint
-            read_files_bytes bigint
+            pruned_files_bytes bigint -- optional: added to system.* in 2025; accounts without it read null
+            read_files_bytes bigint -- optional: added to system.* in 2025; accounts without it read null
             """,
             ["statement_id"], "Every SQL statement run on warehouses and serverless compute.",
             event_time="start_time",
@@ -335,7 +343,7 @@ SYSTEM_TABLES: dict[str, TableSpec] = {
             event_id string
             statement_id string
             entity_metadata struct<job_info:struct<job_id:string,job_run_id:string>,notebook_id:string,dashboard_id:string,sql_query_id:string>
-            direct_access boolean
+            direct_access boolean -- optional: added to system.* in 2025; accounts without it read null
             """,
             ["record_id"], "Table-level lineage: who read and wrote which table.",
             event_time="event_time",
@@ -362,7 +370,7 @@ SYSTEM_TABLES: dict[str, TableSpec] = {
         table(
             "information_schema.columns", "system",
             """
-            snapshot_time timestamp NOT NULL -- when the snapshot of information_schema was taken
+            snapshot_time timestamp -- optional: not in the real view (a live snapshot); local histories carry it
             table_catalog string NOT NULL
             table_schema string NOT NULL
             table_name string NOT NULL
@@ -374,9 +382,25 @@ SYSTEM_TABLES: dict[str, TableSpec] = {
             partition_index int
             comment string
             """,
-            ["snapshot_time", "table_catalog", "table_schema", "table_name", "column_name"],
-            "Snapshots of information_schema.columns (Databricks: taken by the schema-history job).",
-            event_time="snapshot_time",
+            ["table_catalog", "table_schema", "table_name", "column_name"],
+            "The columns information_schema shows now (Databricks: each Gold build keeps a dated "
+            "snapshot); local histories and exports may carry their own snapshot_time.",
         ),
     ]
 }
+
+
+def with_optional_columns(df: DataFrame, source: str) -> DataFrame:
+    """``df`` (a read of ``system.<source>``) with every optional column it lacks added as null.
+
+    Newer system-table columns reach accounts at different times: a missing one is a one-line
+    note, never an error, and the builders see the contract's shape. Extra columns pass through.
+    """
+    spec = SYSTEM_TABLES.get(source)
+    if spec is None:
+        return df
+    present = set(df.columns)
+    missing = [c for c in spec.optional if c not in present]
+    if missing:
+        _log.info("system.%s has no column(s) %s yet: read as null", source, ", ".join(missing))
+    return df.select("*", *[F.lit(None).cast(spec.column(c).data_type).alias(c) for c in missing])

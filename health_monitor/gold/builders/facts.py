@@ -99,8 +99,12 @@ def dq_results(rows: DataFrame) -> DataFrame:
 
 
 def schema_history(rows: DataFrame) -> DataFrame:
-    """Column snapshots keyed by their table's full name."""
-    return rows.select(
+    """Column snapshots keyed by their table's full name.
+
+    The real ``information_schema.columns`` is a live view without a snapshot time: its rows are
+    stamped with the build's time, so each build adds one dated snapshot.
+    """
+    return rows.withColumn("snapshot_time", F.coalesce("snapshot_time", F.current_timestamp())).select(
         "*", F.concat_ws(".", "table_catalog", "table_schema", "table_name").alias("table_full_name")
     )
 
@@ -145,4 +149,4 @@ build_query_history = batched("query.history", "fact_query_history", query_histo
 build_dq_results = batched("data_quality_monitoring.table_results", "fact_data_quality_monitoring_table_results",
                            dq_results, "event_time")
 build_schema_history = batched("information_schema.columns", "fact_table_schema_history", schema_history,
-                               "snapshot_time")
+                               "coalesce(snapshot_time, current_timestamp())")

@@ -93,6 +93,10 @@ def collapse_runs(rows: DataFrame) -> DataFrame:
     )
 
 
+#: Job-run windows that changed in the current build (monitor layer; replaced by every build).
+TOUCHED = "gold_build_touched_clusters"
+
+
 def build_job_runs(lake: Lakehouse) -> tuple[int, DataFrame | None]:
     """Stream new timeline rows into ``fact_job_run_timeline``.
 
@@ -100,7 +104,9 @@ def build_job_runs(lake: Lakehouse) -> tuple[int, DataFrame | None]:
     changed, so cost attribution can revisit all-purpose usage on those clusters.
     """
     sink = gold_sink(lake, "fact_job_run_timeline", prune_partitions=False)
-    touched: list[DataFrame] = []
+    # The windows go through a table, not a Python list captured by the foreachBatch function:
+    # under Spark Connect that function runs in a server-side worker and its list never comes back.
+    lake.delete_table(TOUCHED, "monitor")
 
     def handle(batch: DataFrame) -> None:
         # A run split across micro-batches is recomputed from all of its rows, not just the new ones.
@@ -119,17 +125,14 @@ def build_job_runs(lake: Lakehouse) -> tuple[int, DataFrame | None]:
                 .groupBy("workspace_id", "cluster_id")
                 .agg(F.min("period_start_time").alias("start"), F.max("period_end_time").alias("end"))
             )
-            touched.append(lake.spark.createDataFrame(windows.collect(), windows.schema))
+            lake.write(windows, TOUCHED, "monitor", mode="append")
         finally:
             runs.unpersist()
 
     run_stream(lake, RUN_SOURCE, "fact_job_run_timeline", handle)
-    if not touched:
+    if not lake.exists(TOUCHED, "monitor"):
         return sink.written, None
-    windows = touched[0]
-    for more in touched[1:]:
-        windows = windows.unionByName(more)
-    return sink.written, windows
+    return sink.written, lake.read(TOUCHED, "monitor")
 
 
 def build_dim_job(lake: Lakehouse) -> int:

@@ -54,8 +54,10 @@ def flatten_usage(billing: DataFrame) -> DataFrame:
 def price_usage(usage: DataFrame, prices: DataFrame | None) -> DataFrame:
     """Add list_price (the price row in force at usage_start_time), list_cost and currency_code.
 
-    In force: same sku_name and cloud, price_start_time <= usage_start_time < price_end_time
-    (an open price has no end). No matching price leaves price and cost null.
+    In force: same sku_name, cloud and usage_unit, price_start_time <= usage_start_time <
+    price_end_time (an open price has no end). The price is ``pricing.effective_list.default``
+    (the docs' price for cost: list price after any promotion), ``pricing.default`` where an older
+    row lacks it. No matching price leaves price and cost null.
     """
     if prices is None:
         return usage.select("*", *[F.lit(None).alias(c) for c in ("list_price", "list_cost", "currency_code")])
@@ -63,17 +65,19 @@ def price_usage(usage: DataFrame, prices: DataFrame | None) -> DataFrame:
         F.col("sku_name").alias("_p_sku"), F.col("cloud").alias("_p_cloud"),
         F.col("price_start_time").alias("_p_start"),
         F.coalesce("price_end_time", far_future()).alias("_p_end"),
-        F.col("pricing.default").alias("list_price"), "currency_code",
+        F.col("usage_unit").alias("_p_unit"),
+        F.coalesce("pricing.effective_list.default", "pricing.default").alias("list_price"), "currency_code",
     )
     cond = (
         (usage["sku_name"] == p["_p_sku"]) & usage["cloud"].eqNullSafe(p["_p_cloud"])
+        & usage["usage_unit"].eqNullSafe(p["_p_unit"])
         & (usage["usage_start_time"] >= p["_p_start"]) & (usage["usage_start_time"] < p["_p_end"])
     )
     # decimal(38,18) x decimal(38,18) would keep only 6 decimals; these widths keep 17.
     cost = F.col("usage_quantity").cast("decimal(24,12)") * F.col("list_price").cast("decimal(20,12)")
     return (
         usage.join(F.broadcast(p), cond, "left")
-        .drop("_p_sku", "_p_cloud", "_p_start", "_p_end")
+        .drop("_p_sku", "_p_cloud", "_p_unit", "_p_start", "_p_end")
         .withColumn("list_cost", cost)
     )
 

@@ -1,0 +1,67 @@
+"""The engine through Spark Connect: a local Connect server (PySpark 4.0's, Delta on the server side).
+
+Serverless and standard access mode are Spark Connect, so what runs here is what must run there.
+The server is started once for the module (or reused: HEALTH_MONITOR_SPARK_REMOTE); the test is
+skipped, with the server's own error, only when the server cannot start.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from health_monitor.errors import HealthMonitorError
+from health_monitor.runtime import Lakehouse, is_connect, start_connect_server
+from health_monitor.settings import load_settings
+
+
+@pytest.fixture(scope="module")
+def connect_spark(tmp_path_factory: pytest.TempPathFactory):
+    from pyspark.sql import SparkSession
+
+    url = os.environ.get("HEALTH_MONITOR_SPARK_REMOTE")
+    proc = None
+    if not url:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            proc = start_connect_server(port, tmp_path_factory.mktemp("connect") / "server.log")
+        except HealthMonitorError as exc:
+            pytest.skip(f"Spark Connect server could not start: {exc}")
+        url = f"sc://127.0.0.1:{port}"
+    session = SparkSession.builder.remote(url).create()
+    yield session
+    session.stop()
+    if proc is not None:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+@pytest.fixture
+def connect_lake(connect_spark, tmp_path: Path) -> Lakehouse:
+    return Lakehouse(load_settings(tmp_path), spark=connect_spark)
+
+
+def test_lakehouse_writes_merges_and_reads_through_connect(connect_lake):
+    lake = connect_lake
+    assert is_connect(lake.spark)
+    first = lake.spark.createDataFrame([("a", 1), ("b", 2)], "k string, v int")
+    lake.write(first, "t", "monitor", mode="append")
+    lake.merge(lake.spark.createDataFrame([("b", 20), ("c", 3)], "k string, v int"), "t", ["k"], "monitor")
+    assert sorted(tuple(r) for r in lake.read("t", "monitor").collect()) == [("a", 1), ("b", 20), ("c", 3)]
+    lake.merge(lake.spark.createDataFrame([("a", 9)], "k string, v int"), "t", ["k"], "monitor", update=False)
+    assert lake.read("t", "monitor").filter("k = 'a'").first()["v"] == 1
+
+
+def test_optional_system_columns_are_filled_through_connect(connect_lake):
+    lake = connect_lake
+    rows = lake.spark.createDataFrame([("1", "w", "j", "r")], "account_id string, workspace_id string, "
+                                      "job_id string, run_id string")
+    lake.write(rows, "lakeflow.job_run_timeline", "system", mode="overwrite")
+    got = lake.read("lakeflow.job_run_timeline", "system")
+    assert {"termination_type", "compute", "run_duration_seconds"} <= set(got.columns)
+    assert got.first()["termination_type"] is None
