@@ -370,7 +370,7 @@ SYSTEM_TABLES: dict[str, TableSpec] = {
         table(
             "information_schema.columns", "system",
             """
-            snapshot_time timestamp -- optional: not in the real view (a live snapshot); local histories carry it
+            snapshot_time timestamp -- optional, null in the real view (a live snapshot); local histories carry it
             table_catalog string NOT NULL
             table_schema string NOT NULL
             table_name string NOT NULL
@@ -382,7 +382,9 @@ SYSTEM_TABLES: dict[str, TableSpec] = {
             partition_index int
             comment string
             """,
-            ["table_catalog", "table_schema", "table_name", "column_name"],
+            # snapshot_time stays in the key (null-safe): a local history holds one row per column
+            # per snapshot, and ingest must not drop later snapshots as duplicates.
+            ["snapshot_time", "table_catalog", "table_schema", "table_name", "column_name"],
             "The columns information_schema shows now (Databricks: each Gold build keeps a dated "
             "snapshot); local histories and exports may carry their own snapshot_time.",
         ),

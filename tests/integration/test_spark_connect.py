@@ -33,9 +33,18 @@ def connect_spark(tmp_path_factory: pytest.TempPathFactory):
         except HealthMonitorError as exc:
             pytest.skip(f"Spark Connect server could not start: {exc}")
         url = f"sc://127.0.0.1:{port}"
+    # Creating a remote session flags the whole process as Spark Connect (environment variables
+    # pyspark reads in every later builder call): put them back, or the classic session the rest
+    # of the suite shares is looked up as a remote one.
+    saved = {k: os.environ.get(k) for k in ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE", "SPARK_LOCAL_REMOTE")}
     session = SparkSession.builder.remote(url).create()
     yield session
     session.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     if proc is not None:
         proc.terminate()
         proc.wait(timeout=60)
