@@ -238,7 +238,11 @@ def _answer(models: ModelSet, served: Served, payload: Any) -> dict[str, Any]:
         if keys_out is not None:
             item["key"] = keys_out[i]
         if contract.risk_output:
-            item["risk_level"] = contract.risk_level(jsonable(row.get(contract.risk_output)))
+            # A model that states its own level (tuned on its validation threshold) is believed;
+            # the others get the shared probability bands.
+            own = row.get("risk_level")
+            item["risk_level"] = own if isinstance(own, str) else contract.risk_level(
+                jsonable(row.get(contract.risk_output)))
             item["top_reasons"] = reasons[i] if reasons else []
         predictions.append(item)
     return {"model": served.model_name, "version": served.version, "endpoint": served.endpoint,
