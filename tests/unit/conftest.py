@@ -15,17 +15,16 @@ def _no_jvm(*_args: object, **_kwargs: object) -> None:
     raise RuntimeError("tests/unit must not start a JVM: move this test to tests/integration")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _forbid_jvm() -> object:
-    """Replace pyspark's gateway launcher for the unit session (restored afterwards)."""
+@pytest.fixture(autouse=True)
+def _forbid_jvm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace pyspark's gateway launcher for each unit test. Per test, not per session: `make
+    test` runs both tiers in one pytest session, and the integration tests after these must
+    start their JVM."""
     import pyspark.context
     import pyspark.java_gateway
 
-    mp = pytest.MonkeyPatch()
-    mp.setattr(pyspark.java_gateway, "launch_gateway", _no_jvm)
-    mp.setattr(pyspark.context, "launch_gateway", _no_jvm)
-    yield
-    mp.undo()
+    monkeypatch.setattr(pyspark.java_gateway, "launch_gateway", _no_jvm)
+    monkeypatch.setattr(pyspark.context, "launch_gateway", _no_jvm)
 
 
 @pytest.fixture(scope="session")
