@@ -159,5 +159,6 @@ def _single_threaded(model: Any) -> None:
     XGBoost booster that wakes every core's OpenMP thread for one row spends most of its CPU
     spinning (about 70 ms of CPU per single-row call on a busy 2-core machine, measured)."""
     for value in vars(model).values():
-        if hasattr(value, "get_booster") and hasattr(value, "set_params") or hasattr(value, "n_jobs") and hasattr(value, "set_params"):
+        # scikit-learn estimators and XGBoost's sklearn wrappers alike take n_jobs.
+        if hasattr(value, "n_jobs") and hasattr(value, "set_params"):
             value.set_params(n_jobs=1)
