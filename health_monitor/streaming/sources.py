@@ -25,7 +25,7 @@ GRANT_REGEX = (r"(?i)(grant|updatepermissions|changepermissions|permissionsupdat
 SELF_GRANT_REGEX = r"(?i)(grant|updatepermissions|changepermissions|permissionsupdate|acl|setadmin|role)"
 #: Administrative actions beyond grants: users, groups, tokens, secrets, settings, policies.
 ADMIN_REGEX = (GRANT_REGEX[:-1] + r"|revoke|createuser|deleteuser|creategroup|deletegroup|"
-               r"workspaceconf|setting|createtoken|generatetoken|secret|policy|ipaccesslist)")
+               r"workspaceconf|setting|(create|generate)(db)?token|secret|policy|ipaccesslist)")
 #: Exports and downloads of data or notebooks.
 EXPORT_REGEX = r"(?i)(download|export)"
 #: request_params keys that carry the size of a download/export, when the service logs it.
