@@ -67,9 +67,9 @@ def serving() -> dict:
             "name": f"hm-{path}-${{bundle.target}}",
             "config": {"served_entities": [{
                 "entity_name": f"${{var.catalog}}.ml.{model}",
-                # Serving pins a version: training's promotion sets @champion; deploy with
-                # --var champion_version=<n> (docs/databricks.md) to move the endpoint to it.
-                "entity_version": "${var.champion_version}",
+                # Serving pins a version: training's promotion sets @champion; set that version
+                # in champion_versions and redeploy (docs/databricks.md) to move the endpoint to it.
+                "entity_version": f"${{var.champion_versions.{model}}}",
                 "workload_size": "Small",
                 "scale_to_zero_enabled": True,
             }]},

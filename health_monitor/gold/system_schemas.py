@@ -144,6 +144,26 @@ SYSTEM_TABLES: dict[str, TableSpec] = {
             event_time="period_start_time",
         ),
         table(
+            "lakeflow.job_task_run_timeline", "system",
+            """
+            account_id string NOT NULL
+            workspace_id string NOT NULL
+            job_id string NOT NULL
+            run_id string NOT NULL -- the task run
+            job_run_id string -- the job run the task belongs to
+            parent_run_id string
+            task_key string
+            period_start_time timestamp NOT NULL
+            period_end_time timestamp NOT NULL
+            compute_ids array<string> -- the only record of compute other than job clusters
+            result_state string
+            termination_code string
+            """,
+            ["workspace_id", "run_id", "period_start_time"],
+            "Task runs, split into hourly rows; the compute each task ran on (all-purpose included).",
+            event_time="period_start_time",
+        ),
+        table(
             "compute.clusters", "system",
             """
             account_id string NOT NULL

@@ -71,6 +71,7 @@ BILLING = [
     usage("u-afternoon-restate", d(13), "8", record_type="RESTATEMENT", job_id="j1", run_id="101"),
     usage("u-ap", d(10), "4", sku=AP_SKU, product="ALL_PURPOSE", cluster_id="c-ap", tags={"team": "data"}),
     usage("u-ap-idle", d(10), "2", sku=AP_SKU, product="ALL_PURPOSE", cluster_id="c-idle"),
+    usage("u-ap-task", d(11), "3", sku=AP_SKU, product="ALL_PURPOSE", cluster_id="c-ap2"),
 ]
 
 RUNS = [
@@ -85,6 +86,13 @@ RUNS = [
     # Two runs on the all-purpose cluster: 201 overlaps the 10:00 usage hour by 40 min, 202 by 15.
     run_row("201", "j2", d(10, 10), d(10, 50), "SUCCEEDED", cluster="c-ap"),
     run_row("202", "j3", d(9, 30), d(10, 15), "SUCCEEDED", cluster="c-ap"),
+    # As the docs describe all-purpose runs: no compute in the run timeline, only in its tasks'.
+    run_row("501", "j5", d(11), d(11, 40), "SUCCEEDED", compute_ids=[], compute=[]),
+]
+TASK_RUNS = [
+    {"job_id": "j5", "run_id": "501-t1", "job_run_id": "501", "parent_run_id": "501", "task_key": "t1",
+     "period_start_time": d(11), "period_end_time": d(11, 40), "compute_ids": ["c-ap2"],
+     "result_state": "SUCCEEDED"},
 ]
 
 
@@ -93,6 +101,7 @@ def put_estate(lake: Lakehouse) -> None:
     put(lake, "billing.list_prices", PRICES)
     put(lake, "billing.usage", BILLING)
     put(lake, "lakeflow.job_run_timeline", RUNS)
+    put(lake, "lakeflow.job_task_run_timeline", TASK_RUNS)
     put(lake, "access.workspaces_latest", [{"workspace_name": "prod", "create_time": dt(2025, 1, 1),
                                             "status": "RUNNING"}])
     put(lake, "lakeflow.jobs", [
@@ -174,7 +183,7 @@ def test_every_gold_table_is_built_to_its_contract(estate):
 def test_hourly_split_run_collapses_to_one_row_with_final_state(estate):
     lake, _ = estate
     runs = rows_by(lake, "fact_job_run_timeline", "run_id")
-    assert len(runs) == 7
+    assert len(runs) == 8
     r = runs["101"]
     assert (r.period_start_time, r.period_end_time) == (d(8), d(10, 30))
     assert (r.result_state, r.termination_code, r.period_row_count) == ("SUCCEEDED", "SUCCESS", 3)
@@ -216,6 +225,9 @@ def test_all_purpose_cost_is_attributed_to_the_most_overlapping_run(estate):
     assert (ap.job_id, ap.usage_metadata_job_run_id, ap.job_id_source) == ("j2", "201", "CLUSTER_ATTRIBUTION")
     idle = u["u-ap-idle"]
     assert (idle.job_id, idle.job_id_source) == (None, None)
+    # Run 501 names no compute itself: its task's all-purpose cluster is in the task timeline.
+    task = u["u-ap-task"]
+    assert (task.job_id, task.usage_metadata_job_run_id, task.job_id_source) == ("j5", "501", "CLUSTER_ATTRIBUTION")
 
 
 def test_dimensions_are_scd2_with_one_current_row(estate):

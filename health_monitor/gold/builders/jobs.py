@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from health_monitor.runtime import Lakehouse
 
 RUN_SOURCE = "lakeflow.job_run_timeline"
+#: The only record of compute other than job clusters (all-purpose clusters a task ran on).
+TASK_SOURCE = "lakeflow.job_task_run_timeline"
 FAILURE_STATES = ("ERROR", "FAILED", "TIMED_OUT")
 _DURATIONS = ("setup", "queue", "run", "cleanup", "execution")
 
@@ -23,6 +25,26 @@ def run_clusters() -> Column:
     """Every cluster a Gold run used: its compute_ids plus its derived cluster_id (no nulls)."""
     ids = F.concat(F.coalesce("compute_ids", F.array().cast("array<string>")), F.array("cluster_id"))
     return F.array_distinct(F.filter(ids, lambda x: x.isNotNull()))
+
+
+def task_compute(lake: Lakehouse) -> DataFrame | None:
+    """(workspace_id, cluster_id, job_id, run_id, period_start_time, period_end_time) per job run
+    and compute its tasks used, from ``job_task_run_timeline`` (None where the table is absent).
+
+    ``job_run_timeline.compute_ids`` names job clusters only; the docs send every other compute
+    (all-purpose clusters above all) to the task timeline. ``run_id`` here is the job run's.
+    """
+    if not lake.exists(TASK_SOURCE, "system"):
+        return None
+    tasks = lake.read(TASK_SOURCE, "system")
+    ids = F.filter(F.coalesce("compute_ids", F.array().cast("array<string>")), lambda x: x.isNotNull())
+    return (
+        tasks.select("workspace_id", "job_id", F.coalesce("job_run_id", "parent_run_id", "run_id").alias("run_id"),
+                     F.explode(ids).alias("cluster_id"), "period_start_time", "period_end_time")
+        .groupBy("workspace_id", "cluster_id", "job_id", "run_id")
+        .agg(F.min("period_start_time").alias("period_start_time"),
+             F.max("period_end_time").alias("period_end_time"))
+    )
 
 
 def collapse_runs(rows: DataFrame) -> DataFrame:
@@ -107,6 +129,7 @@ def build_job_runs(lake: Lakehouse) -> tuple[int, DataFrame | None]:
     # The windows go through a table, not a Python list captured by the foreachBatch function:
     # under Spark Connect that function runs in a server-side worker and its list never comes back.
     lake.delete_table(TOUCHED, "monitor")
+    tasks = task_compute(lake)
 
     def handle(batch: DataFrame) -> None:
         # A run split across micro-batches is recomputed from all of its rows, not just the new ones.
@@ -119,10 +142,15 @@ def build_job_runs(lake: Lakehouse) -> tuple[int, DataFrame | None]:
         runs = collapse_runs(rows).persist()
         try:
             sink.upsert(runs)
+            windows = runs.select("workspace_id", F.explode(run_clusters()).alias("cluster_id"),
+                                  "period_start_time", "period_end_time")
+            if tasks is not None:
+                # The all-purpose clusters these runs' tasks used are only in the task timeline.
+                windows = windows.unionByName(tasks.join(runs.select("workspace_id", "run_id"),
+                                                         ["workspace_id", "run_id"], "left_semi")
+                                              .select(*windows.columns))
             windows = (
-                runs.select("workspace_id", F.explode(run_clusters()).alias("cluster_id"),
-                            "period_start_time", "period_end_time")
-                .groupBy("workspace_id", "cluster_id")
+                windows.groupBy("workspace_id", "cluster_id")
                 .agg(F.min("period_start_time").alias("start"), F.max("period_end_time").alias("end"))
             )
             lake.write(windows, TOUCHED, "monitor", mode="append")

@@ -9,7 +9,7 @@ from pyspark.sql import functions as F
 
 from health_monitor import progress
 from health_monitor.gold.builders.core import far_future, gold_sink, run_stream, tag
-from health_monitor.gold.builders.jobs import run_clusters
+from health_monitor.gold.builders.jobs import run_clusters, task_compute
 from health_monitor.gold.builders.quarantine import PRICE_COST_CASTS, USAGE_COST_CASTS, set_aside
 
 if TYPE_CHECKING:
@@ -21,6 +21,7 @@ USAGE_SOURCE = "billing.usage"
 PRICE_SOURCE = "billing.list_prices"
 #: Products whose usage names a cluster but never a job (see shared/spec/system-tables.md).
 ALL_PURPOSE_PRODUCTS = ("ALL_PURPOSE", "INTERACTIVE")
+_WINDOW_COLUMNS = ("workspace_id", "cluster_id", "job_id", "run_id", "period_start_time", "period_end_time")
 
 
 def flatten_usage(billing: DataFrame) -> DataFrame:
@@ -89,23 +90,31 @@ def needs_attribution() -> Column:
         product | F.col("sku_name").contains("ALL_PURPOSE"))
 
 
-def attribute_jobs(usage: DataFrame, runs: DataFrame | None) -> DataFrame:
+def attribute_jobs(usage: DataFrame, runs: DataFrame | None, tasks: DataFrame | None = None) -> DataFrame:
     """Fill job_id / usage_metadata_job_run_id / job_id_source.
 
     Billing's own job_id wins (``BILLING``). All-purpose usage goes to the job run on the same
     workspace and cluster whose [start, end) overlaps the usage window most
-    (``CLUSTER_ATTRIBUTION``; ties go to the higher run_id so the choice is deterministic).
+    (``CLUSTER_ATTRIBUTION``; ties go to the higher run_id so the choice is deterministic). The
+    clusters of a run are its Gold compute plus those its tasks used (``tasks``, from
+    :func:`~health_monitor.gold.builders.jobs.task_compute`): the task timeline is where
+    Databricks records all-purpose compute.
     """
     source = F.when(F.col("job_id").isNotNull(), F.lit("BILLING"))
-    if runs is None:
+    if runs is None and tasks is None:
         return usage.withColumn("job_id_source", source)
     cand = usage.filter(needs_attribution()).select(
         "record_id", "workspace_id", "cluster_id",
         F.col("usage_start_time").alias("_u_start"), F.col("usage_end_time").alias("_u_end"),
     )
-    r = runs.select(
-        "workspace_id", F.explode(run_clusters()).alias("cluster_id"),
-        F.col("job_id").alias("_a_job"), F.col("run_id").alias("_a_run"),
+    windows = [] if runs is None else [runs.select(
+        "workspace_id", F.explode(run_clusters()).alias("cluster_id"), "job_id", "run_id",
+        "period_start_time", "period_end_time")]
+    if tasks is not None:
+        windows.append(tasks.select(*_WINDOW_COLUMNS))
+    r = windows[0].unionByName(windows[1]) if len(windows) == 2 else windows[0]
+    r = r.select(
+        "workspace_id", "cluster_id", F.col("job_id").alias("_a_job"), F.col("run_id").alias("_a_run"),
         F.col("period_start_time").alias("_r_start"), F.col("period_end_time").alias("_r_end"),
     )
     overlap = F.unix_micros(F.least("_r_end", "_u_end")) - F.unix_micros(F.greatest("_r_start", "_u_start"))
@@ -141,8 +150,9 @@ def build_usage(lake: Lakehouse, touched_clusters: DataFrame | None = None) -> i
     if prices is None:
         progress.info(f"fact_usage: no system.{PRICE_SOURCE}; list_price and list_cost stay null")
     runs = lake.read("fact_job_run_timeline") if lake.exists("fact_job_run_timeline") else None
+    tasks = task_compute(lake)
 
-    if sink.exists and runs is not None and touched_clusters is not None:
+    if sink.exists and (runs is not None or tasks is not None) and touched_clusters is not None:
         w = F.broadcast(touched_clusters)
         revisit = (
             sink.read()
@@ -157,7 +167,7 @@ def build_usage(lake: Lakehouse, touched_clusters: DataFrame | None = None) -> i
             ["workspace_id", "cluster_id"],
         ).filter((F.col("usage_start_time") < F.col("_w_end")) & (F.col("usage_end_time") > F.col("_w_start")))
         revisit = revisit.drop("_w_start", "_w_end", "job_id_source")
-        n = sink.upsert(attribute_jobs(revisit, runs))
+        n = sink.upsert(attribute_jobs(revisit, runs, tasks))
         if n:
             progress.info(f"fact_usage: {n} all-purpose rows re-attributed to late job runs")
 
@@ -165,7 +175,7 @@ def build_usage(lake: Lakehouse, touched_clusters: DataFrame | None = None) -> i
         batch = set_aside(lake, batch, "fact_usage", USAGE_COST_CASTS, f"system.{USAGE_SOURCE}")
         priced = price_usage(flatten_usage(batch), prices).persist()  # read twice by attribution
         try:
-            sink.upsert(attribute_jobs(priced, runs))
+            sink.upsert(attribute_jobs(priced, runs, tasks))
         finally:
             priced.unpersist()
 

@@ -22,6 +22,7 @@ from health_monitor.gold.simulator.incidents import Plan
 VISIBLE_AT = {
     "billing.usage": "_arrival",
     "lakeflow.job_run_timeline": "period_end_time",
+    "lakeflow.job_task_run_timeline": "period_end_time",
     "compute.node_timeline": "end_time",
     "query.history": "end_time",
 }
@@ -49,6 +50,7 @@ def generate(estate: Estate, plan: Plan, window: Window, seed: int, static: bool
     runs = jobs.generate_runs(estate, plan, window, rng_for(seed, window, 1), cal)
     out.runs = runs.runs
     out.tables["lakeflow.job_run_timeline"] = runs.timeline
+    out.tables["lakeflow.job_task_run_timeline"] = runs.task_timeline
     ap_runs = runs.runs[runs.runs["compute"] == "all_purpose"] if not runs.runs.empty else runs.runs
     sess = compute.sessions(estate, plan, window, rng_for(seed, window, 2), cal, extra=ap_runs)
     since = estate.window.end - pd.Timedelta(days=compute.NODE_TIMELINE_DAYS)

@@ -35,6 +35,7 @@ class Runs:
 
     runs: pd.DataFrame
     timeline: pd.DataFrame
+    task_timeline: pd.DataFrame
 
 
 def _schedule(job: Job, window: Window, rng: np.random.Generator, cal: Calendar) -> np.ndarray:
@@ -77,7 +78,8 @@ def generate_runs(estate: Estate, plan: Plan, window: Window, rng: np.random.Gen
             continue
         frames.append(_runs_of(job, sched, estate, plan, rng, cal))
     runs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return Runs(runs, _timeline(runs, estate))
+    timeline = _timeline(runs, estate)
+    return Runs(runs, timeline, _task_timeline(timeline, estate))
 
 
 def _runs_of(job: Job, sched: np.ndarray, estate: Estate, plan: Plan, rng: np.random.Generator,
@@ -261,6 +263,25 @@ def _timeline(runs: pd.DataFrame, estate: Estate) -> pd.DataFrame:
         "setup_duration_seconds": secs(r["setup_s"]), "queue_duration_seconds": secs(r["queue_s"]),
         "run_duration_seconds": secs(total + r["queue_s"]), "cleanup_duration_seconds": secs(r["cleanup_s"]),
         "execution_duration_seconds": secs(r["exec_s"]),
+    })
+
+
+def _task_timeline(timeline: pd.DataFrame, estate: Estate) -> pd.DataFrame:
+    """``lakeflow.job_task_run_timeline``: the run's last task over the run's hourly slices.
+
+    One task run per job run is enough for what the monitor reads from it (the compute each run
+    used); its id is the job run's with a ``-t`` suffix, as real task runs have their own ids.
+    """
+    if timeline.empty:
+        return pd.DataFrame()
+    last_task = {j.job_id: (j.tasks[-1][0] if j.tasks else "main") for j in estate.jobs}
+    return pd.DataFrame({
+        "account_id": timeline["account_id"], "workspace_id": timeline["workspace_id"],
+        "job_id": timeline["job_id"], "run_id": timeline["run_id"] + "-t", "job_run_id": timeline["run_id"],
+        "parent_run_id": timeline["run_id"], "task_key": timeline["job_id"].map(last_task),
+        "period_start_time": timeline["period_start_time"], "period_end_time": timeline["period_end_time"],
+        "compute_ids": timeline["compute_ids"], "result_state": timeline["result_state"],
+        "termination_code": timeline["termination_code"],
     })
 
 
