@@ -102,7 +102,10 @@ class DomainSpec:
 
     def static_context(self, lake: Lakehouse) -> dict[str, Any]:
         """Lookups the scorer needs (budgets, SLAs) plus the blended models and the registry."""
-        ctx: dict[str, Any] = {"models": self.models, "registry_uri": lake.settings.registry_uri}
+        from health_monitor.streaming.registered import worker_registry
+
+        # On Databricks the driver loads the champions for the workers (streaming/registered.py).
+        ctx: dict[str, Any] = {"models": self.models, "registry_uri": worker_registry(lake.settings, self.models)}
         if self.context is not None:
             ctx.update(self.context(lake))
         return ctx

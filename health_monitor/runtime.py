@@ -24,6 +24,7 @@ from health_monitor.settings import LAYERS, Settings, load_settings, running_on_
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
     from pyspark.sql.types import StructType
 
 JAVA_HINT = (
@@ -130,6 +131,24 @@ def get_spark(settings: Settings | None = None, *, short_lived: bool = False) ->
             _SPARK = configure_spark_with_delta_pip(builder).getOrCreate()
         _SPARK.sparkContext.setLogLevel("ERROR")
         return _SPARK
+
+
+#: Spark 4.0 gives the Python worker of a Connect ``foreachBatch`` function a fixed 10 seconds to
+#: start and connect back (``PythonWorkerFactory.createSimpleWorker``; no setting changes it). On
+#: a loaded machine importing pandas and pyarrow can take longer: the query never started, so
+#: starting it again is safe.
+_WORKER_START_ERROR = "Python worker failed to connect back"
+
+
+def start_query(writer: DataStreamWriter, attempts: int = 3) -> StreamingQuery:
+    """``writer.start()``, retried when a Connect server's foreachBatch worker started too slowly."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return writer.start()
+        except Exception as exc:  # noqa: BLE001 - only the worker start-up timeout is retried
+            if _WORKER_START_ERROR not in str(exc) or attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 def spark_remote() -> str | None:
@@ -489,6 +508,14 @@ def start_connect_server(port: int, log: Path, timeout_s: float = 180.0) -> subp
         "spark.driver.memory": os.environ.get("HEALTH_MONITOR_DRIVER_MEMORY", "2g"),
         "spark.sql.streaming.stateStore.providerClass":
             "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
+        # The local session's small-machine settings, set where a Connect client cannot: Delta's
+        # 50 snapshot partitions would be 50 tasks per log replay, and INFO logs a line per task.
+        "spark.default.parallelism": "4",
+        "spark.databricks.delta.snapshotPartitions": "2",
+        "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={Path(__file__).with_name('log4j2.properties')} "
+                                         f"{os.environ.get('HEALTH_MONITOR_JVM_OPTIONS', JVM_OPTIONS)}",
     }
     cmd = [str(home / "bin" / "spark-submit"), "--master", "local[2]", "--jars", jars,
            "--class", "org.apache.spark.sql.connect.service.SparkConnectServer"]

@@ -5,6 +5,12 @@ a module-level cache keeps each loaded model there, so a model is loaded once pe
 once per key or batch. Before the MODELS jobs have registered anything the lookup finds nothing
 and the streams run on their online detectors and rules alone (cold start), re-checking the
 registry every few minutes so a newly promoted champion is picked up without a restart.
+
+On Databricks the workers do not query the registry: the query's driver loads the champions
+(where the job's credentials are, and with MLflow's tracking URI ``databricks`` beside the
+``databricks-uc`` registry) and hands them to the workers in the query's context
+(:func:`worker_registry`). Serverless Python workers have neither the driver's credentials nor
+internet access; a scheduled available-now run starts with the champions current at that time.
 """
 
 from __future__ import annotations
@@ -13,10 +19,13 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from health_monitor.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +87,15 @@ def _registry_exists(registry_uri: str) -> bool:
     return True
 
 
+def tracking_uri_for(registry_uri: str) -> str:
+    """The MLflow tracking URI that goes with a registry URI.
+
+    Unity Catalog (``databricks-uc``) is a registry only: MLflow 3 rejects it as a tracking URI,
+    whose workspace counterpart is ``databricks``. A local SQLite store is both.
+    """
+    return "databricks" if registry_uri.startswith("databricks-uc") else registry_uri
+
+
 def champion(registry_uri: str, registered_name: str) -> LoadedModel | None:
     """The ``champion`` version of a registered model, cached per worker; None if there is none."""
     key = (registry_uri, registered_name)
@@ -91,11 +109,12 @@ def champion(registry_uri: str, registered_name: str) -> LoadedModel | None:
             import mlflow
             from mlflow import MlflowClient
 
-            client = MlflowClient(tracking_uri=registry_uri, registry_uri=registry_uri)
+            tracking_uri = tracking_uri_for(registry_uri)
+            client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
             mv = client.get_model_version_by_alias(registered_name, "champion")
             if loaded is None or loaded.version != str(mv.version):
                 mlflow.set_registry_uri(registry_uri)
-                mlflow.set_tracking_uri(registry_uri)
+                mlflow.set_tracking_uri(tracking_uri)
                 model = mlflow.pyfunc.load_model(f"models:/{registered_name}@champion")
                 schema = model.metadata.get_input_schema()
                 inputs = list(schema.input_names()) if schema is not None else []
@@ -107,8 +126,38 @@ def champion(registry_uri: str, registered_name: str) -> LoadedModel | None:
     return loaded
 
 
-def domain_champions(registry_uri: str | None, registered_names: list[str]) -> list[LoadedModel]:
-    """The champions available for a domain (empty before any model is registered)."""
-    if not registry_uri:
+@dataclass(frozen=True)
+class WorkerRegistry:
+    """How the scoring workers get a domain's champions: from the registry themselves (local),
+    or already loaded by the driver (``preloaded``, on Databricks)."""
+
+    registry_uri: str
+    preloaded: tuple[LoadedModel, ...] | None = None
+
+
+def worker_registry(settings: Settings, registered_names: list[str] | tuple[str, ...]) -> WorkerRegistry:
+    """The registry access for a query's workers, resolved where the query starts (the driver)."""
+    if not settings.is_databricks:
+        return WorkerRegistry(settings.registry_uri)
+    return preload(settings.registry_uri, registered_names)
+
+
+def preload(registry_uri: str, registered_names: list[str] | tuple[str, ...]) -> WorkerRegistry:
+    """Load the champions here (the driver) so the workers get them with the query's context."""
+    loaded = [m for m in (champion(registry_uri, n) for n in registered_names) if m is not None]
+    return WorkerRegistry(registry_uri, tuple(loaded))
+
+
+def domain_champions(registry: WorkerRegistry | str | None, registered_names: list[str]) -> list[LoadedModel]:
+    """The champions available for a domain (empty before any model is registered).
+
+    ``registry`` is the query context's ``registry_uri`` entry: a :class:`WorkerRegistry` (the
+    champions preloaded by the driver, or where to find them) or a plain registry URI.
+    """
+    if not registry:
         return []
-    return [m for m in (champion(registry_uri, n) for n in registered_names) if m is not None]
+    if isinstance(registry, WorkerRegistry):
+        if registry.preloaded is not None:
+            return list(registry.preloaded)
+        registry = registry.registry_uri
+    return [m for m in (champion(registry, n) for n in registered_names) if m is not None]

@@ -15,7 +15,7 @@ from pyspark.sql.streaming import StreamingQuery
 from health_monitor import checkpoints, progress
 from health_monitor.domains import STREAM_DOMAINS, spec
 from health_monitor.errors import HealthMonitorError
-from health_monitor.runtime import Lakehouse
+from health_monitor.runtime import Lakehouse, start_query
 from health_monitor.settings import Settings
 from health_monitor.streaming.query import build_stream, query_name
 from health_monitor.streaming.sink import BatchSink, BatchStats
@@ -47,7 +47,9 @@ class StreamRun:
         """Print a progress line per finished micro-batch and refresh each query's status file."""
         for domain, q in self.queries.items():
             sink = self.sinks[domain]
-            stats = sink.last
+            if (q.lastProgress or {}).get("batchId") in (None, self.seen_batches.get(domain)):
+                continue  # no batch finished since the last report (spares a stats read on Connect)
+            stats = sink.current()
             if stats.batch_id < 0 or self.seen_batches.get(domain) == stats.batch_id:
                 continue
             prog = _progress_for(q, stats.batch_id)
@@ -65,9 +67,10 @@ class StreamRun:
     def write_status(self, domain: str, prog: dict | None = None) -> None:
         q, sink = self.queries[domain], self.sinks[domain]
         prog = prog if prog is not None else (q.lastProgress or {})
+        last = sink.current()
         checkpoints.write_status(sink.location, {
             "query": sink.name, "domain": domain, "run_id": str(q.runId), "active": q.isActive,
-            "last_batch": vars(sink.last) | {"totals": sink.last.totals},
+            "last_batch": vars(last) | {"totals": last.totals},
             "progress": {k: prog.get(k) for k in ("batchId", "timestamp", "numInputRows",
                                                   "inputRowsPerSecond", "processedRowsPerSecond",
                                                   "eventTime", "sources")},
@@ -148,7 +151,7 @@ def start_streams(lake: Lakehouse, domains: list[str] | tuple[str, ...] = STREAM
                       .foreachBatch(sink))
             writer = writer.trigger(availableNow=True) if available_now else writer.trigger(
                 processingTime=trigger or "30 seconds")
-            queries[domain] = writer.start()
+            queries[domain] = start_query(writer)
             sinks[domain] = sink
     except Exception:
         for q in queries.values():
@@ -185,7 +188,7 @@ def run_available_now(lake: Lakehouse, domains: list[str] | tuple[str, ...] = ST
     run = start_streams(lake, domains, available_now=True, max_files_per_trigger=max_files_per_trigger,
                         rules=rules, shuffle_partitions=shuffle_partitions, heartbeat_dir=heartbeat_dir)
     wait(run)
-    return {d: s.last for d, s in run.sinks.items()}
+    return {d: s.current() for d, s in run.sinks.items()}
 
 
 def pid_file(settings: Settings) -> Path:

@@ -28,9 +28,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from health_monitor import checkpoints
-from health_monitor.runtime import Lakehouse
+from health_monitor.runtime import Lakehouse, is_connect
 from health_monitor.streaming.query import query_name
-from health_monitor.streaming.tables import ANOMALY_SCORES, LATE_ROWS
+from health_monitor.streaming.tables import ANOMALY_SCORES, LATE_ROWS, STREAM_BATCHES
 
 # Queries of one process share the monitor tables; their sinks take turns (Delta commits to one
 # table from two threads would conflict).
@@ -102,6 +102,29 @@ class BatchSink:
         totals["batches"] += 1
         stats.totals = totals
         self.last = stats
+        if is_connect(batch_df.sparkSession):
+            self._publish(stats)
+
+    def _publish(self, stats: BatchStats) -> None:
+        """Record the batch's stats in ``monitor.stream_batches`` (idempotent per batch).
+
+        Under Spark Connect this object lives in a server-side Python worker: ``self.last``
+        never reaches the process that started the query, which reads this table instead.
+        """
+        row = self.lake.spark.createDataFrame(
+            [(self.name, stats.batch_id, json.dumps(vars(stats)), datetime.now(UTC).replace(tzinfo=None))],
+            STREAM_BATCHES.schema)
+        self.lake.ensure_table(STREAM_BATCHES.name, STREAM_BATCHES.schema, "monitor")
+        self.lake.write(row, STREAM_BATCHES.name, "monitor", mode="append",
+                        options={"txnAppId": self.app_id, "txnVersion": str(stats.batch_id)})
+
+    def current(self) -> BatchStats:
+        """The latest batch's stats, wherever the function ran (see :meth:`_publish`)."""
+        if not is_connect(self.lake.spark) or not self.lake.exists(STREAM_BATCHES.name, "monitor"):
+            return self.last
+        row = (self.lake.read(STREAM_BATCHES.name, "monitor").filter(F.col("query_name") == self.name)
+               .orderBy(F.col("batch_id").desc()).select("stats").first())
+        return BatchStats(**json.loads(row["stats"])) if row else self.last
 
     def _write(self, batch_df: DataFrame, batch_id: int) -> BatchStats:
         lake = self.lake

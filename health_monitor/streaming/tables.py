@@ -89,4 +89,17 @@ LATE_ROWS = table(
     event_time="event_time",
 )
 
-STREAM_TABLES = {t.name: t for t in (ANOMALY_SCORES, ALERTS, ALERT_ACTIONS, LATE_ROWS)}
+STREAM_BATCHES = table(
+    "stream_batches", "monitor",
+    """
+    query_name string NOT NULL
+    batch_id bigint NOT NULL
+    stats string NOT NULL -- the batch's BatchStats as JSON (windows, late rows, alerts, totals)
+    written_at timestamp NOT NULL
+    """,
+    ["query_name", "batch_id"],
+    "What each micro-batch did, written by the sink under Spark Connect (where the foreachBatch "
+    "function runs server-side and its Python state never reaches the caller).",
+)
+
+STREAM_TABLES = {t.name: t for t in (ANOMALY_SCORES, ALERTS, ALERT_ACTIONS, LATE_ROWS, STREAM_BATCHES)}

@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 from health_monitor.gold.builders.quarantine import contract_casts, set_aside
 from health_monitor.gold.ddl import TableSpec
 from health_monitor.gold.schemas import GOLD_TABLES
+from health_monitor.runtime import start_query
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -73,10 +74,40 @@ class GoldSink:
 
     lake: Lakehouse
     spec: TableSpec
-    written: int = 0
     #: Compare and MERGE only in the partitions of the new rows. Only right when a key's partition
     #: value never changes (a billing record's date); a run's date can (an earlier row arrives late).
     prune_partitions: bool = True
+    def version(self) -> int:
+        """The table's latest Delta version (-1 while it does not exist)."""
+        if not self.exists:
+            return -1
+        row = self.lake.spark.sql(f"DESCRIBE HISTORY {self._name} LIMIT 1").first()
+        return int(row["version"]) if row else -1
+
+    @property
+    def _name(self) -> str:
+        return self.lake.table_name(self.spec.name, "gold")
+
+    def committed_rows(self, since: int) -> int:
+        """Rows inserted or changed by the table's commits after version ``since``, from Delta's history.
+
+        A streaming builder's upserts run inside its ``foreachBatch`` function, which Spark
+        Connect executes in a server-side Python worker: a counter kept on this object there never
+        comes back to the caller, the table's commit metrics do (both runtimes, same numbers).
+        """
+        if not self.exists:
+            return 0
+        history = (self.lake.spark.sql(f"DESCRIBE HISTORY {self._name}")
+                   .filter(F.col("version") > since)
+                   .select("operation", "operationMetrics").collect())
+        total = 0
+        for row in history:
+            m = row["operationMetrics"] or {}
+            if row["operation"] == "MERGE":
+                total += int(m.get("numTargetRowsInserted", 0)) + int(m.get("numTargetRowsUpdated", 0))
+            elif row["operation"] in ("WRITE", "STREAMING UPDATE"):
+                total += int(m.get("numOutputRows", 0))
+        return total
 
     @property
     def exists(self) -> bool:
@@ -120,9 +151,7 @@ class GoldSink:
             # Written straight through: counting first would compute (or cache) the rows twice.
             self._create()
             self.lake.write(rows, spec.name, "gold", mode="append")
-            n = self.lake.last_commit_rows(spec.name, "gold")
-            self.written += n
-            return n
+            return self.lake.last_commit_rows(spec.name, "gold")
         rows = rows.persist()
         try:
             n_new, n = (int(v or 0) for v in rows.agg(
@@ -137,7 +166,6 @@ class GoldSink:
                                 target_filter=prune)
         finally:
             rows.unpersist()
-        self.written += n
         return n
 
 
@@ -208,13 +236,12 @@ def run_stream(lake: Lakehouse, source: str, table: str, handle: Callable[[DataF
 
     checkpoint = state_dir(lake, table) / "stream"
     options = {"skipChangeCommits": "true"} if lake.settings.is_databricks else {}
-    query = (
+    query = start_query(
         lake.read_stream(source, "system", **options)
         .writeStream.foreachBatch(lambda batch, _batch_id: handle(batch))
         .option("checkpointLocation", str(checkpoint))
         .trigger(availableNow=True)
         .queryName(f"gold_{table}")
-        .start()
     )
     try:
         query.awaitTermination()

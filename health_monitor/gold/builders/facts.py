@@ -114,8 +114,9 @@ def streamed(source: str, table: str, transform: Callable[[DataFrame], DataFrame
 
     def build(lake: Lakehouse) -> int:
         sink = gold_sink(lake, table)
+        since = sink.version()
         run_stream(lake, source, table, lambda batch: sink.upsert(transform(batch)))
-        return sink.written
+        return sink.committed_rows(since)
 
     build.__doc__ = f"Stream new rows of system.{source} into {table}."
     return build

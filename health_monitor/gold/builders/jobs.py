@@ -126,6 +126,7 @@ def build_job_runs(lake: Lakehouse) -> tuple[int, DataFrame | None]:
     changed, so cost attribution can revisit all-purpose usage on those clusters.
     """
     sink = gold_sink(lake, "fact_job_run_timeline", prune_partitions=False)
+    since = sink.version()
     # The windows go through a table, not a Python list captured by the foreachBatch function:
     # under Spark Connect that function runs in a server-side worker and its list never comes back.
     lake.delete_table(TOUCHED, "monitor")
@@ -159,8 +160,8 @@ def build_job_runs(lake: Lakehouse) -> tuple[int, DataFrame | None]:
 
     run_stream(lake, RUN_SOURCE, "fact_job_run_timeline", handle)
     if not lake.exists(TOUCHED, "monitor"):
-        return sink.written, None
-    return sink.written, lake.read(TOUCHED, "monitor")
+        return sink.committed_rows(since), None
+    return sink.committed_rows(since), lake.read(TOUCHED, "monitor")
 
 
 def build_dim_job(lake: Lakehouse) -> int:

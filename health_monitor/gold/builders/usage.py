@@ -144,6 +144,7 @@ def build_usage(lake: Lakehouse, touched_clusters: DataFrame | None = None) -> i
     again first, so runs that arrive after their cluster's usage still get the cost.
     """
     sink = gold_sink(lake, "fact_usage")
+    since = sink.version()
     prices = lake.read(PRICE_SOURCE, "system") if lake.exists(PRICE_SOURCE, "system") else None
     if prices is not None:
         prices = set_aside(lake, prices, "fact_usage", PRICE_COST_CASTS, f"system.{PRICE_SOURCE}")
@@ -180,4 +181,4 @@ def build_usage(lake: Lakehouse, touched_clusters: DataFrame | None = None) -> i
             priced.unpersist()
 
     run_stream(lake, USAGE_SOURCE, "fact_usage", handle)
-    return sink.written
+    return sink.committed_rows(since)
