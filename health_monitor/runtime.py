@@ -140,7 +140,7 @@ def get_spark(settings: Settings | None = None, *, short_lived: bool = False) ->
 _WORKER_START_ERROR = "Python worker failed to connect back"
 
 
-def start_query(writer: DataStreamWriter, attempts: int = 3) -> StreamingQuery:
+def start_query(writer: DataStreamWriter, attempts: int = 5) -> StreamingQuery:
     """``writer.start()``, retried when a Connect server's foreachBatch worker started too slowly."""
     for attempt in range(1, attempts + 1):
         try:
@@ -479,6 +479,23 @@ def _conform(df: DataFrame, table: str, layer: str) -> DataFrame:
     return with_optional_columns(df, table)
 
 
+def _server_home(pyspark_dir: Path, home: Path) -> Path:
+    """A SPARK_HOME for the server: pip's pyspark folder without ``python/lib/pyspark.zip``.
+
+    Spark puts that zip first on its Python workers' path, and Python cannot cache bytecode for
+    modules imported from a zip: every foreachBatch worker compiled pyspark's Connect client
+    again (twice the CPU of an import from site-packages) within Spark's fixed 10 s start-up
+    limit. Without the zip the workers import the installed pyspark, with its cached bytecode.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    for entry in pyspark_dir.iterdir():
+        link = home / entry.name
+        if entry.name != "python" and not link.exists():
+            link.symlink_to(entry)
+    (home / "python" / "lib").mkdir(parents=True, exist_ok=True)
+    return home
+
+
 def start_connect_server(port: int, log: Path, timeout_s: float = 180.0) -> subprocess.Popen:
     """Start a local Spark Connect server with Delta on 127.0.0.1:``port`` (CI's Connect path).
 
@@ -495,7 +512,7 @@ def start_connect_server(port: int, log: Path, timeout_s: float = 180.0) -> subp
     jars = os.environ.get("HEALTH_MONITOR_SPARK_JARS") or _cached_delta_jars()
     if not jars:
         raise HealthMonitorError("Delta's jars are not in the local Ivy cache: run any local command once first")
-    home = Path(pyspark.__file__).parent
+    home = _server_home(Path(pyspark.__file__).parent, log.parent / "spark-home")
     confs = {
         "spark.connect.grpc.binding.address": "127.0.0.1",
         "spark.connect.grpc.binding.port": str(port),

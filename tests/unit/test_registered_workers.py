@@ -56,7 +56,8 @@ def test_preloaded_champions_travel_to_workers_without_the_registry(tmp_path, ml
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     x = pd.DataFrame({"x": [0.2, 1.0]})
-    with mlflow.start_run():
+    experiment = mlflow.create_experiment("workers", artifact_location=(tmp_path / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=experiment):
         info = mlflow.pyfunc.log_model(name="model", python_model=Doubler(), registered_model_name="hm.doubler",
                                        signature=infer_signature(x, np.array([0.1, 0.5])))
     MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias(
