@@ -56,9 +56,10 @@ class StreamRun:
             if prog.get("batchId") != stats.batch_id and q.isActive:
                 continue  # Spark posts the batch's progress just after the sink returns
             self.seen_batches[domain] = stats.batch_id
-            dropped = sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in prog.get("stateOperators", []))
+            # Connect's progress objects carry absent metrics as None: `or 0`, not a .get default.
+            dropped = sum(int(op.get("numRowsDroppedByWatermark") or 0) for op in prog.get("stateOperators") or [])
             progress.info(
-                f"{domain} batch {stats.batch_id}: {prog.get('numInputRows', 0):,} rows in, "
+                f"{domain} batch {stats.batch_id}: {prog.get('numInputRows') or 0:,} rows in, "
                 f"{stats.windows} windows scored (max score {stats.max_score:.2f}), "
                 f"{stats.late_rows} late ({dropped} dropped by watermark), {stats.alerts} alert rows, "
                 f"{stats.seconds:.1f}s")
@@ -74,8 +75,8 @@ class StreamRun:
             "progress": {k: prog.get(k) for k in ("batchId", "timestamp", "numInputRows",
                                                   "inputRowsPerSecond", "processedRowsPerSecond",
                                                   "eventTime", "sources")},
-            "dropped_by_watermark": sum(int(op.get("numRowsDroppedByWatermark", 0))
-                                        for op in prog.get("stateOperators", [])),
+            "dropped_by_watermark": sum(int(op.get("numRowsDroppedByWatermark") or 0)
+                                        for op in prog.get("stateOperators") or []),
             "updated_at": datetime.now(UTC).isoformat(),
         })
 
