@@ -190,6 +190,9 @@ def simulate(lake: Lakehouse, days: int = 120, workspaces: int = 8, seed: int = 
 def _start_spark(lake: Lakehouse) -> None:
     from health_monitor.runtime import get_spark
 
+    if lake._spark is not None:  # noqa: SLF001 - a session given to the lakehouse (a Connect one)
+        return
+
     # A simulation is a short bulk job: C1-only JIT flags if this starts the JVM (see
     # runtime.SHORT_LIVED_JVM_OPTIONS). Errors (no Java) are reported by the first real use,
     # in the caller's thread.
