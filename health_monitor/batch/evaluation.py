@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from health_monitor.batch.algorithms.anomaly import BATCH_THRESHOLD
 from health_monitor.batch.base import BatchModel
 from health_monitor.batch.registry import load_champion
 from health_monitor.batch.trainer import TrainResult, fit_model, load_feature_frame, time_split
@@ -91,11 +92,11 @@ def operating_point(spec: ModelSpec, rows: pd.DataFrame, flagged: np.ndarray, in
     return OperatingPoint(precision, recall, int(np.count_nonzero(flagged)), n_inc)
 
 
-def detector_flags(spec: ModelSpec, pred: pd.DataFrame) -> np.ndarray:
-    """The flag a detector raises: its boolean output, or score >= 0.8 for the behaviour
-    baseline (the calibrated scale's default threshold)."""
+def detector_flags(spec: ModelSpec, pred: pd.DataFrame, threshold: float = BATCH_THRESHOLD) -> np.ndarray:
+    """The flag a detector raises: its boolean output, or, for the behaviour baseline (which
+    outputs a score only), score >= its threshold on the calibrated scale."""
     if spec.name == "user_behavior_baseline":
-        return pred["deviation_score"].to_numpy(dtype=float) >= 0.8
+        return pred["deviation_score"].to_numpy(dtype=float) >= threshold
     return pred[spec.outputs[1]].astype(bool).to_numpy()
 
 
@@ -168,7 +169,8 @@ def evaluate_held_out(train_settings: Settings, eval_lake: Lakehouse, specs: lis
         op = None
         if spec.name in GROUND_TRUTH_MATCH:
             pred = model.predict(frame[model.features].reset_index(drop=True))
-            op = operating_point(spec, frame.reset_index(drop=True), detector_flags(spec, pred), incidents)
+            flags = detector_flags(spec, pred, getattr(model, "threshold", BATCH_THRESHOLD))
+            op = operating_point(spec, frame.reset_index(drop=True), flags, incidents)
         # "beats baseline" reads "not worse": the rule champions are promoted by.
         out.append(ReportRow(
             spec.name, spec.domain, spec.key_metric, spec.target_text, value, bvalue, spec.meets_target(value),
