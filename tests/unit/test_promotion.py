@@ -96,7 +96,7 @@ def test_naive_twin_predicts_the_baseline_rule_with_the_models_outputs(spec) -> 
 
 
 def test_baseline_that_reads_a_non_input_column_is_not_servable() -> None:
-    spec = get_model("sla_breach_predictor")  # its baseline reads prev_run_breached, not an input
+    spec = get_model("schema_drift_detector")  # its baseline reads change_count, not an input
     model = build_model(spec)
     assert spec.params["baseline_col"] not in spec.features
     assert model.naive() is None and model.naive(servable=False) is not None
