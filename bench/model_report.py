@@ -163,7 +163,8 @@ def main() -> None:
     train = _estate(args.train_dir, args.train_seed, args)
     load0 = os.getloadavg()[0]
     t0, c0 = time.monotonic(), time.process_time()
-    results = train_models(train, specs, build=not (args.reuse and train.exists(specs[0].feature_table, "features")))
+    build = not (args.reuse and train.exists(specs[0].feature_table, "features"))
+    results = train_models(train, specs, build=build)
     train_wall, train_cpu = time.monotonic() - t0, time.process_time() - c0
     load1 = os.getloadavg()[0]
     print(f"train --all: {train_wall:.0f} s wall, {train_cpu:.0f} s CPU (driver process) "
@@ -190,11 +191,12 @@ def main() -> None:
         "tuning step saw. Targets are the spec's (classification F1 > 0.85, regression MAPE < 0.15); "
         "models without a spec target are compared with their naive baseline only. GT = the held-out "
         "estate's ground-truth incidents (unsupervised detectors only; never used in training).\n\n"
-        f"`train --all` (feature tables + 23 models + MLflow logging): {train_wall:.0f} s wall, "
+        f"`train --all` ({'feature tables + ' if build else 'feature tables reused, '}{len(specs)} models + MLflow "
+        f"logging): {train_wall:.0f} s wall, "
         f"{train_cpu:.0f} s CPU of the Python driver (its XGBoost threads included, the Spark JVM not), "
         f"{os.cpu_count()} cores, 1-min load average {load0:.1f} at the start and {load1:.1f} at the end "
         f"(other sessions share the machine). Slowest models (training + MLflow logging): {slowest}; "
-        f"the rest is building the feature tables."
+        f"{'the rest is building the feature tables.' if build else 'the rest is reading the feature tables.'}"
     )
     text = render_report(rows, header, REASONS) + "\n" + serving_section(results)
     if detectors:
