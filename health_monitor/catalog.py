@@ -442,7 +442,7 @@ MODELS: tuple[ModelSpec, ...] = (
         feature_table="job_run_features", entity_keys=("workspace_id", "job_id", "run_id"),
         time_key="period_start_time",
         features=("sla_max_duration_s", "sla_buffer_ratio", "historical_sla_compliance",
-                  "recent_sla_breaches_7d") + _JOB_RUN_HISTORY + _JOB_CONFIG + _TIME + _JOB_SUCCESS_HISTORY
+                  "recent_sla_breaches_7d", "prev_run_breached") + _JOB_RUN_HISTORY + _JOB_CONFIG + _TIME + _JOB_SUCCESS_HISTORY
         + _CALENDAR,
         label="label_sla_breached",
         label_definition="the run exceeded its MAX_DURATION SLA (jobs with an SLA only)",

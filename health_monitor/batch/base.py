@@ -6,10 +6,17 @@ returns the catalog's output columns. ``evaluate`` and ``evaluate_baseline`` sco
 naive baseline on a labelled frame with the same metric names, so the trainer, the promotion
 rule and the model report never special-case an algorithm. Parameters live in ``params``;
 fitted state lives in attributes ending in ``_`` (scikit-learn's convention).
+
+Every model also carries its naive baseline: :meth:`BatchModel.naive` is a twin of the fitted
+model whose ``predict`` and ``evaluate`` use the baseline rule (a history column, a per-entity
+mean, the last value) instead of the learned part, with the same inputs and outputs. The
+baseline's metrics are the twin's ``evaluate``, and where the learned model loses to it the
+twin is what the registry serves (:func:`health_monitor.batch.registry.promote`).
 """
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -22,6 +29,9 @@ from health_monitor.catalog import ModelSpec
 
 class BatchModel(ABC):
     """Base class of the 23 catalog models."""
+
+    #: True on the twin :meth:`naive` returns: predictions come from the baseline rule.
+    naive_: bool = False
 
     def __init__(self, spec: ModelSpec, params: dict[str, Any] | None = None) -> None:
         self.spec = spec
@@ -53,12 +63,45 @@ class BatchModel(ABC):
     def evaluate(self, frame: pd.DataFrame) -> dict[str, float]:
         """Metrics on a labelled frame; always includes the catalog's ``key_metric``."""
 
-    @abstractmethod
     def evaluate_baseline(self, frame: pd.DataFrame) -> dict[str, float]:
-        """The naive baseline's metrics on the same frame (same metric names)."""
+        """The naive baseline's metrics on the same frame (same metric names); {} without one."""
+        twin = self.naive(servable=False)
+        return twin.evaluate(frame) if twin is not None and len(frame) else {}
+
+    # ------------------------------------------------------------------ naive baseline
+    def baseline_inputs(self) -> list[str] | None:
+        """Columns the naive baseline reads (None: this algorithm has no naive baseline)."""
+        return None
+
+    def _become_naive(self) -> None:
+        """Adjust a shallow copy of the fitted model into its baseline (thresholds, weights)."""
+        return None
+
+    def naive(self, servable: bool = True) -> BatchModel | None:
+        """The fitted model's naive-baseline twin: same inputs and outputs, baseline predictions.
+
+        With ``servable`` (the default), None unless every column the baseline reads is one of
+        the model's features: only then can the twin answer from the signature's inputs alone.
+        Evaluation (``servable=False``) may read other columns of the labelled frame.
+        """
+        cols = self.baseline_inputs()
+        if cols is None or (servable and any(c not in self.features for c in cols)):
+            return None
+        twin = copy.copy(self)
+        twin.naive_ = True
+        twin._become_naive()
+        return twin
 
     def importances(self) -> dict[str, float] | None:
-        """Feature importances for tree models (None where the algorithm has none)."""
+        """Feature importances (None where the algorithm has none); the naive twin's are its
+        baseline columns, equally weighted (serving explains answers with them)."""
+        if self.naive_:
+            cols = [c for c in self.baseline_inputs() or [] if c in self.features]
+            return {c: 1.0 / len(cols) for c in cols} or None
+        return self._importances()
+
+    def _importances(self) -> dict[str, float] | None:
+        """The learned model's importances (tree models override)."""
         return None
 
     def row_filter(self, frame: pd.DataFrame) -> pd.DataFrame:

@@ -5,8 +5,10 @@ different seed (never seen in training or tuning): each champion is applied to t
 estate's last 15% of time. Models whose fitted state is tied to the estate's own entities (a
 forecast of *these* workspaces' spend, chargeback pools of *these* teams) are refitted with the
 champion's parameters on the held-out estate's earlier 85% instead, which measures the method
-on unseen data. Unsupervised detectors are additionally scored against the held-out estate's
-``ground_truth_incidents``: the only place that table is read.
+on unseen data. A champion that is a naive baseline (the model lost to it in training) is
+measured as what it is. Unsupervised detectors are additionally scored against the held-out
+estate's ``ground_truth_incidents`` at their operating point (the flag they actually raise,
+score >= the calibrated threshold): the only place that table is read.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from health_monitor.batch.algorithms.anomaly import BATCH_THRESHOLD
 from health_monitor.batch.base import BatchModel
 from health_monitor.batch.registry import load_champion
 from health_monitor.batch.trainer import TrainResult, fit_model, load_feature_frame, time_split
@@ -57,10 +60,44 @@ class ReportRow:
     rows: int = 0
     note: str = ""
     extra: dict[str, float] = field(default_factory=dict)
+    serving: str = "model"
+    gt_flagged: int | None = None
+    gt_incidents: int | None = None
 
 
 def _clean(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+@dataclass
+class OperatingPoint:
+    """Flagged entity-days against ground-truth incidents at a detector's own threshold."""
+
+    precision: float | None
+    recall: float | None
+    flagged: int
+    incidents: int
+
+
+def operating_point(spec: ModelSpec, rows: pd.DataFrame, flagged: np.ndarray, incidents: pd.DataFrame
+                    ) -> OperatingPoint:
+    """Precision (flagged rows inside an incident of the row's entity and day) and recall (share
+    of incidents with at least one flagged row) of ``flagged`` (evaluation only)."""
+    precision, recall = ground_truth_scores(spec, rows, flagged, incidents)
+    n_inc = 0
+    if spec.name in GROUND_TRUTH_MATCH and not incidents.empty:
+        _, _, domain, types, _ = GROUND_TRUTH_MATCH[spec.name]
+        inc = incidents[incidents["domain"] == domain]
+        n_inc = int(len(inc) if types is None else inc["incident_type"].isin(types).sum())
+    return OperatingPoint(precision, recall, int(np.count_nonzero(flagged)), n_inc)
+
+
+def detector_flags(spec: ModelSpec, pred: pd.DataFrame, threshold: float = BATCH_THRESHOLD) -> np.ndarray:
+    """The flag a detector raises: its boolean output, or, for the behaviour baseline (which
+    outputs a score only), score >= its threshold on the calibrated scale."""
+    if spec.name == "user_behavior_baseline":
+        return pred["deviation_score"].to_numpy(dtype=float) >= threshold
+    return pred[spec.outputs[1]].astype(bool).to_numpy()
 
 
 def ground_truth_scores(spec: ModelSpec, rows: pd.DataFrame, flagged: np.ndarray, incidents: pd.DataFrame
@@ -113,6 +150,8 @@ def evaluate_held_out(train_settings: Settings, eval_lake: Lakehouse, specs: lis
         note = ""
         if spec.trainer in REFIT_TRAINERS:
             model, splits = fit_model(spec, frame, champion.params)
+            if champion.naive_:
+                model = model.naive(servable=False)
             test = splits["test"]
             how = "refit on held-out estate (entity-bound), last 15%"
         else:
@@ -127,17 +166,19 @@ def evaluate_held_out(train_settings: Settings, eval_lake: Lakehouse, specs: lis
         metrics = model.evaluate(test) if len(test) else {}
         base = model.evaluate_baseline(test) if len(test) else {}
         value, bvalue = _clean(metrics.get(spec.key_metric)), _clean(base.get(spec.key_metric))
-        prec = rec = None
+        op = None
         if spec.name in GROUND_TRUTH_MATCH:
             pred = model.predict(frame[model.features].reset_index(drop=True))
-            flag_col = spec.outputs[1] if spec.name != "user_behavior_baseline" else None
-            flagged = (pred[flag_col].astype(bool).to_numpy() if flag_col
-                       else (pred["deviation_score"].to_numpy() >= 0.5))
-            prec, rec = ground_truth_scores(spec, frame.reset_index(drop=True), flagged, incidents)
+            flags = detector_flags(spec, pred, getattr(model, "threshold", BATCH_THRESHOLD))
+            op = operating_point(spec, frame.reset_index(drop=True), flags, incidents)
+        # "beats baseline" reads "not worse": the rule champions are promoted by.
         out.append(ReportRow(
             spec.name, spec.domain, spec.key_metric, spec.target_text, value, bvalue, spec.meets_target(value),
-            None if value is None or bvalue is None else spec.beats(value, bvalue), how, _clean(prec), _clean(rec),
-            len(test), note, {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}))
+            None if value is None or bvalue is None else not spec.beats(bvalue, value), how,
+            _clean(op.precision) if op else None, _clean(op.recall) if op else None,
+            len(test), note, {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
+            serving="naive baseline" if model.naive_ else "model",
+            gt_flagged=op.flagged if op else None, gt_incidents=op.incidents if op else None))
     return out
 
 
@@ -149,14 +190,15 @@ def render_report(rows: list[ReportRow], header: str, reasons: dict[str, str] | 
     """Markdown report: metric next to target and baseline, plus ground truth for detectors."""
     reasons = reasons or {}
     lines = [header, "",
-             "| model | domain | metric | held-out | target | meets target | baseline | beats baseline "
-             "| GT precision | GT recall | rows | how measured |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | domain | serving | metric | held-out | target | meets target | baseline | not worse than baseline "
+             "| GT precision | GT recall | flagged / incidents | rows | how measured |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     yn = lambda b: "-" if b is None else ("yes" if b else "**no**")  # noqa: E731
     for r in rows:
-        lines.append(f"| {r.name} | {r.domain} | {r.key_metric} | {_f(r.metric)} | {r.target} | {yn(r.meets_target)} "
-                     f"| {_f(r.baseline)} | {yn(r.beats_baseline)} | {_f(r.gt_precision)} | {_f(r.gt_recall)} "
-                     f"| {r.rows} | {r.how} |")
+        counts = "-" if r.gt_flagged is None else f"{r.gt_flagged} / {r.gt_incidents}"
+        lines.append(f"| {r.name} | {r.domain} | {r.serving} | {r.key_metric} | {_f(r.metric)} | {r.target} "
+                     f"| {yn(r.meets_target)} | {_f(r.baseline)} | {yn(r.beats_baseline)} | {_f(r.gt_precision)} "
+                     f"| {_f(r.gt_recall)} | {counts} | {r.rows} | {r.how} |")
     missed = [r for r in rows if r.meets_target is False or r.beats_baseline is False]
     if missed:
         lines += ["", "## Where a target or the baseline is missed, and why", ""]

@@ -1,8 +1,10 @@
 """MLflow tracking and the model registry: champion / challenger promotion.
 
 Locally the tracking store is SQLite and artifacts live in the data directory; on Databricks the
-workspace tracking server and Unity Catalog. Every new version becomes ``challenger``; it takes
-``champion`` only when its validation metric beats the current champion's.
+workspace tracking server and Unity Catalog. Every newly trained version becomes ``challenger``;
+which version is ``champion`` (the model, its naive baseline, or the previous champion) is the
+trainer's decision (:func:`health_monitor.batch.trainer.choose_champion`), recorded here with
+its reason.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from health_monitor.settings import Settings
 EXPERIMENT = "health_monitor_training"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+#: Version tag saying what a version is: the trained model or its naive baseline (see
+#: :meth:`health_monitor.batch.base.BatchModel.naive`), logged where the model loses to it.
+ROLE_TAG = "role"
+MODEL_ROLE, BASELINE_ROLE = "model", "baseline"
 
 
 def configure_mlflow(settings: Settings) -> str:
@@ -57,13 +63,8 @@ class VersionInfo:
     baseline: float | None
     trained_at: str | None
     run_id: str | None
-
-
-def _version_metric(cl, version) -> float | None:  # noqa: ANN001
-    tag = version.tags.get("val_metric") if version.tags else None
-    if tag not in (None, "", "nan"):
-        return float(tag)
-    return None
+    serving_role: str | None = None
+    serving_reason: str | None = None
 
 
 def alias_version(settings: Settings, spec: ModelSpec, alias: str) -> str | None:
@@ -77,37 +78,37 @@ def alias_version(settings: Settings, spec: ModelSpec, alias: str) -> str | None
         return None
 
 
-def promote(settings: Settings, spec: ModelSpec, version: str, val_metric: float | None) -> bool:
-    """Give ``version`` the challenger alias, and champion if it beats the current champion.
-
-    The comparison is on the validation split's key metric (direction from the catalog). The
-    metric is stored as a version tag so later promotions compare like with like.
-    Returns True when the version became champion.
-    """
-    from mlflow.exceptions import MlflowException
-
+def tag_version(settings: Settings, spec: ModelSpec, version: str, role: str, val_metric: float | None,
+                baseline_of: str | None = None) -> None:
+    """Record a version's role (``model`` or ``baseline``) and validation metric as version tags."""
     cl = client(settings)
     name = settings.registered_model_name(spec.name)
     metric_text = "nan" if val_metric is None or val_metric != val_metric else repr(float(val_metric))
-    cl.set_model_version_tag(name, version, "val_metric", metric_text)
-    cl.set_model_version_tag(name, version, "key_metric", spec.key_metric)
-    cl.set_registered_model_alias(name, CHALLENGER, version)
-    try:
-        current = cl.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        current = None
-    if current is not None and str(current.version) == str(version):
-        return True
-    current_metric = _version_metric(cl, current) if current is not None else None
-    new_metric = None if metric_text == "nan" else float(metric_text)
-    wins = current is None or spec.beats(new_metric, current_metric) or (
-        current_metric is None and new_metric is None)
-    if wins:
-        cl.set_registered_model_alias(name, CHAMPION, version)
-        cl.set_model_version_tag(name, version, "promoted", "true")
-    else:
-        cl.set_model_version_tag(name, version, "promoted", "false")
-    return wins
+    tags = {ROLE_TAG: role, "val_metric": metric_text, "key_metric": spec.key_metric}
+    if baseline_of:
+        tags["baseline_of"] = baseline_of
+    for key, value in tags.items():
+        cl.set_model_version_tag(name, version, key, value)
+
+
+def version_role(settings: Settings, spec: ModelSpec, version: str | None) -> str | None:
+    """``model`` or ``baseline`` for a registered version (versions from before roles: ``model``)."""
+    if version is None:
+        return None
+    cl = client(settings)
+    mv = cl.get_model_version(settings.registered_model_name(spec.name), version)
+    return (mv.tags or {}).get(ROLE_TAG, MODEL_ROLE)
+
+
+def set_serving(settings: Settings, spec: ModelSpec, challenger: str, champion: str, reason: str) -> None:
+    """Point ``challenger`` at the newest trained version and ``champion`` at the one that serves,
+    with the reason on the champion version (``models list`` and the report show it)."""
+    cl = client(settings)
+    name = settings.registered_model_name(spec.name)
+    cl.set_registered_model_alias(name, CHALLENGER, challenger)
+    cl.set_registered_model_alias(name, CHAMPION, champion)
+    cl.set_model_version_tag(name, champion, "serving_reason", reason)
+    cl.set_model_version_tag(name, challenger, "promoted", str(challenger == champion).lower())
 
 
 def load_champion(settings: Settings, name: str, alias: str = CHAMPION):  # noqa: ANN201
@@ -134,11 +135,16 @@ def describe(settings: Settings, spec: ModelSpec) -> VersionInfo:
     champ = alias_version(settings, spec, CHAMPION)
     chall = alias_version(settings, spec, CHALLENGER)
     shown = next((v for v in versions if str(v.version) == champ), latest)
+    tags = shown.tags or {}
+    role = tags.get(ROLE_TAG, MODEL_ROLE) if champ else None
     metric = baseline = None
     trained_at = None
     if shown.run_id:
+        # A baseline version is logged in its model's run: its test metric is the run's baseline one.
         run = cl.get_run(shown.run_id)
-        metric = run.data.metrics.get(f"test_{spec.key_metric}")
+        prefix = "baseline_test_" if role == BASELINE_ROLE else "test_"
+        metric = run.data.metrics.get(f"{prefix}{spec.key_metric}")
         baseline = run.data.metrics.get(f"baseline_test_{spec.key_metric}")
         trained_at = run.data.tags.get("trained_at")
-    return VersionInfo(spec.name, str(latest.version), champ, chall, metric, baseline, trained_at, shown.run_id)
+    return VersionInfo(spec.name, str(latest.version), champ, chall, metric, baseline, trained_at, shown.run_id,
+                       role, tags.get("serving_reason"))

@@ -4,7 +4,10 @@ For an entry it reads the entry's feature table, splits it by time (train / vali
 earliest 70% of time stamps, next 15%, last 15%), fits the entry's algorithm, scores model and
 naive baseline on validation and test, logs everything to MLflow (parameters, metrics, signature,
 input example, feature importances, the training data's time range) and registers the pyfunc,
-which becomes ``challenger`` and, if it beats the champion on validation, ``champion``.
+which becomes ``challenger``. Which version serves as ``champion`` is :func:`choose_champion`'s
+decision: a model that loses to its naive baseline on the validation or the test split is
+registered but not promoted, and the baseline itself (logged as a pyfunc with the same
+signature, tagged ``role=baseline``) serves in its place.
 """
 
 from __future__ import annotations
@@ -23,7 +26,17 @@ import pandas as pd
 from health_monitor import progress
 from health_monitor.batch.algorithms import build_model
 from health_monitor.batch.base import BatchModel, CatalogPyfunc
-from health_monitor.batch.registry import configure_mlflow, promote
+from health_monitor.batch.registry import (
+    BASELINE_ROLE,
+    CHAMPION,
+    MODEL_ROLE,
+    alias_version,
+    configure_mlflow,
+    load_champion,
+    set_serving,
+    tag_version,
+    version_role,
+)
 from health_monitor.catalog import ModelSpec
 from health_monitor.errors import HealthMonitorError
 from health_monitor.runtime import Lakehouse
@@ -74,6 +87,10 @@ class TrainResult:
     run_id: str | None = None
     data_range: tuple[str, str] = ("", "")
     notes: list[str] = field(default_factory=list)
+    baseline_val: dict[str, float] = field(default_factory=dict)
+    #: The champion after this training: ``model v3``, ``baseline v4`` or ``previous model v1``.
+    serving: str = ""
+    serving_reason: str = ""
 
     @property
     def test_metric(self) -> float | None:
@@ -159,6 +176,96 @@ def fit_model(spec: ModelSpec, frame: pd.DataFrame, params: dict[str, Any] | Non
     return model, {"train": train, "valid": valid, "test": test}
 
 
+@dataclass(frozen=True)
+class Contender:
+    """One candidate for ``champion``, with its key metric on this training's validation and
+    test splits (the same rows for every contender)."""
+
+    label: str
+    val: float | None
+    test: float | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Which contender serves (``new``, ``baseline`` or ``incumbent``), and why, in words."""
+
+    winner: str
+    reason: str
+
+
+def _m(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def loses_to_baseline(spec: ModelSpec, c: Contender, baseline: Contender | None) -> str | None:
+    """Why ``c`` loses to the naive baseline (strictly worse on validation or test), or None."""
+    if baseline is None:
+        return None
+    for split, mine, theirs in (("validation", c.val, baseline.val), ("test", c.test, baseline.test)):
+        if theirs is not None and spec.beats(theirs, mine):
+            return f"{spec.key_metric} {_m(mine)} vs naive baseline {_m(theirs)} on {split}"
+    return None
+
+
+def choose_champion(spec: ModelSpec, new: Contender, baseline: Contender | None,
+                    incumbent: Contender | None = None, baseline_servable: bool = True) -> Decision:
+    """The promotion rule: no champion worse than naive.
+
+    A model (the new version, or the current champion model re-scored on the same rows) may
+    serve only if it is not worse than the naive baseline on validation nor on test. Among those
+    that may, the new version takes ``champion`` only when strictly better than the incumbent on
+    validation (ties keep the incumbent: no churn). If neither may, the baseline serves; where
+    the baseline cannot serve (it reads a column that is not a model input), the better model
+    on validation serves and the reason says so.
+    """
+    new_loss = loses_to_baseline(spec, new, baseline)
+    inc_loss = loses_to_baseline(spec, incumbent, baseline) if incumbent is not None else "none"
+    base_txt = "" if baseline is None else f" (naive baseline {_m(baseline.val)})"
+    if new_loss is None and inc_loss is None:
+        if spec.beats(new.val, incumbent.val):
+            return Decision("new", f"beats the previous champion {incumbent.label} on validation "
+                                   f"({spec.key_metric} {_m(new.val)} vs {_m(incumbent.val)}) and its naive baseline")
+        return Decision("incumbent", f"{incumbent.label} kept: the new version is not better on validation "
+                                     f"({spec.key_metric} {_m(new.val)} vs {_m(incumbent.val)}){base_txt}")
+    if new_loss is None:
+        why = "no naive baseline to compare" if baseline is None else (
+            f"not worse than its naive baseline ({spec.key_metric} {_m(new.val)} vs {_m(baseline.val)} on "
+            f"validation, {_m(new.test)} vs {_m(baseline.test)} on test)")
+        if incumbent is not None:
+            why += f"; the previous champion {incumbent.label} loses to the baseline ({inc_loss})"
+        return Decision("new", why)
+    if inc_loss is None:
+        return Decision("incumbent", f"{incumbent.label} kept: the new version loses ({new_loss})")
+    if baseline_servable:
+        return Decision("baseline", f"the model loses to its naive baseline ({new_loss}): the baseline serves")
+    if incumbent is not None and not spec.beats(new.val, incumbent.val):
+        return Decision("incumbent", f"{incumbent.label} kept: the new version loses ({new_loss}) and the "
+                                     "baseline reads columns the model's inputs lack, so it cannot serve")
+    return Decision("new", f"loses to its naive baseline ({new_loss}), but the baseline reads columns the "
+                           "model's inputs lack, so it cannot serve")
+
+
+def _incumbent(lake: Lakehouse, spec: ModelSpec, splits: dict[str, pd.DataFrame]
+               ) -> tuple[str | None, Contender | None, str]:
+    """The current champion *model* re-scored on this training's splits: (version, contender, note).
+
+    A baseline champion is no contender (the new training's baseline replaces it); a champion
+    that cannot be loaded or scored any more (its features changed) is none either.
+    """
+    version = alias_version(lake.settings, spec, CHAMPION)
+    if version is None or version_role(lake.settings, spec, version) != MODEL_ROLE:
+        return version, None, ""
+    try:
+        old = load_champion(lake.settings, spec.name).unwrap_python_model().model
+        val = old.evaluate(splits["valid"]) if len(splits["valid"]) else {}
+        test = old.evaluate(splits["test"]) if len(splits["test"]) else {}
+    except Exception as exc:  # noqa: BLE001 - an old champion that no longer scores is replaced
+        return version, None, f"previous champion v{version} cannot score the new data ({type(exc).__name__})"
+    return version, Contender(f"v{version}", _clean(val.get(spec.key_metric)),
+                              _clean(test.get(spec.key_metric))), ""
+
+
 def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}{k}": float(v) for k, v in metrics.items() if v is not None and not math.isnan(float(v))}
 
@@ -180,12 +287,21 @@ def train_model(lake: Lakehouse, spec: ModelSpec, params: dict[str, Any] | None 
     data_range = (str(splits["train"][tkey].min()), str(splits["train"][tkey].max()))
     rows = {k: len(v) for k, v in splits.items()}
     result = TrainResult(spec.name, None, False, spec.key_metric, val, test, base_test, rows, 0.0,
-                         data_range=data_range)
+                         data_range=data_range, baseline_val=base_val)
     if not register:
         result.seconds = time.monotonic() - start
         return result
 
     experiment_id = configure_mlflow(lake.settings)
+    key = spec.key_metric
+    baseline = model.naive()
+    base_contender = (Contender("naive baseline", _clean(base_val.get(key)), _clean(base_test.get(key)))
+                      if base_val.get(key) is not None or base_test.get(key) is not None else None)
+    inc_version, incumbent, inc_note = _incumbent(lake, spec, splits)
+    if inc_note:
+        result.notes.append(inc_note)
+    decision = choose_champion(spec, Contender("new", _clean(val.get(key)), _clean(test.get(key))),
+                               base_contender, incumbent, baseline_servable=baseline is not None)
     example_src = splits["test"] if len(splits["test"]) else splits["train"]
     example = signature_frame(example_src[model.features].head(5).reset_index(drop=True), model.features)
     with warnings.catch_warnings():
@@ -212,14 +328,30 @@ def train_model(lake: Lakehouse, spec: ModelSpec, params: dict[str, Any] | None 
         imp = model.importances()
         if imp:
             mlflow.log_dict(dict(sorted(imp.items(), key=lambda kv: -kv[1])), "feature_importances.json")
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=CatalogPyfunc(model), signature=signature, input_example=example,
-            pip_requirements=pip_requirements(spec), code_paths=model_code_paths(),
-            registered_model_name=name, await_registration_for=0,
-        )
+        mlflow.set_tag("serving_decision", f"{decision.winner}: {decision.reason}")
+        logged = {}
+        for role, pyfunc_model in ((MODEL_ROLE, model), (BASELINE_ROLE, baseline)):
+            if role == BASELINE_ROLE and decision.winner != "baseline":
+                continue
+            # The baseline has the model's signature: serving and the streams need no change.
+            info = mlflow.pyfunc.log_model(
+                name=role, python_model=CatalogPyfunc(pyfunc_model), signature=signature, input_example=example,
+                pip_requirements=pip_requirements(spec), code_paths=model_code_paths(),
+                registered_model_name=name, await_registration_for=0,
+            )
+            logged[role] = str(info.registered_model_version)
         result.run_id = run.info.run_id
-    result.version = str(info.registered_model_version)
-    result.promoted = promote(lake.settings, spec, result.version, _clean(val.get(spec.key_metric)))
+    result.version = logged[MODEL_ROLE]
+    tag_version(lake.settings, spec, result.version, MODEL_ROLE, _clean(val.get(key)))
+    if BASELINE_ROLE in logged:
+        tag_version(lake.settings, spec, logged[BASELINE_ROLE], BASELINE_ROLE, _clean(base_val.get(key)),
+                    baseline_of=result.version)
+    champion = {"new": result.version, "baseline": logged.get(BASELINE_ROLE), "incumbent": inc_version}[decision.winner]
+    set_serving(lake.settings, spec, result.version, champion, decision.reason)
+    result.promoted = champion == result.version
+    result.serving = {"new": f"model v{champion}", "baseline": f"baseline v{champion}",
+                      "incumbent": f"previous model v{champion}"}[decision.winner]
+    result.serving_reason = decision.reason
     result.seconds = time.monotonic() - start
     return result
 
@@ -241,7 +373,7 @@ def train_models(lake: Lakehouse, specs: list[ModelSpec], params: dict[str, Any]
             res = train_model(lake, spec, params, frame=frames[spec.feature_table])
             progress.info(f"    {spec.key_metric}: test {_fmt(res.test_metric)} "
                           f"(baseline {_fmt(res.baseline_metric)}, target {spec.target_text}); "
-                          f"version {res.version}{' -> champion' if res.promoted else ' (not promoted)'}")
+                          f"version {res.version}; serving {res.serving}: {res.serving_reason}")
         results.append(res)
     return results
 

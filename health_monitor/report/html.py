@@ -1,5 +1,5 @@
 """``health-monitor report``: budget fan chart, cost anomalies, savings, risky jobs, pipeline
-health and security alerts in ONE self-contained HTML file.
+health, security alerts and which model version serves (and why) in ONE self-contained HTML file.
 
 Each section reads what the batch and streaming layers wrote (``ml`` and ``monitor`` tables,
 plus Gold for actuals). A section whose data is missing renders a short note saying which
@@ -214,8 +214,46 @@ def security_section(lake: Lakehouse) -> Section:
     return sec
 
 
+def models_section(lake: Lakehouse) -> Section:
+    """Every catalog model: which version serves (the model or its naive baseline) and why."""
+    import plotly.graph_objects as go
+
+    from health_monitor.batch.registry import describe
+    from health_monitor.catalog import MODELS
+
+    sec = Section("models", "Models: which version serves, and why")
+    uri = lake.settings.tracking_uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        sec.note = "No models registered: run 'health-monitor train --all'."
+        return sec
+    infos = [(spec, describe(lake.settings, spec)) for spec in MODELS]
+    infos = [(spec, i) for spec, i in infos if i.champion_version]
+    if not infos:
+        sec.note = "No models registered: run 'health-monitor train --all'."
+        return sec
+    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    cols = {
+        "model": [s.name for s, _ in infos],
+        "serving": [f"{i.serving_role} v{i.champion_version}" for _, i in infos],
+        "metric": [s.key_metric for s, _ in infos],
+        "test": [fmt(i.metric) for _, i in infos],
+        "baseline": [fmt(i.baseline) for _, i in infos],
+        "why": [i.serving_reason or "-" for _, i in infos],
+    }
+    fig = go.Figure(go.Table(columnwidth=[3, 1.4, 1.6, 0.8, 0.8, 7],
+                             header={"values": list(cols), "align": "left"},
+                             cells={"values": list(cols.values()), "align": "left",
+                                    "fill_color": [["#fde2e2" if i.serving_role == "baseline" else "white"
+                                                    for _, i in infos]]}))
+    fig.update_layout(height=120 + 34 * len(infos), margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      title="Champion per model (red: the naive baseline serves because the model lost to it)")
+    sec.figure = fig
+    return sec
+
+
 SECTIONS: list[Callable[[Lakehouse], Section]] = [
-    budget_section, anomalies_section, savings_section, risky_jobs_section, pipeline_section, security_section]
+    budget_section, anomalies_section, savings_section, risky_jobs_section, pipeline_section, security_section,
+    models_section]
 
 
 def build_sections(lake: Lakehouse) -> list[Section]:
@@ -225,7 +263,7 @@ def build_sections(lake: Lakehouse) -> list[Section]:
         try:
             out.append(fn(lake))
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
-            # Why: one malformed table must not cost the reader the other five sections.
+            # Why: one malformed table must not cost the reader the other sections.
             name = fn.__name__.removesuffix("_section")
             out.append(Section(name, name.replace("_", " ").title(), note=f"Could not draw this section: {exc}"))
     return out

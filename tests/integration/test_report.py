@@ -40,7 +40,7 @@ def scored(trained_lake: Lakehouse) -> Lakehouse:
 
 def test_empty_lakehouse_gives_notes_not_errors(lake: Lakehouse, tmp_path: Path) -> None:
     sections = build_sections(lake)
-    assert len(sections) == 6 and all(s.figure is None and s.note for s in sections)
+    assert len(sections) == 7 and all(s.figure is None and s.note for s in sections)
     code = main(["--data-dir", str(lake.settings.data_dir), "report", "--output", str(tmp_path / "r.html")])
     assert code == 0
     text = html.unescape((tmp_path / "r.html").read_text())

@@ -14,7 +14,7 @@ import pytest
 import requests
 from model_estate import featured_lake
 
-from health_monitor.batch.registry import CHAMPION, client
+from health_monitor.batch.registry import CHAMPION, alias_version, client
 from health_monitor.batch.trainer import load_feature_frame, train_model
 from health_monitor.catalog import ENDPOINTS, get_model
 from health_monitor.runtime import Lakehouse
@@ -84,7 +84,9 @@ def test_predictions_by_keys_and_by_features_single_and_batch(server: Background
     by_keys = post(server, "job-failure-risk", examples["by_keys"]["value"])
     assert by_keys.status_code == 200, by_keys.text
     body = by_keys.json()
-    assert body["model"] == spec.name and body["version"] == "1"
+    # The champion serves, whether the model or its naive baseline (where the model lost to it).
+    champion = alias_version(server.models.lake.settings, spec, CHAMPION)
+    assert body["model"] == spec.name and body["version"] == champion
     pred = body["predictions"][0]
     assert set(pred["prediction"]) == set(spec.outputs)
     assert 0.0 <= pred["prediction"]["failure_probability"] <= 1.0
@@ -152,6 +154,7 @@ def test_reload_moves_to_a_new_champion_while_requests_keep_succeeding(server: B
             if r.status_code == 200:
                 versions.add(r.json()["version"])
 
+    before = alias_version(served_lake.settings, spec, CHAMPION)
     t = threading.Thread(target=hammer)
     t.start()
     try:
@@ -161,13 +164,13 @@ def test_reload_moves_to_a_new_champion_while_requests_keep_succeeding(server: B
             served_lake.settings.registered_model_name(spec.name), CHAMPION, result.version)
         r = requests.post(f"{server.url}/admin/reload", headers=AUTH, timeout=120)
         assert r.status_code == 200
-        assert r.json()["changes"]["job-failure-risk"] == f"v1 -> v{result.version}"
+        assert r.json()["changes"]["job-failure-risk"] == f"v{before} -> v{result.version}"
         time.sleep(0.3)
     finally:
         stop.set()
         t.join(30)
     assert statuses and set(statuses) == {200}
-    assert {"1", result.version} >= versions and result.version in versions
+    assert {before, result.version} >= versions and result.version in versions
 
 
 def test_inference_rows_land_in_delta_after_a_clean_shutdown_and_metrics_count_them(
@@ -190,7 +193,9 @@ def test_inference_rows_land_in_delta_after_a_clean_shutdown_and_metrics_count_t
     mine = log[pd.to_datetime(log["request_time"], utc=True) >= started]
     assert len(mine) == 8
     assert sorted(mine["status"].tolist()) == [200] * 7 + [400]
-    assert set(mine["model_version"].dropna()) <= {"1", "2"}
+    name = served_lake.settings.registered_model_name("job_failure_predictor")
+    registered = {str(v.version) for v in client(served_lake.settings).search_model_versions(f"name = '{name}'")}
+    assert set(mine["model_version"].dropna()) <= registered
     assert (mine["latency_ms"] > 0).all()
     assert json.loads(mine[mine["status"] == 200].iloc[0]["response"])["predictions"]
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from model_estate import featured_lake
 
-from health_monitor.batch.registry import CHALLENGER, CHAMPION, alias_version, load_champion
+from health_monitor.batch.registry import CHALLENGER, CHAMPION, alias_version, describe, load_champion
 from health_monitor.batch.trainer import (
     fit_model,
     load_feature_frame,
@@ -20,6 +20,7 @@ from health_monitor.batch.trainer import (
 )
 from health_monitor.catalog import MODELS, get_model
 from health_monitor.runtime import Lakehouse
+from health_monitor.settings import load_settings
 
 #: Small models: the point is the contract, not the score.
 FAST = {"n_estimators": 12, "use_prophet": False, "max_iter": 60, "n_paths": 100, "horizon": 40}
@@ -71,15 +72,49 @@ def test_worse_challenger_is_not_promoted(lake: Lakehouse) -> None:
     frame = _frame(lake, spec.feature_table)
     first = train_model(lake, spec, {"n_estimators": 40}, frame=frame)
     champion = alias_version(lake.settings, spec, CHAMPION)
+    # The first version serves, or (on this tiny estate it may lose to the job's mean prior
+    # duration) its naive baseline does: never a version worse than the baseline.
+    assert (champion == first.version) == first.promoted
+    assert first.promoted or describe(lake.settings, spec).serving_role == "baseline"
     # A crippled model (one stump, tiny learning rate) predicts durations near zero: MAPE ~ 1.
     worse = train_model(lake, spec, {"n_estimators": 1, "max_depth": 1, "learning_rate": 0.01}, frame=frame)
     assert worse.val["mape"] > first.val["mape"]
     assert not worse.promoted
-    assert alias_version(lake.settings, spec, CHAMPION) == champion
     assert alias_version(lake.settings, spec, CHALLENGER) == worse.version
+    if first.promoted:
+        assert alias_version(lake.settings, spec, CHAMPION) == champion  # the incumbent model stays
+    else:
+        assert describe(lake.settings, spec).serving_role == "baseline"  # a refreshed baseline serves
     better = train_model(lake, spec, {"n_estimators": 40}, frame=frame)
-    # Same data and seed as the champion: not strictly better, so it stays a challenger.
-    assert not better.promoted and alias_version(lake.settings, spec, CHAMPION) == champion
+    # Same data and seed as the first: a tie with the incumbent keeps it, a loss to the baseline
+    # leaves the baseline: either way it stays a challenger.
+    assert not better.promoted and alias_version(lake.settings, spec, CHALLENGER) == better.version
+
+
+def test_model_worse_than_naive_is_registered_and_its_baseline_serves(lake: Lakehouse, tmp_path) -> None:  # noqa: ANN001
+    # A registry of its own: no earlier champion to fall back on.
+    fresh = Lakehouse(load_settings(tmp_path), lake.spark)
+    spec = get_model("job_duration_forecaster")
+    frame = _frame(lake, spec.feature_table)
+    # One stump at a tiny learning rate predicts durations near zero (MAPE ~ 1): worse than the
+    # job's mean prior successful duration on every split.
+    crippled = train_model(fresh, spec, {"n_estimators": 1, "max_depth": 1, "learning_rate": 0.01}, frame=frame)
+    assert crippled.val["mape"] > crippled.baseline_val["mape"]
+    assert not crippled.promoted and crippled.serving.startswith("baseline")
+    assert "loses to its naive baseline" in crippled.serving_reason
+    assert alias_version(fresh.settings, spec, CHALLENGER) == crippled.version
+    champion = alias_version(fresh.settings, spec, CHAMPION)
+    assert champion is not None and champion != crippled.version
+    # What serving and the streams load by alias is the baseline, through the model's signature.
+    served = load_champion(fresh.settings, spec.name)
+    assert served.unwrap_python_model().model.naive_
+    rows = frame[frame["success_avg_duration_s"].notna()].tail(6).reset_index(drop=True)
+    out = served.predict(signature_frame(rows, list(spec.features)))
+    assert list(out.columns) == list(spec.outputs)
+    np.testing.assert_allclose(out["predicted_duration_min"].to_numpy(),
+                               rows["success_avg_duration_s"].to_numpy(dtype=float) / 60.0, rtol=1e-6)
+    info = describe(fresh.settings, spec)
+    assert info.serving_role == "baseline" and "naive baseline" in (info.serving_reason or "")
 
 
 def test_isolation_forest_scores_planted_anomalies_above_normal_rows(lake: Lakehouse) -> None:

@@ -13,6 +13,13 @@ import pandas as pd
 
 from health_monitor.batch.base import BatchModel, auc
 
+#: The batch detectors' default operating point on the calibrated scale: 0.6 = a tail probability
+#: of 1e-3 among the training rows. Their rows are entity-days (a user's or workspace's day), not
+#: the streams' hourly windows, so a budget of one false flag per 1,000 entity-days is what an
+#: analyst can review; and a training set of a few thousand entity-days cannot resolve 1e-4 (the
+#: streams' 0.8). Chosen on one simulated estate (seed 11), reported on others (docs/model-report.md).
+BATCH_THRESHOLD = 0.6
+
 #: Features that describe *when*, not *what*: planting never pushes these.
 _CONTEXT_WORDS = ("sin", "cos", "is_weekend", "is_holiday", "is_month_end", "day_of", "hour_of")
 
@@ -41,20 +48,62 @@ def plant_anomalies(frame: pd.DataFrame, features: list[str], reference: pd.Data
     return rows, np.r_[np.zeros(len(frame)), np.ones(n)]
 
 
+class ScoreCalibration:
+    """A batch detector's raw score -> the streaming detectors' calibrated scale.
+
+    The raw scores of the training rows are standardised (median, MAD) into a one-sided robust z
+    and a :class:`~health_monitor.detectors.base.TailCalibrator` learns their tail, so a score
+    means "a tail probability this small among the rows the model was fitted on": 0.8 is
+    p = 1e-4 (the streaming detectors' threshold), 0.6 is p = 1e-3 (the batch detectors').
+    """
+
+    def __init__(self, raw: np.ndarray) -> None:
+        from health_monitor.detectors.base import SIGMA_PER_MAD, TailCalibrator
+
+        raw = np.asarray(raw, dtype=float)
+        raw = raw[np.isfinite(raw)]
+        self.center_ = float(np.median(raw)) if len(raw) else 0.0
+        mad = float(np.median(np.abs(raw - self.center_))) if len(raw) else 0.0
+        # Never divide by a near-zero spread (a column that is mostly one value): floor the
+        # scale at a small share of the level, and at the spread of the upper tenth of rows.
+        upper = float(np.quantile(raw, 0.9) - self.center_) / 10.0 if len(raw) else 0.0
+        self.scale_ = max(mad * SIGMA_PER_MAD, upper, 1e-6 * max(abs(self.center_), 1.0))
+        self.tail_ = TailCalibrator(window=max(len(raw), 1), min_rows=min(100, max(len(raw), 1)))
+        for v in self.z(raw):
+            self.tail_.learn(float(v))
+
+    def z(self, raw: np.ndarray) -> np.ndarray:
+        """One-sided robust z of raw scores (0 at or below the training median)."""
+        return np.clip((np.asarray(raw, dtype=float) - self.center_) / self.scale_, 0.0, None)
+
+    def score(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated scores in [0, 1] (NaN raw scores score 0)."""
+        z = np.nan_to_num(self.z(raw), nan=0.0)
+        return np.fromiter((self.tail_.score(float(v)) for v in z), dtype=float, count=len(z))
+
+
 class _Unsupervised(BatchModel):
-    """Shared: imputation, train-calibrated [0, 1] scores, planted-anomaly evaluation."""
+    """Shared: imputation, calibrated [0, 1] scores, planted-anomaly evaluation, and the naive
+    baseline (one column's absolute value, e.g. a z-score, on the same calibrated scale)."""
 
-    def _calibrate(self, raw: np.ndarray) -> None:
-        contamination = float(self.params.get("contamination", 0.02))
-        self.q_lo_, self.q_thr_, self.q_hi_ = (float(np.quantile(raw, q))
-                                               for q in (0.01, 1 - contamination, 0.999))
+    @property
+    def threshold(self) -> float:
+        """The operating point: a score at or above it is flagged (:data:`BATCH_THRESHOLD`)."""
+        return float(self.params.get("threshold", BATCH_THRESHOLD))
 
-    def _to_unit(self, raw: np.ndarray) -> np.ndarray:
-        """Piecewise-linear map: the training (1 - contamination) quantile -> 0.5, its 99.9% -> 1."""
-        lo, thr, hi = self.q_lo_, self.q_thr_, max(self.q_hi_, self.q_thr_ + 1e-9)
-        below = 0.5 * (raw - lo) / max(thr - lo, 1e-9)
-        above = 0.5 + 0.5 * (raw - thr) / (hi - thr)
-        return np.clip(np.where(raw >= thr, above, below), 0.0, 1.0)
+    def baseline_inputs(self) -> list[str] | None:
+        col = self.params.get("baseline_col")
+        return [col] if col else None
+
+    def _become_naive(self) -> None:
+        # None while the model itself is being calibrated (the twin is fitted from its raw score).
+        self.calibration_ = getattr(self, "naive_calibration_", None)
+
+    def _fit_calibration(self, train: pd.DataFrame) -> None:
+        """Calibrate the model's raw score, and the baseline's, on the training rows."""
+        self.calibration_ = ScoreCalibration(self.raw_score(train))
+        twin = self.naive(servable=False)
+        self.naive_calibration_ = ScoreCalibration(twin.raw_score(train)) if twin is not None else None
 
     def _impute(self, X: pd.DataFrame) -> np.ndarray:
         m = self.matrix(X)
@@ -67,11 +116,18 @@ class _Unsupervised(BatchModel):
         return np.where(np.isnan(m), self.medians_, m)
 
     def raw_score(self, X: pd.DataFrame) -> np.ndarray:
+        """Uncalibrated anomaly score (higher = more anomalous); the baseline column on the twin."""
+        if self.naive_:
+            col = self.params["baseline_col"]
+            return pd.to_numeric(X[col], errors="coerce").abs().fillna(0).to_numpy(dtype=float)
+        return self._model_raw(X)
+
+    def _model_raw(self, X: pd.DataFrame) -> np.ndarray:
         raise NotImplementedError
 
     def score(self, X: pd.DataFrame) -> np.ndarray:
-        """Anomaly score in [0, 1] (0.5 = the training contamination threshold)."""
-        return self._to_unit(self.raw_score(X))
+        """Calibrated anomaly score in [0, 1] (:class:`ScoreCalibration`)."""
+        return self.calibration_.score(self.raw_score(X))
 
     def _planted(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         return plant_anomalies(frame, self.features, self.reference_, seed=self.seed + 1)
@@ -79,24 +135,23 @@ class _Unsupervised(BatchModel):
     def evaluate(self, frame: pd.DataFrame) -> dict[str, float]:
         rows, y = self._planted(frame)
         s = self.score(rows)
-        flagged = s >= 0.5
-        return {"planted_auc": auc(y, s), "planted_recall": float(flagged[y == 1].mean()),
+        flagged = s >= self.threshold
+        # AUC on the calibrated score, its ties at 1 broken by the raw score (both rank alike).
+        raw = np.nan_to_num(self.raw_score(rows), nan=0.0)
+        ranked = s + 1e-6 * pd.Series(raw).rank(pct=True).to_numpy()
+        return {"planted_auc": auc(y, ranked), "planted_recall": float(flagged[y == 1].mean()),
                 "flag_rate": float(flagged[y == 0].mean()), "n": float(len(frame))}
-
-    def evaluate_baseline(self, frame: pd.DataFrame) -> dict[str, float]:
-        col = self.params.get("baseline_col")
-        if not col:
-            return {}
-        rows, y = self._planted(frame)
-        if col in rows.columns:
-            base = pd.to_numeric(rows[col], errors="coerce").abs().fillna(0).to_numpy(dtype=float)
-        else:
-            return {}
-        return {"planted_auc": auc(y, base)}
 
 
 class IsolationForestModel(_Unsupervised):
-    """Isolation Forest on the catalog features, with each model's rules for its extra outputs."""
+    """Isolation Forest on the catalog features, with each model's rules for its extra outputs.
+
+    Beside the forest, a per-feature extremeness score: the largest one-sided robust z of the
+    behaviour features (median and MAD of the training rows, scale floored at the feature's
+    resolution), calibrated like the forest. Why: a forest's path length saturates, so a day
+    with 60 failed logins is hardly more isolated than the training estate's busiest ordinary
+    day, while its z on that one feature is off the scale. The score is the larger of the two.
+    """
 
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None) -> IsolationForestModel:
         from sklearn.ensemble import IsolationForest
@@ -105,27 +160,61 @@ class IsolationForestModel(_Unsupervised):
         self.reference_ = train[self.features].apply(pd.to_numeric, errors="coerce").head(5000)
         self.model_ = IsolationForest(n_estimators=int(self.params.get("n_estimators", 200)),
                                       contamination="auto", random_state=self.seed, n_jobs=1).fit(X)
-        self._calibrate(self.raw_score(train))
+        self.ext_calibration_ = None
+        if self.params.get("extremeness", True):
+            self._fit_extremeness(X)
+            self.ext_calibration_ = ScoreCalibration(self._extremeness(train))
+        self._fit_calibration(train)
         return self
 
-    def raw_score(self, X: pd.DataFrame) -> np.ndarray:
+    def _fit_extremeness(self, X: np.ndarray) -> None:
+        from health_monitor.detectors.base import SIGMA_PER_MAD
+
+        self.ext_cols_ = [j for j, c in enumerate(self.features) if not any(w in c for w in _CONTEXT_WORDS)]
+        B = X[:, self.ext_cols_]
+        # Counts, bytes and ratios (never negative in training) are judged on a log scale: their
+        # tails are multiplicative, and a ratio to a tiny average would otherwise dominate.
+        self.ext_log_ = np.nanmin(B, axis=0) >= 0 if len(B) else np.zeros(B.shape[1], dtype=bool)
+        B = self._ext_transform(B)
+        self.ext_center_ = np.median(B, axis=0)
+        mad = np.median(np.abs(B - self.ext_center_), axis=0) * SIGMA_PER_MAD
+        # Resolution floor: a column that is mostly one value (zero-inflated counts) is judged by
+        # the spread of its upper tail (99th percentile = 2.33 sigma), and never by less than 0.1.
+        upper = (np.quantile(B, 0.99, axis=0) - self.ext_center_) / 2.326
+        self.ext_scale_ = np.maximum(np.maximum(mad, upper), 0.1)
+
+    def _ext_transform(self, B: np.ndarray) -> np.ndarray:
+        return np.where(self.ext_log_, np.log1p(np.clip(B, 0.0, None)), B)
+
+    def _extremeness(self, X: pd.DataFrame) -> np.ndarray:
+        B = self._ext_transform(self._impute(X)[:, self.ext_cols_])
+        return np.clip((B - self.ext_center_) / self.ext_scale_, 0.0, None).max(axis=1)
+
+    def _model_raw(self, X: pd.DataFrame) -> np.ndarray:
         return -self.model_.score_samples(self._impute(X))
+
+    def score(self, X: pd.DataFrame) -> np.ndarray:
+        forest = super().score(X)
+        ext = getattr(self, "ext_calibration_", None)
+        return forest if self.naive_ or ext is None else np.maximum(forest, ext.score(self._extremeness(X)))
 
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         s = self.score(X)
         names = self.spec.outputs
-        out = pd.DataFrame({names[0]: s, names[1]: s >= 0.5})
+        out = pd.DataFrame({names[0]: s, names[1]: s >= self.threshold})
         col = lambda c: pd.to_numeric(X[c], errors="coerce").fillna(0).to_numpy(dtype=float)  # noqa: E731
         if "deviation_pct" in names:
             out["deviation_pct"] = 100.0 * col("pct_change_vs_7d_avg")
         if "threat_type" in names:
             out["threat_type"] = _threat_type(X)
-            out["alert_priority"] = np.where(s >= 0.8, "HIGH", np.where(s >= 0.5, "MEDIUM", "LOW"))
+            # HIGH a decade of rarity beyond the operating point, MEDIUM at it.
+            out["alert_priority"] = np.where(s >= min(self.threshold + 0.2, 1.0), "HIGH",
+                                             np.where(s >= self.threshold, "MEDIUM", "LOW"))
         if "volume_anomaly" in names:
-            # Threshold rule beside the forest: 10x the user's own average and over 1 GB.
-            vol = (col("bytes_read_vs_avg") >= 10) & (col("bytes_read") >= 1e9)
-            out["volume_anomaly"] = vol
-            out[names[1]] = out[names[1]] | vol
+            # Threshold rule beside the forest: 10x the user's own average and over 1 GB. It
+            # describes the day; it does not raise the flag by itself (on a simulated estate it
+            # fired on 71 of 1,068 user-days, mostly users whose average spans a few days).
+            out["volume_anomaly"] = (col("bytes_read_vs_avg") >= 10) & (col("bytes_read") >= 1e9)
         return out[list(names)]
 
 
@@ -154,7 +243,7 @@ class SchemaDriftModel(_Unsupervised):
         self.reference_ = train[self.features].apply(pd.to_numeric, errors="coerce").head(5000)
         self.model_ = IsolationForest(n_estimators=int(self.params.get("n_estimators", 100)),
                                       contamination="auto", random_state=self.seed, n_jobs=1).fit(X)
-        self._calibrate(-self.model_.score_samples(X))
+        self._fit_calibration(train)
         return self
 
     def _rules(self, X: pd.DataFrame) -> np.ndarray:
@@ -164,11 +253,12 @@ class SchemaDriftModel(_Unsupervised):
         impact = np.clip((c("downstream_table_count") + c("downstream_job_count")) / 10.0, 0, 0.25)
         return np.where(breaking, 0.7 + impact, np.where(c("columns_added") > 0, 0.2, 0.0))
 
-    def raw_score(self, X: pd.DataFrame) -> np.ndarray:
+    def _model_raw(self, X: pd.DataFrame) -> np.ndarray:
         return -self.model_.score_samples(self._impute(X))
 
     def score(self, X: pd.DataFrame) -> np.ndarray:
-        return np.maximum(self._to_unit(self.raw_score(X)), self._rules(X))
+        forest = super().score(X)
+        return forest if self.naive_ else np.maximum(forest, self._rules(X))
 
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         rules = self._rules(X)
@@ -201,10 +291,10 @@ class BehaviorBaselineModel(_Unsupervised):
                                 early_stopping=False, alpha=1e-3)
         sample = Z if len(Z) <= 20000 else Z[np.random.default_rng(self.seed).choice(len(Z), 20000, replace=False)]
         self.ae_.fit(sample, sample)
-        self._calibrate(self.raw_score(train))
+        self._fit_calibration(train)
         return self
 
-    def raw_score(self, X: pd.DataFrame) -> np.ndarray:
+    def _model_raw(self, X: pd.DataFrame) -> np.ndarray:
         Z = np.clip((self._impute(X) - self.mu_) / self.sd_, -10, 10)
         return np.sqrt(np.mean((self.ae_.predict(Z) - Z) ** 2, axis=1))
 

@@ -85,11 +85,16 @@ class ChargebackModel(BatchModel):
         self.global_share_ = (glob / glob.sum()).to_dict() if glob.sum() > 0 else {}
         return self
 
+    def baseline_inputs(self) -> list[str] | None:
+        return ["workspace_id"]
+
     def weights(self, X: pd.DataFrame) -> tuple[np.ndarray, list[dict[str, float]]]:
-        """(cluster per row, team weights per row)."""
+        """(cluster per row, team weights per row); the naive twin: the workspace's tagged shares."""
         M = self.matrix(X, self._numeric())
         M = np.where(np.isnan(M), self.med_, M)
         cluster = self.kmeans_.predict((M - self.mu_) / self.sd_)
+        if self.naive_:
+            return cluster, [self.ws_share_.get(ws, self.global_share_) for ws in X["workspace_id"].astype(str)]
         out = []
         for ws, c in zip(X["workspace_id"].astype(str), cluster, strict=True):
             out.append(self.pools_.get((ws, c)) or self.pools_.get(("*", c)) or self.ws_share_.get(ws)
@@ -117,13 +122,6 @@ class ChargebackModel(BatchModel):
             return {}
         return self._accuracy(tagged, self.weights(tagged)[1])
 
-    def evaluate_baseline(self, frame: pd.DataFrame) -> dict[str, float]:
-        tagged = frame[frame["tag_team"].notna()]
-        if tagged.empty:
-            return {}
-        w = [self.ws_share_.get(ws, self.global_share_) for ws in tagged["workspace_id"].astype(str)]
-        return self._accuracy(tagged, w)
-
 
 class _SizingRegressor(BatchModel):
     """Shared: XGBoost on log1p(label) with optional monotone constraints."""
@@ -148,9 +146,14 @@ class _SizingRegressor(BatchModel):
         return self
 
     def _raw(self, X: pd.DataFrame) -> np.ndarray:
+        if self.naive_:
+            return self._naive_raw(X)
         return np.expm1(self.model_.predict(self.matrix(X)).astype(float)).clip(min=0)
 
-    def importances(self) -> dict[str, float] | None:
+    def _naive_raw(self, X: pd.DataFrame) -> np.ndarray:
+        raise NotImplementedError
+
+    def _importances(self) -> dict[str, float] | None:
         return dict(zip(self.features, map(float, self.model_.feature_importances_), strict=True))
 
 
@@ -169,9 +172,20 @@ class WarehouseOptimizerModel(_SizingRegressor):
         self.mean_ = float(np.nanmean(y)) if len(y) else 0.0
         return self
 
+    def baseline_inputs(self) -> list[str] | None:
+        return ["warehouse_id"]
+
+    def _naive_raw(self, X: pd.DataFrame) -> np.ndarray:
+        return X["warehouse_id"].map(self.by_wh_).astype(float).fillna(self.mean_).to_numpy()
+
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         target = float(self.params.get("queue_target_s", 10.0))
         current = pd.to_numeric(X["warehouse_size_rank"], errors="coerce").fillna(3).to_numpy(dtype=float)
+        if self.naive_:
+            # The baseline knows no effect of size: keep the current one, expect the usual queue.
+            return pd.DataFrame({"recommended_size": [WAREHOUSE_SIZES.get(int(r), "SMALL") for r in current],
+                                 "recommended_size_rank": current.astype(int), "predicted_queue_p95_s": self._raw(X),
+                                 "cost_impact_pct": np.zeros(len(X))})
         best = np.full(len(X), 9.0)
         best_q = np.full(len(X), np.nan)
         for rank in range(9, 0, -1):  # descending: the last feasible one is the smallest
@@ -188,10 +202,6 @@ class WarehouseOptimizerModel(_SizingRegressor):
         m = regression_metrics(self._y(frame), self._raw(frame))
         return {"queue_p95_mae_s": m["mae"], "rmse": m["rmse"], "n": m["n"]}
 
-    def evaluate_baseline(self, frame: pd.DataFrame) -> dict[str, float]:
-        base = frame["warehouse_id"].map(self.by_wh_).astype(float).fillna(self.mean_).to_numpy()
-        m = regression_metrics(self._y(frame), base)
-        return {"queue_p95_mae_s": m["mae"], "rmse": m["rmse"]}
 
 
 class CapacityPlannerModel(_SizingRegressor):
@@ -215,6 +225,8 @@ class CapacityPlannerModel(_SizingRegressor):
     def evaluate(self, frame: pd.DataFrame) -> dict[str, float]:
         return regression_metrics(self._y(frame), self._raw(frame))
 
-    def evaluate_baseline(self, frame: pd.DataFrame) -> dict[str, float]:
-        base = pd.to_numeric(frame["peak_cores_7d_max"], errors="coerce").fillna(0).to_numpy(dtype=float)
-        return regression_metrics(self._y(frame), base)
+    def baseline_inputs(self) -> list[str] | None:
+        return ["peak_cores_7d_max"]
+
+    def _naive_raw(self, X: pd.DataFrame) -> np.ndarray:
+        return pd.to_numeric(X["peak_cores_7d_max"], errors="coerce").fillna(0).to_numpy(dtype=float)

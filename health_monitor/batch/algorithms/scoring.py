@@ -75,7 +75,9 @@ class PipelineHealthModel(BatchModel):
         return {"spearman": _spearman(self.predict(frame)["health_score"].to_numpy(dtype=float), y),
                 "n": float(len(frame))}
 
-    def evaluate_baseline(self, frame: pd.DataFrame) -> dict[str, float]:
-        y = pd.to_numeric(frame[self.label_columns[0]], errors="coerce").to_numpy(dtype=float)
-        base = pd.to_numeric(frame["success_rate_7d"], errors="coerce").to_numpy(dtype=float)
-        return {"spearman": _spearman(base, y)}
+    def baseline_inputs(self) -> list[str] | None:
+        return ["success_rate_7d"]
+
+    def _become_naive(self) -> None:
+        # The 7-day success rate alone (the same ranking as the success-rate component).
+        self.weights_ = {name: float(name == "success_rate_score") for name in self.params["weights"]}

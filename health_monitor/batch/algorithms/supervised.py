@@ -52,15 +52,25 @@ class _BinaryClassifier(BatchModel):
         else:
             self.threshold_ = 0.5
 
-    def evaluate(self, frame: pd.DataFrame) -> dict[str, float]:
-        return classification_metrics(self._y(frame), self._proba(frame), self.threshold_)
-
-    def evaluate_baseline(self, frame: pd.DataFrame) -> dict[str, float]:
+    def baseline_inputs(self) -> list[str] | None:
         col = self.params.get("baseline_col")
-        if not col or col not in frame.columns:
-            return {}
-        flags = _baseline_flags(frame[col], self.params.get("baseline_rule", "gt0.5"))
-        return classification_metrics(self._y(frame), flags.astype(float), 0.5)
+        return [col] if col else None
+
+    def _become_naive(self) -> None:
+        self.threshold_ = 0.5  # the rule's flags are 0 or 1
+
+    def _scores(self, X: pd.DataFrame) -> np.ndarray:
+        """The model's probability, or the naive rule's 0/1 flag on the twin."""
+        if self.naive_:
+            col = self.params["baseline_col"]
+            return _baseline_flags(X[col], self.params.get("baseline_rule", "gt0.5")).astype(float)
+        return self._proba(X)
+
+    def predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        return self._outputs(self._scores(X), X)
+
+    def evaluate(self, frame: pd.DataFrame) -> dict[str, float]:
+        return classification_metrics(self._y(frame), self._scores(frame), self.threshold_)
 
     def _outputs(self, p: np.ndarray, X: pd.DataFrame) -> pd.DataFrame:
         """Map probability to the catalog's output columns."""
@@ -115,10 +125,7 @@ class XGBClassifierModel(_BinaryClassifier):
             return np.full(len(X), self.constant_)
         return self.model_.predict_proba(self.matrix(X))[:, 1]
 
-    def predict(self, X: pd.DataFrame) -> pd.DataFrame:
-        return self._outputs(self._proba(X), X)
-
-    def importances(self) -> dict[str, float] | None:
+    def _importances(self) -> dict[str, float] | None:
         if self.constant_ is not None:
             return None
         return dict(zip(self.features, map(float, self.model_.feature_importances_), strict=True))
@@ -158,10 +165,7 @@ class LogisticModel(_BinaryClassifier):
             return np.full(len(X), self.constant_)
         return self.model_.predict_proba(self._prep(X))[:, 1]
 
-    def predict(self, X: pd.DataFrame) -> pd.DataFrame:
-        return self._outputs(self._proba(X), X)
-
-    def importances(self) -> dict[str, float] | None:
+    def _importances(self) -> dict[str, float] | None:
         if self.constant_ is not None:
             return None
         coef = np.abs(self.model_[-1].coef_[0])
@@ -195,17 +199,32 @@ class XGBRegressorModel(BatchModel):
         self.model_.fit(self.matrix(train), transform(y), **evals)
         self.fallback_ = float(np.nanmedian(y)) if len(y) else 0.0
         # P90 multiplier (log) or offset from validation residuals: calibrated, not assumed.
-        self.p90_ = 0.0
+        self.p90_ = self.naive_p90_ = 0.0
         if valid is not None and len(valid):
-            pred = self._raw(valid)
-            yv = self._y(valid)
-            resid = (np.log1p(np.clip(yv, 0, None)) - np.log1p(np.clip(pred, 0, None))) if self.log_ else yv - pred
-            self.p90_ = float(np.nanquantile(resid, 0.9))
+            self.p90_ = self._p90_offset(valid, self._raw(valid))
+            twin = self.naive(servable=False)
+            if twin is not None:
+                self.naive_p90_ = self._p90_offset(valid, twin._raw(valid))
         return self
 
+    def _p90_offset(self, valid: pd.DataFrame, pred: np.ndarray) -> float:
+        yv = self._y(valid)
+        resid = (np.log1p(np.clip(yv, 0, None)) - np.log1p(np.clip(pred, 0, None))) if self.log_ else yv - pred
+        return float(np.nanquantile(resid, 0.9)) if np.isfinite(resid).any() else 0.0
+
     def _raw(self, X: pd.DataFrame) -> np.ndarray:
+        if self.naive_:
+            col = self.params["baseline_col"]
+            return pd.to_numeric(X[col], errors="coerce").fillna(self.fallback_).to_numpy(dtype=float)
         out = self.model_.predict(self.matrix(X)).astype(float)
         return np.expm1(out) if self.log_ else out
+
+    def baseline_inputs(self) -> list[str] | None:
+        col = self.params.get("baseline_col")
+        return [col] if col else None
+
+    def _become_naive(self) -> None:
+        self.p90_ = getattr(self, "naive_p90_", self.p90_)
 
     def _p90(self, pred: np.ndarray) -> np.ndarray:
         return np.expm1(np.log1p(np.clip(pred, 0, None)) + self.p90_) if self.log_ else pred + self.p90_
@@ -235,14 +254,7 @@ class XGBRegressorModel(BatchModel):
         m["p90_coverage"] = float(np.mean(y <= p90)) if len(y) else float("nan")
         return m
 
-    def evaluate_baseline(self, frame: pd.DataFrame) -> dict[str, float]:
-        col = self.params.get("baseline_col")
-        if not col or col not in frame.columns:
-            return {}
-        base = pd.to_numeric(frame[col], errors="coerce").fillna(self.fallback_).to_numpy(dtype=float)
-        return regression_metrics(self._y(frame), base)
-
-    def importances(self) -> dict[str, float] | None:
+    def _importances(self) -> dict[str, float] | None:
         return dict(zip(self.features, map(float, self.model_.feature_importances_), strict=True))
 
 
@@ -274,7 +286,17 @@ class MultiLabelModel(BatchModel):
             self.thresholds_ = [best_threshold(Yv[:, j], P[:, j]) for j in range(Yv.shape[1])]
         return self
 
+    def baseline_inputs(self) -> list[str] | None:
+        cols = list(self.params.get("baseline_cols") or [])
+        return cols if cols and len(cols) == len(self.label_columns) else None
+
+    def _become_naive(self) -> None:
+        self.thresholds_ = [0.5] * len(self.label_columns)
+
     def _proba(self, X: pd.DataFrame) -> np.ndarray:
+        if self.naive_:
+            # The rule per label: the same query text's historical rate of that problem > 0.5.
+            return np.column_stack([_baseline_flags(X[c], "gt0.5").astype(float) for c in self.baseline_inputs()])
         M = self.matrix(X)
         cols = [np.full(len(X), m) if isinstance(m, float) else m.predict_proba(M)[:, 1] for m in self.models_]
         return np.column_stack(cols) if cols else np.zeros((len(X), 0))
@@ -309,14 +331,7 @@ class MultiLabelModel(BatchModel):
             out[f"f1_{c.removeprefix('label_')}"] = self._micro(Y[:, [j]], H[:, [j]])["f1"]
         return out
 
-    def evaluate_baseline(self, frame: pd.DataFrame) -> dict[str, float]:
-        cols = self.params.get("baseline_cols") or []
-        if len(cols) != len(self.label_columns) or any(c not in frame.columns for c in cols):
-            return {}
-        H = np.column_stack([_baseline_flags(frame[c], "gt0.5") for c in cols])
-        return self._micro(self._Y(frame), H)
-
-    def importances(self) -> dict[str, float] | None:
+    def _importances(self) -> dict[str, float] | None:
         trees = [m for m in self.models_ if not isinstance(m, float)]
         if not trees:
             return None
@@ -364,7 +379,14 @@ class TagRecommenderModel(BatchModel):
         # Baseline: the most frequent team per workspace (global mode for unseen workspaces).
         self.mode_ = train.groupby("workspace_id")[self.label_columns[0]].agg(lambda s: s.mode().iloc[0]).to_dict()
         self.global_mode_ = str(pd.Series(y).mode().iloc[0]) if len(y) else ""
+        # The baseline's confidence: the share of the workspace's jobs that carry its mode.
+        label = train[self.label_columns[0]].astype(str)
+        self.mode_share_ = label.groupby(train["workspace_id"]).agg(
+            lambda s: float((s == s.mode().iloc[0]).mean())).to_dict()
         return self
+
+    def baseline_inputs(self) -> list[str] | None:
+        return ["workspace_id"]
 
     def row_filter(self, frame: pd.DataFrame) -> pd.DataFrame:
         # One row per job (its latest snapshot): tags are a property of the job, not of a day.
@@ -372,6 +394,12 @@ class TagRecommenderModel(BatchModel):
         return frame.dropna(subset=self.label_columns)
 
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        if self.naive_:
+            ws = X["workspace_id"]
+            share = getattr(self, "mode_share_", {})
+            return pd.DataFrame({
+                "recommended_tag": ws.map(self.mode_).fillna(self.global_mode_).astype(str).to_numpy(),
+                "confidence": ws.map(share).astype(float).fillna(0.0).to_numpy()})
         P = self.model_.predict_proba(self._design(X))
         best = P.argmax(axis=1)
         return pd.DataFrame({"recommended_tag": self.model_.classes_[best], "confidence": P.max(axis=1)})
@@ -387,7 +415,3 @@ class TagRecommenderModel(BatchModel):
     def evaluate(self, frame: pd.DataFrame) -> dict[str, float]:
         return self._f1(frame[self.label_columns[0]].astype(str).to_numpy(),
                         self.predict(frame)["recommended_tag"].to_numpy())
-
-    def evaluate_baseline(self, frame: pd.DataFrame) -> dict[str, float]:
-        pred = frame["workspace_id"].map(self.mode_).fillna(self.global_mode_).astype(str).to_numpy()
-        return self._f1(frame[self.label_columns[0]].astype(str).to_numpy(), pred)

@@ -66,9 +66,15 @@ class BudgetForecastModel(BatchModel):
         expected = float(np.median(paths[:, start:stop], axis=0).mean())
         return float(np.clip(recent_avg / expected, 0.5, 2.0)) if expected > 0 else 1.0
 
+    def baseline_inputs(self) -> list[str] | None:
+        return ["mtd_cost", "cost_7d_avg", "days_in_month", "days_elapsed"]
+
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         base = self._baseline(X)
         p10, p50, p90 = base * 0.85, base.copy(), base * 1.15
+        if self.naive_:
+            return pd.DataFrame({"predicted_monthly_cost": p50, "predicted_monthly_cost_p10": p10,
+                                 "predicted_monthly_cost_p90": p90})
         as_of = pd.to_datetime(X["as_of_date"])
         mtd = pd.to_numeric(X["mtd_cost"], errors="coerce").fillna(0).to_numpy(dtype=float)
         recent = pd.to_numeric(X["cost_7d_avg"], errors="coerce").to_numpy(dtype=float)
@@ -96,9 +102,6 @@ class BudgetForecastModel(BatchModel):
         m["p10_p90_coverage"] = float(np.mean((y >= pred["predicted_monthly_cost_p10"])
                                               & (y <= pred["predicted_monthly_cost_p90"]))) if len(y) else np.nan
         return m
-
-    def evaluate_baseline(self, frame: pd.DataFrame) -> dict[str, float]:
-        return regression_metrics(frame[self.label_columns[0]].astype(float).to_numpy(), self._baseline(frame))
 
 
 class QualityForecastModel(BatchModel):
@@ -139,7 +142,13 @@ class QualityForecastModel(BatchModel):
         prob = np.empty(len(X))
         days = pd.to_datetime(X["event_date"])
         recent = pd.to_numeric(X["quality_score_7d_avg"], errors="coerce").to_numpy(dtype=float)
+        prev = pd.to_numeric(X["quality_score_prev"], errors="coerce").to_numpy(dtype=float)
         for i, (tid, day) in enumerate(zip(X["table_id"].astype(str), days, strict=True)):
+            if self.naive_:
+                # Last value at the forecast origin (the end of training): what the engine saw too.
+                level = self.last_.get(tid, prev[i] if np.isfinite(prev[i]) else self.global_level_)
+                pred[i], prob[i] = level, float(norm.cdf((thr - level) / self.sd_.get(tid, 0.1)))
+                continue
             if tid in self.paths_ and day > self.end_:
                 first, paths = self.paths_[tid]
                 j = min(max((day - first).days, 0), paths.shape[1] - 1)
@@ -155,9 +164,5 @@ class QualityForecastModel(BatchModel):
         y = frame[self.label_columns[0]].astype(float).to_numpy()
         return regression_metrics(y, self.predict(frame[self.features])["predicted_quality_score"].to_numpy())
 
-    def evaluate_baseline(self, frame: pd.DataFrame) -> dict[str, float]:
-        # Last value at the same forecast origin (the end of training), so both see the same data.
-        y = frame[self.label_columns[0]].astype(float).to_numpy()
-        last = frame["table_id"].astype(str).map(self.last_).astype(float)
-        fallback = pd.to_numeric(frame["quality_score_prev"], errors="coerce")
-        return regression_metrics(y, last.fillna(fallback).fillna(self.global_level_).to_numpy())
+    def baseline_inputs(self) -> list[str] | None:
+        return ["table_id", "quality_score_prev"]
