@@ -151,6 +151,9 @@ COST = DomainSpec(
     "baseline_7d": "mean hourly cost over the previous 7 days",
     "baseline_30d": "mean hourly cost over the previous 30 days",
     "std_7d": "standard deviation of hourly cost over the previous 7 days",
+    "baseline_hour_usd": "the key's routine at this hour: mean cost of the same hour over the previous 7 days, "
+                         "or of the same hour of the week over the previous 4 weeks, the larger (hours "
+                         "without spend count as 0; over the key's life while younger than 7 days, null under 2)",
     "zscore_7d": "(cost_usd - baseline_7d) / std_7d",
     "pct_change_7d": "percent change of cost_usd against baseline_7d",
     "ratio_7d": "cost_usd / baseline_7d",

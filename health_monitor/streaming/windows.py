@@ -116,6 +116,14 @@ def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[f
     b7 = float(last7.mean()) if enough else float("nan")
     s7 = float(last7.std(ddof=1)) if enough else float("nan")
     b30 = float(last30.mean()) if len(last30) >= 24 else float("nan")
+    # The key's routine at this hour: the mean spend of the same hour over the previous 7 days
+    # and of the same hour of the week over the previous 4 (hours without spend count as 0), the
+    # larger of the two. A nightly job makes 02:00 expensive every night; a weekly one, Mondays.
+    same_day = [c for t, c in hist if t >= start_ms - 7 * DAY_MS and (start_ms - t) % DAY_MS == 0]
+    same_week = [c for t, c in hist if t >= start_ms - 28 * DAY_MS and (start_ms - t) % (7 * DAY_MS) == 0]
+    days = min(7, int((start_ms - hist[0][0]) // DAY_MS)) if hist else 0
+    b_hour = (max(sum(same_day) / days, sum(same_week) / 4 if days >= 7 and start_ms - hist[0][0] >= 28 * DAY_MS
+                  else 0.0) if days >= 2 else float("nan"))
     skus = acc.get("skus", {})
     jobs = acc.get("jobs", {})
     top_sku = max(skus, key=skus.get) if skus else None
@@ -142,7 +150,7 @@ def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[f
         if rate_hours > 0 else float("nan")
     f = {
         "cost_usd": cost, "dbus": acc.get("dbus", 0.0),
-        "baseline_7d": b7, "baseline_30d": b30, "std_7d": s7,
+        "baseline_7d": b7, "baseline_30d": b30, "std_7d": s7, "baseline_hour_usd": b_hour,
         "zscore_7d": (cost - b7) / s7 if enough and s7 > 0 else float("nan"),
         "pct_change_7d": (cost - b7) / b7 * 100 if enough and b7 > 0 else float("nan"),
         "ratio_7d": cost / b7 if enough and b7 > 0 else float("nan"),

@@ -49,18 +49,17 @@ def _usage_rows() -> list[dict]:
         for h in range(hours):
             rows.append(_usage(run + timedelta(hours=h), per_hour, len(rows), sku="JOBS_COMPUTE", job_id="501",
                                job_name="nightly_etl", usage_metadata_job_run_id=f"r{d}", job_id_source="BILLING"))
-        # a SQL warehouse busy in office hours every weekday, quiet at weekends
-        for h in range(24):
-            t = day + timedelta(hours=h)
-            busy = t.weekday() < 5 and 8 <= h < 18
-            rows.append(_usage(t, (12.0 if busy else 1.0) * rnd.uniform(0.8, 1.2), len(rows),
-                               sku="SERVERLESS_SQL_COMPUTE", warehouse_id="wh-1"))
+        # a SQL warehouse busy in the afternoon on weekdays, a little used at weekends
+        for h in (14, 16) if day.weekday() < 5 else (15,):
+            rows.append(_usage(day + timedelta(hours=h), (30.0 if day.weekday() < 5 else 3.0) * rnd.uniform(0.8, 1.2),
+                               len(rows), sku="SERVERLESS_SQL_COMPUTE", warehouse_id="wh-1"))
     return rows
 
 
 def _audit_rows() -> list[dict]:
     """ann works weekdays and, routinely, Saturday mornings; bob works weekdays and, once, on a
-    Saturday afternoon in the third week. Nothing is exported, granted or sensitive."""
+    Saturday afternoon in the third week (hourly activity every other weekday hour keeps the
+    estate small). Nothing is exported, granted or sensitive."""
     rnd = random.Random(11)
     rows = []
 
@@ -76,9 +75,9 @@ def _audit_rows() -> list[dict]:
     for d in range(DAYS):
         day = T0 + timedelta(days=d)
         if day.weekday() < 5:
-            for h in range(9, 17):
-                act("ann@corp.com", day + timedelta(hours=h), rnd.randint(2, 5))
-                act("bob@corp.com", day + timedelta(hours=h), rnd.randint(2, 5))
+            for h in range(9, 17, 2):
+                act("ann@corp.com", day + timedelta(hours=h), rnd.randint(2, 4))
+                act("bob@corp.com", day + timedelta(hours=h + 1), rnd.randint(2, 4))
         elif day.weekday() == 5:
             for h in (9, 10, 11):
                 act("ann@corp.com", day + timedelta(hours=h), 9)
