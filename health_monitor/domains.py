@@ -77,6 +77,9 @@ class DomainSpec:
     detector_alert_type: str = ""
     #: Whether a detector score may raise an alert with no rule hit (see alerts.policy).
     detector_alerts_alone: bool = True
+    #: Entity types whose detector score is evidence only, never an alert alone (their rules
+    #: judge them on features the hourly detector does not see).
+    rules_only_keys: tuple[str, ...] = ()
     #: The window's ``value`` is money (USD): impact, severity caps and summaries use it.
     value_is_money: bool = False
     #: What a person should look at first, per alert type (fallback: ``default_action``).
@@ -123,7 +126,7 @@ COST = DomainSpec(
     name="cost",
     sources=("fact_usage",),
     input_builder="cost_input",
-    keys=("workspace", "workspace_sku"),
+    keys=("workspace", "workspace_sku", "job", "warehouse", "cluster"),
     # usage records are restated for hours
     watermark="3 hours",
     window=windows.COST_WINDOW,
@@ -131,10 +134,16 @@ COST = DomainSpec(
     detector="univariate",
     models=("cost_anomaly_detector",),
     detector_alert_type="cost_anomaly",
+    # A job's, warehouse's or cluster's hours come in bursts at its own cadence (a run a day, a
+    # busy morning): an hourly detector on them alarms on every run after a quiet spell. Their
+    # rules judge whole runs (days) against the key's own; the detector score joins as evidence.
+    rules_only_keys=("job", "warehouse", "cluster"),
     value_is_money=True,
     actions={
         "budget_burn": "review the month's largest jobs and warehouses against the budget",
         "untagged_spend": "tag the workspace's clusters, jobs and warehouses with team, project or cost_center",
+        "runaway_cost": "check the run's cluster size and duration against the job's usual runs, and stop it "
+                        "if it is stuck",
     },
     default_action="check the workspace's largest jobs and warehouses in that hour",
     rule_columns={
@@ -145,6 +154,9 @@ COST = DomainSpec(
     "baseline_7d": "mean hourly cost over the previous 7 days",
     "baseline_30d": "mean hourly cost over the previous 30 days",
     "std_7d": "standard deviation of hourly cost over the previous 7 days",
+    "baseline_hour_usd": "the key's routine at this hour: mean cost of the same hour over the previous 7 days, "
+                         "or of the same hour of the week over the previous 4 weeks, the larger (hours "
+                         "without spend count as 0; over the key's life while younger than 7 days, null under 2)",
     "zscore_7d": "(cost_usd - baseline_7d) / std_7d",
     "pct_change_7d": "percent change of cost_usd against baseline_7d",
     "ratio_7d": "cost_usd / baseline_7d",
@@ -163,6 +175,20 @@ COST = DomainSpec(
                           "as a calendar month of that rate",
     "history_days": "days since the key's first window",
     "cost_usd_at_risk": "cost above the expected level (impact input for alerts)",
+    # job, warehouse and cluster keys: judged per unit of work (a run, or a day) against their own
+    "job_name": "job name (job entities only)",
+    "key_label": "how a person names the key: 'Job NAME (ID)', 'SQL warehouse ID', 'All-purpose cluster ID'",
+    "unit_name": "the key's unit of work: 'run' (a job run) or 'day' (warehouses, clusters, jobs without run ids)",
+    "unit_cost_usd": "cost so far of the key's current unit (run or day) (job, warehouse, cluster keys)",
+    "unit_hours": "hours since the current unit's first billed hour",
+    "units_seen": "finished units (runs or days) the key remembers, up to 60",
+    "typical_unit_usd": "median cost of the key's finished units (null with under 3)",
+    "unit_ratio": "unit_cost_usd / typical_unit_usd",
+    "unit_z": "robust z of log(unit_cost_usd) against the key's finished units (null with under 5)",
+    "prior_max_unit_usd": "cost of the key's most expensive finished unit",
+    "last3_median_ratio": "median of the last 3 units (this one included) / typical_unit_usd",
+    "last3_min_ratio": "cheapest of the last 3 units (this one included) / typical_unit_usd",
+    "unit_usd_at_risk": "unit_cost_usd above typical_unit_usd (impact input for alerts)",
     },
     incident_types=("runaway_job_cost", "billing_error", "budget_overrun", "untagged_spend"),
 )
@@ -175,8 +201,11 @@ SECURITY = DomainSpec(
     watermark="1 hour",
     window=windows.SECURITY_WINDOW,
     detector="multivariate",
+    # Calendar counts (weekend_events, off_hours_events) are rule columns, not detector features:
+    # a user who works some weekends has weekend hours in their pattern; off_pattern_events counts
+    # only activity in a slot of the week outside the user's (and the population's) pattern.
     detector_features=(
-        "logins", "failed_login_rate", "distinct_ips", "off_hours_events", "weekend_events",
+        "logins", "failed_login_rate", "distinct_ips", "off_pattern_events",
         "admin_actions", "tables_touched", "sensitive_table_access", "grants", "self_grants",
         "export_gb", "read_gb"),
     # byte volumes have heavy right tails: judged on log1p(GB); a user who usually reads megabytes
@@ -204,6 +233,9 @@ SECURITY = DomainSpec(
     "distinct_ips": "distinct source IPs",
     "off_hours_events": "events before 06:00 or after 22:00",
     "weekend_events": "events on Saturday or Sunday",
+    "slot_share": "share of the user's active hours in this window's slot of the week (weekday or weekend, "
+                  "3-hour band, UTC), blended with the population's pattern while the history is short",
+    "off_pattern_events": "events in a slot of the week outside the user's pattern (slot_share under 1%), else 0",
     "admin_actions": "administrative actions (permissions, users, groups, workspace config)",
     "off_hours_admin_actions": "administrative actions before 06:00 or after 22:00",
     "tables_touched": "distinct tables read or written",

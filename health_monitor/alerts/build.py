@@ -92,6 +92,64 @@ def impact_severity(score: float, domain: str, impact_usd: float | None = None,
     return SEVERITIES[min(level, len(SEVERITIES) - 1)]
 
 
+#: Impact a detector-only security alert can show, per feature of the window: (threshold, words).
+#: Money at risk counts through ``impact_usd``.
+IMPACT_SIGNS = {
+    "export_gb": (1.0, "{:.1f} GB exported"),
+    "self_grants": (1.0, "{:.0f} self-grant(s)"),
+    "grants": (1.0, "{:.0f} permission grant(s)"),
+    "sensitive_table_access": (1.0, "{:.0f} read(s) of sensitive tables"),
+    "failed_logins": (5.0, "{:.0f} failed login(s)"),
+}
+#: Severity ceiling of a detector-only alert by (several signals?, impact?): evidence strength
+#: and impact, not the score alone. One signal (one feature far from the baseline: nine weekend
+#: events from a user who usually has none) with nothing at stake is at most LOW; CRITICAL needs
+#: several signals *and* something at stake.
+DETECTOR_ONLY_CAP = {(False, False): "LOW", (True, False): "MEDIUM", (False, True): "HIGH", (True, True): "CRITICAL"}
+
+
+def _drivers(row: dict[str, Any]) -> list[str] | None:
+    """Features backing the detector's score (multivariate detectors), None where not reported."""
+    raw = row.get("detector_drivers")
+    if not isinstance(raw, str):
+        return None
+    return [d for d in raw.split(",") if d]
+
+
+def _impact_signs(row: dict[str, Any], impact_usd: float | None) -> list[str]:
+    """What is at stake in the window, in words (money at risk, data exported, privileges gained)."""
+    out = [f"{_money(impact_usd)} at risk"] if impact_usd is not None and impact_usd >= IMPACT_FLOOR_USD else []
+    for col, (threshold, words) in IMPACT_SIGNS.items():
+        v = _num(row.get(col))
+        if v is not None and v >= threshold:
+            out.append(words.format(v))
+    return out
+
+
+def detector_only_severity(score: float, domain: str, row: dict[str, Any], impact_usd: float | None,
+                           sensitivity: float | None) -> tuple[str, str]:
+    """Severity of an alert the detector raised alone, and why in words.
+
+    Where the detector says which features back its score (:func:`_drivers`), the severity is
+    capped by evidence strength (one signal or several) and impact (:data:`DETECTOR_ONLY_CAP`):
+    a single sparse count can never make an alert CRITICAL by itself. Elsewhere (a univariate
+    cost detector) it is :func:`impact_severity`.
+    """
+    sev = impact_severity(score, domain, impact_usd, sensitivity)
+    drivers = _drivers(row)
+    if drivers is None:
+        return sev, ""
+    several = len(drivers) >= 2
+    signs = _impact_signs(row, impact_usd)
+    cap = DETECTOR_ONLY_CAP[(several, bool(signs))]
+    if severity_level(sev) > severity_level(cap):
+        sev = cap
+    strength = (f"{len(drivers)} signals ({', '.join(drivers[:3])})" if several
+                else f"one signal ({drivers[0]})" if drivers else "no single strong signal")
+    stake = ", ".join(signs) if signs else "nothing exported, granted or sensitive at stake"
+    return sev, f"{strength}; {stake}: {sev}"
+
+
 def _money(v: float) -> str:
     return f"${v:,.0f}" if abs(v) >= 10 else f"${v:,.2f}"
 
@@ -142,8 +200,10 @@ def _action(domain: str, alert_type: str, row: dict[str, Any]) -> str:
     return dom.default_action
 
 
-def summarize(domain: str, alert_type: str, row: dict[str, Any], message: str | None = None) -> str:
-    """One sentence a person can act on: who, what, how far from normal, what to check."""
+def summarize(domain: str, alert_type: str, row: dict[str, Any], message: str | None = None,
+              why: str = "") -> str:
+    """One sentence a person can act on: who, what, how far from normal, why this severity
+    (``why``, detector-only alerts), what to check."""
     start, end = pd.Timestamp(row["window_start"]), pd.Timestamp(row["window_end"])
     when = _window_text(start, end)
     action = _action(domain, alert_type, row)
@@ -163,6 +223,10 @@ def summarize(domain: str, alert_type: str, row: dict[str, Any], message: str | 
     if value is not None and expected is not None:
         detail = f" ({value:,.3g} against an expected {expected:,.3g})"
     what = spec(domain).activity if domain in DOMAIN_NAMES else "behaviour"
+    evidence = row.get("_top_evidence")
+    if why:
+        detail = f": {evidence}" if evidence else detail
+        return f"{who}'s {what} in the {when} is unusual, score {score:.2f}{detail} ({why}); {action}."
     return f"{who}'s {what} in the {when} is unusual, score {score:.2f}{detail}; {action}."
 
 
@@ -232,10 +296,18 @@ def make_alerts(scored: pd.DataFrame, hits: pd.DataFrame, domain: str,
             impact = _num(row.get("cost_usd_at_risk"))
             if impact is None and _is_money(domain) and value is not None and expected is not None:
                 impact = max(value - expected, 0.0)
+            # a run's (day's) spend above the key's usual one: the money a runaway puts at risk
+            unit_risk = _num(row.get("unit_usd_at_risk"))
+            if unit_risk is not None:
+                impact = max(impact or 0.0, unit_risk)
             sens = sensitivity_value(row.get("sensitivity"))
             deviation = (100.0 * (value - expected) / abs(expected)
                          if value is not None and expected not in (None, 0.0) else None)
             detector_used = det_score >= min_score
+            if floor is None:
+                severity, why = detector_only_severity(score, domain, row, impact, sens)
+            else:
+                severity, why = impact_severity(score, domain, impact, sens, floor), ""
             model_name = str(row.get("model_name") or "detector") if detector_used else "rules"
             if floor and detector_used:
                 model_name += "+rules"
@@ -252,10 +324,11 @@ def make_alerts(scored: pd.DataFrame, hits: pd.DataFrame, domain: str,
                 "entity_id": str(row["entity_id"]),
                 "workspace_id": None if pd.isna(row.get("workspace_id")) else str(row["workspace_id"]),
                 "score": float(min(max(score, 0.0), 1.0)),
-                "severity": impact_severity(score, domain, impact, sens, floor),
+                "severity": severity,
                 "deviation_pct": deviation,
                 "impact_usd": impact,
-                "summary": summarize(domain, alert_type, row, message),
+                "summary": summarize(domain, alert_type, row | {"_top_evidence": _first_z(det_evidence)},
+                                     message, why),
                 "evidence": evidence,
                 "occurrences": 1,
                 "last_seen_at": pd.Timestamp(row["window_end"]),
@@ -264,6 +337,15 @@ def make_alerts(scored: pd.DataFrame, hits: pd.DataFrame, domain: str,
     return pd.DataFrame(out, columns=cols)
 
 
+
+
+def _first_z(evidence: Any) -> str | None:
+    """The detector's strongest feature in words: ``weekend_events 9 vs baseline 0.36 (z=+10.6)``
+    becomes ``weekend_events 9 against a usual 0.36``."""
+    for e in evidence if isinstance(evidence, list) else []:
+        if isinstance(e, str) and " vs baseline " in e:
+            return e.split(" (z=")[0].replace(" vs baseline ", " against a usual ")
+    return None
 
 
 def _naive(ts: Any) -> pd.Timestamp:

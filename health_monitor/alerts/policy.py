@@ -46,7 +46,7 @@ def detector_may_alert_alone(domain: str, row: dict[str, Any]) -> bool:
         dom = spec(domain)
     except KeyError:
         return True  # a domain without a spec: no reason to hold its detector back
-    if not dom.detector_alerts_alone:
+    if not dom.detector_alerts_alone or row.get("entity_type") in dom.rules_only_keys:
         return False
     if not dom.value_is_money:
         return True

@@ -102,6 +102,7 @@ def fold_alerts(existing: pd.DataFrame, candidates: pd.DataFrame,
                 inc[k] = cand[k]
         if severity_level(cand["severity"]) > severity_level(inc["severity"]):
             inc["severity"] = cand["severity"]
+            inc["summary"] = cand["summary"]  # it says why this severity (detector-only alerts)
         impacts = [v for v in (_num(inc.get("impact_usd")), _num(cand.get("impact_usd"))) if v is not None]
         inc["impact_usd"] = max(impacts) if impacts else None
         old_ev = inc.get("evidence")

@@ -30,15 +30,25 @@ class Scores:
         score: anomaly score per row, in [0, 1].
         expected: the value the detector expected per row (NaN where it has no opinion yet).
         evidence: per row, the top contributing features/reasons as short strings.
+        drivers: per row, the features at least :data:`DRIVER_Z` robust sigmas from the key's
+            baseline, strongest first (detectors of several features; empty lists otherwise):
+            how many independent signals back a score, which alert severity weighs.
     """
 
     score: np.ndarray
     expected: np.ndarray
     evidence: list[list[str]] = field(default_factory=list)
+    drivers: list[list[str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.evidence:
             self.evidence = [[] for _ in range(len(self.score))]
+        if not self.drivers:
+            self.drivers = [[] for _ in range(len(self.score))]
+
+
+#: A feature this many robust sigmas from its key's baseline is a signal (a driver of the score).
+DRIVER_Z = 3.0
 
 
 class StreamingDetector(ABC):

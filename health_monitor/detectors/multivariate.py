@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 from river.anomaly import HalfSpaceTrees
 
+from health_monitor.detectors.base import DRIVER_Z, Scores, StreamingDetector, TailCalibrator
 from health_monitor.detectors.base import SIGMA_PER_MAD as _SIGMA_PER_MAD
-from health_monitor.detectors.base import Scores, StreamingDetector, TailCalibrator
 
 #: Smallest sigma of a count feature (see :meth:`MultivariateDetector._baseline`).
 COUNT_RESOLUTION = 0.5
@@ -159,6 +159,7 @@ class MultivariateDetector(StreamingDetector):
         score = np.zeros(n)
         expected = np.full(n, np.nan)
         evidence: list[list[str]] = [[] for _ in range(n)]
+        drivers: list[list[str]] = [[] for _ in range(n)]
         with_prior = bool(self.prior)
         for i in range(n):
             x = X[i]
@@ -195,12 +196,14 @@ class MultivariateDetector(StreamingDetector):
                     calib.learn(z_agg)
                 if s >= 0.5:
                     evidence[i] = self._evidence(raw[i], self._untransform(center), z, zdir, s_t)
+                    drivers[i] = [self.features[j] for j in np.argsort(-zdir, kind="stable")
+                                  if zdir[j] >= DRIVER_Z]
                 # --- learn ---
                 self.trees_.learn_one(scaled)
                 self._learn(x, ok, sigma)
                 self.n_ += 1
             score[i] = s
-        return Scores(score=score, expected=expected, evidence=evidence)
+        return Scores(score=score, expected=expected, evidence=evidence, drivers=drivers)
 
     def _calibrator(self) -> TailCalibrator:
         # state pickled before version 3 has no calibrator: start one (it learns within 100 rows)

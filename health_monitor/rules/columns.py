@@ -13,8 +13,8 @@ from health_monitor.domains import DOMAINS, SPECS  # noqa: F401 - DOMAINS: the n
 
 #: Columns every domain's frame has (identity of the window plus the blended detector output).
 COMMON_COLUMNS: dict[str, str] = {
-    "entity_type": "workspace | workspace_sku | user | job",
-    "entity_id": "the entity's id (workspace id, workspace:sku, user name, job id)",
+    "entity_type": "workspace | workspace_sku | user | job | warehouse | cluster",
+    "entity_id": "the entity's id (workspace id, workspace:sku, user name, job id, warehouse id, cluster id)",
     "workspace_id": "workspace of the entity",
     "window_start": "start of the event-time window (UTC)",
     "window_end": "end of the event-time window (UTC)",

@@ -51,7 +51,9 @@ def _detector(domain: str, ks: windows.KeyState):  # noqa: ANN202 - StreamingDet
         try:
             det = StreamingDetector.from_state(ks.detector)
             # The class attribute comes from today's code; the saved tag from the code that learned.
-            if ks.history.get("detector_version") == f"{det.name}:{type(det).version}":
+            # ...and the features it judges must still be the domain's (a spec may swap one)
+            if (ks.history.get("detector_version") == f"{det.name}:{type(det).version}"
+                    and list(getattr(det, "features", ())) == list(spec(domain).detector_features)):
                 return det
         except Exception:  # noqa: BLE001 - state of a detector class that no longer loads
             pass
@@ -113,6 +115,9 @@ def score_windows(domain: str, ks: windows.KeyState, closed: list[dict], ctx: di
         for i, v in enumerate(s):
             evidence[i].append(f"{champ.name} v{champ.version} score {v:.2f}")
     feats["recent_high_windows"] = recent_high(ks.history, score)
+    if dfeats:
+        # which features back the score (alert severity weighs how many, and which)
+        feats["detector_drivers"] = [",".join(d) for d in sc.drivers]
     if dom.value_is_money:
         feats["cost_usd_at_risk"] = np.where(np.isnan(expected), np.nan, np.maximum(values - expected, 0.0))
     ws = feats.pop("_workspace_id") if "_workspace_id" in feats else pd.Series([ks.workspace_id] * len(feats))

@@ -74,8 +74,19 @@ def _row_json(df: DataFrame, cols: list[str]) -> Column:
     return F.to_json(F.struct(*[F.col(c) for c in cols]))
 
 
+def _optional(df: DataFrame, name: str) -> Column:
+    """A column of a Gold table written before it existed reads as null."""
+    return F.col(name) if name in df.columns else F.lit(None).cast("string")
+
+
 def cost_input(lake: Lakehouse, max_files: int | None = None) -> DomainInput:
-    """Hourly cost per workspace and per workspace x SKU from ``fact_usage``."""
+    """Hourly cost from ``fact_usage`` per workspace, workspace x SKU, and per job, SQL warehouse
+    and all-purpose cluster where the usage names one (``usage_metadata``).
+
+    A job's spend is diluted in its workspace's and SKU's hours; its own key judges it against
+    its own runs. A cluster is keyed only where billing named no job (all-purpose compute): a
+    job cluster lives for one run and its spend is the job's.
+    """
     u = _read(lake, "fact_usage", max_files)
     rows = u.select(
         F.col("workspace_id"),
@@ -83,14 +94,24 @@ def cost_input(lake: Lakehouse, max_files: int | None = None) -> DomainInput:
         F.coalesce(F.col("list_cost").cast("double"), F.lit(0.0)).alias("cost"),
         F.coalesce(F.col("usage_quantity").cast("double"), F.lit(0.0)).alias("dbus"),
         F.col("sku_name"), F.col("job_id"), F.col("job_name"), F.col("is_tagged"),
+        _optional(u, "usage_metadata_job_run_id").cast("string").alias("job_run_id"),
+        _optional(u, "warehouse_id").cast("string").alias("warehouse_id"),
+        _optional(u, "cluster_id").cast("string").alias("cluster_id"),
+        _optional(u, "job_id_source").cast("string").alias("job_id_source"),
         F.col("record_id"),
         F.lit("fact_usage").alias("source_table"),
     )
-    keyed = rows.withColumn("_e", F.explode(F.array(
+    billed_job = F.col("job_id").isNotNull() & F.coalesce(F.col("job_id_source") != "CLUSTER_ATTRIBUTION",
+                                                          F.lit(True))
+    keyed = rows.withColumn("_e", F.explode(F.filter(F.array(
         F.struct(F.lit("workspace").alias("entity_type"), F.col("workspace_id").alias("entity_id")),
         F.struct(F.lit("workspace_sku").alias("entity_type"),
                  F.concat_ws(":", "workspace_id", "sku_name").alias("entity_id")),
-    ))).select("_e.entity_type", "_e.entity_id", *[c for c in rows.columns])
+        F.struct(F.lit("job").alias("entity_type"), F.col("job_id").cast("string").alias("entity_id")),
+        F.struct(F.lit("warehouse").alias("entity_type"), F.col("warehouse_id").alias("entity_id")),
+        F.struct(F.lit("cluster").alias("entity_type"),
+                 F.when(~billed_job, F.col("cluster_id")).alias("entity_id")),
+    ), lambda e: e["entity_id"].isNotNull()))).select("_e.entity_type", "_e.entity_id", *[c for c in rows.columns])
     return DomainInput(rows.withColumn("entity_id", F.col("workspace_id")), keyed)
 
 

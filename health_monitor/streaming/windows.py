@@ -98,6 +98,11 @@ def _cost_accumulate(acc: dict, g: pd.DataFrame) -> None:
     with_job = g[g["job_id"].notna()]
     for (jid, jname), c in with_job.groupby(["job_id", with_job["job_name"].fillna("")])["cost"].sum().items():
         jobs[(jid, jname)] = jobs.get((jid, jname), 0.0) + float(c)
+    # Spend per job run, for the job keys only (a workspace's hour holds many runs; nobody reads them).
+    if "job_run_id" in g.columns and "entity_type" in g.columns and g["entity_type"].iloc[0] == "job":
+        runs = acc.setdefault("runs", {})
+        for rid, c in g[g["job_run_id"].notna()].groupby("job_run_id")["cost"].sum().items():
+            runs[str(rid)] = runs.get(str(rid), 0.0) + float(c)
 
 
 def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[float, dict]:
@@ -111,6 +116,14 @@ def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[f
     b7 = float(last7.mean()) if enough else float("nan")
     s7 = float(last7.std(ddof=1)) if enough else float("nan")
     b30 = float(last30.mean()) if len(last30) >= 24 else float("nan")
+    # The key's routine at this hour: the mean spend of the same hour over the previous 7 days
+    # and of the same hour of the week over the previous 4 (hours without spend count as 0), the
+    # larger of the two. A nightly job makes 02:00 expensive every night; a weekly one, Mondays.
+    same_day = [c for t, c in hist if t >= start_ms - 7 * DAY_MS and (start_ms - t) % DAY_MS == 0]
+    same_week = [c for t, c in hist if t >= start_ms - 28 * DAY_MS and (start_ms - t) % (7 * DAY_MS) == 0]
+    days = min(7, int((start_ms - hist[0][0]) // DAY_MS)) if hist else 0
+    b_hour = (max(sum(same_day) / days, sum(same_week) / 4 if days >= 7 and start_ms - hist[0][0] >= 28 * DAY_MS
+                  else 0.0) if days >= 2 else float("nan"))
     skus = acc.get("skus", {})
     jobs = acc.get("jobs", {})
     top_sku = max(skus, key=skus.get) if skus else None
@@ -137,7 +150,7 @@ def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[f
         if rate_hours > 0 else float("nan")
     f = {
         "cost_usd": cost, "dbus": acc.get("dbus", 0.0),
-        "baseline_7d": b7, "baseline_30d": b30, "std_7d": s7,
+        "baseline_7d": b7, "baseline_30d": b30, "std_7d": s7, "baseline_hour_usd": b_hour,
         "zscore_7d": (cost - b7) / s7 if enough and s7 > 0 else float("nan"),
         "pct_change_7d": (cost - b7) / b7 * 100 if enough and b7 > 0 else float("nan"),
         "ratio_7d": cost / b7 if enough and b7 > 0 else float("nan"),
@@ -154,8 +167,110 @@ def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[f
         "top_job_id": top_job[0] if top_job else None,
         "top_job": (top_job[1] or top_job[0]) if top_job else None,
     }
+    if ks.entity_type in UNIT_KEYS:
+        f.update(_unit_features(ks, start_ms, acc))
+        if ks.entity_type == "job":
+            # billing names the job on some rows only: remember the last name seen
+            name = (top_job[1] or None) if top_job else None
+            ks.history["name"] = name = name or ks.history.get("name")
+            f["job_name"] = name or ks.entity_id
+        f["key_label"] = _key_label(ks, f.get("job_name"))
     hist.append((start_ms, cost))
     return cost, f
+
+
+#: Cost keys judged per unit of work (a job's run, a warehouse's or cluster's day) against their
+#: own earlier units, not hour by hour: their spend comes in bursts at their own cadence.
+UNIT_KEYS = ("job", "warehouse", "cluster")
+#: A run unbilled for this long has finished: its total joins the key's history of units.
+UNIT_IDLE_MS = 2 * HOUR_MS
+#: A run longer than a day (a continuous job) is judged a day at a time.
+UNIT_MAX_MS = DAY_MS
+#: Finished units a key remembers (its typical unit, its spread and its largest): about a month
+#: of days, a week of four-hourly runs. Shorter lets a lasting change become the new normal.
+UNIT_HISTORY = 30
+#: Floor of the spread of a key's log unit costs: units within ~25% of each other are not "variable".
+MIN_LOG_UNIT_SCALE = 0.25
+
+
+def _key_label(ks: KeyState, job_name: str | None) -> str:
+    """How a person names the key: ``Job nightly_etl (123)``, ``SQL warehouse 4f2a``."""
+    if ks.entity_type == "job":
+        return f"Job {job_name} ({ks.entity_id})" if job_name and job_name != ks.entity_id else f"Job {ks.entity_id}"
+    return {"warehouse": "SQL warehouse", "cluster": "All-purpose cluster"}.get(ks.entity_type, ks.entity_type) \
+        + f" {ks.entity_id}"
+
+
+def _unit_features(ks: KeyState, start_ms: int, acc: dict) -> dict:
+    """Spend of the key's current unit of work against its own finished units.
+
+    A job's unit is a run (``usage_metadata.job_run_id``; the UTC day where billing names no run),
+    a warehouse's or all-purpose cluster's unit is its UTC day. The current unit's cost so far is
+    compared with the key's earlier units: a runaway run is visible within hours of its start
+    (its cost so far already exceeds what a whole run costs), and whatever the key's cadence (a
+    run an hour, a run a week) the comparison is like for like. Ratios are NaN while the key has
+    too few finished units to say what is typical.
+    """
+    h = ks.history
+    open_units: dict = h.setdefault("units_open", {})  # unit id -> [first ms, last ms, cost]
+    done: deque = h.setdefault("units_done", deque(maxlen=UNIT_HISTORY))  # (end ms, cost, weekend)
+    runs = acc.get("runs") or {}
+    if ks.entity_type == "job" and runs:
+        spend = runs
+    else:
+        day = _ts(start_ms).strftime("%Y-%m-%d")
+        spend = {f"day:{day}": acc.get("cost", 0.0)}
+    # Finished before this window: a day whose day is over, a run that went quiet or ran a day.
+    for uid in [u for u, (first, last, _) in open_units.items()
+                if (u not in spend if u.startswith("day:")
+                    else last < start_ms - UNIT_IDLE_MS or start_ms - first >= UNIT_MAX_MS)]:
+        first, last, c = open_units.pop(uid)
+        done.append((last + HOUR_MS, c, _calendar(first)["is_weekend"]))
+    by_day = not (ks.entity_type == "job" and runs)
+
+    def typical_of(weekend: float) -> np.ndarray:
+        # A day is judged against days of its kind (weekday, weekend day) once the key has three
+        # of them: a warehouse busy on weekdays and quiet at weekends is not 3x on every Monday.
+        same = [c for _, c, wk in done if wk == weekend] if by_day else []
+        return np.array(same if len(same) >= 3 else [c for _, c, _ in done], dtype=float)
+
+    prior = typical_of(_calendar(start_ms)["is_weekend"])
+    current = 0.0
+    cur_hours = 0.0
+    for uid, c in spend.items():
+        u = open_units.setdefault(uid, [start_ms, start_ms, 0.0])
+        u[1] = start_ms
+        u[2] += float(c)
+        if u[2] > current:
+            current, cur_hours = u[2], (start_ms + HOUR_MS - u[0]) / HOUR_MS
+    n = len(prior)
+    typical = float(np.median(prior)) if n >= 3 else float("nan")
+    # The last three units, this one included, each against the typical unit of its kind: a
+    # runaway that lasts shows in all of them.
+    last3 = np.array([])
+    if n >= 3 and typical > 0 and len(done) >= 2:
+        earlier = [c / max(float(np.median(typical_of(wk))), 1e-9) for _, c, wk in list(done)[-2:]]
+        last3 = np.array([*earlier, current / typical])
+    z = float("nan")
+    if n >= 5 and current > 0:
+        logs = np.log(np.maximum(prior, 1e-6))
+        med = float(np.median(logs))
+        scale = max(1.4826 * float(np.median(np.abs(logs - med))), MIN_LOG_UNIT_SCALE)
+        z = (math.log(current) - med) / scale
+    ok = n >= 3 and typical > 0
+    return {
+        "unit_name": "run" if ks.entity_type == "job" and runs else "day",
+        "unit_cost_usd": current,
+        "unit_hours": cur_hours,
+        "units_seen": float(len(done)),
+        "typical_unit_usd": typical,
+        "unit_ratio": current / typical if ok else float("nan"),
+        "unit_z": z,
+        "prior_max_unit_usd": float(prior.max()) if n else float("nan"),
+        "last3_median_ratio": float(np.median(last3)) if len(last3) == 3 else float("nan"),
+        "last3_min_ratio": float(last3.min()) if len(last3) == 3 else float("nan"),
+        "unit_usd_at_risk": max(current - typical, 0.0) if ok else float("nan"),
+    }
 
 
 # ------------------------------------------------------------------------------------ security
@@ -218,6 +333,40 @@ def _own_max(h: dict, name: str, start_ms: int, value: float, known: bool) -> fl
     return out
 
 
+#: Share of a typical person's active hours in each slot of the week (weekend?, 3-hour band of
+#: the day, UTC): the population's pattern a user's own is blended with while their history is
+#: short. Weekdays 06-21 hold 80%, weekday nights 5%, weekend days 13%, weekend nights 2%.
+_DAYTIME_BANDS = (2, 3, 4, 5, 6)  # 06-09 .. 18-21
+POPULATION_SLOT_SHARE = {
+    (wk, band): (0.13 / 5 if band in _DAYTIME_BANDS else 0.02 / 3) if wk
+    else (0.80 / 5 if band in _DAYTIME_BANDS else 0.05 / 3)
+    for wk in (False, True) for band in range(8)
+}
+#: Active hours the population's pattern is worth in a user's blend.
+POPULATION_WEIGHT = 20.0
+#: A slot holding under this share of a user's (blended) active hours is outside their pattern.
+RARE_SLOT_SHARE = 0.01
+
+
+def _slot(start_ms: int) -> tuple[bool, int]:
+    t = _ts(start_ms)
+    return bool(t.dayofweek >= 5), int(t.hour // 3)
+
+
+def _off_pattern(h: dict, start_ms: int, active: bool) -> float:
+    """Share of the user's active hours that fall in this window's slot of the week (their own
+    history blended with the population's pattern), then learns the window. A user who works
+    weekends has weekend slots in their pattern; one who never did has not."""
+    slots: dict = h.setdefault("slots", {})
+    total = h.get("active_hours", 0)
+    slot = _slot(start_ms)
+    share = (slots.get(slot, 0) + POPULATION_WEIGHT * POPULATION_SLOT_SHARE[slot]) / (total + POPULATION_WEIGHT)
+    if active:
+        slots[slot] = slots.get(slot, 0) + 1
+        h["active_hours"] = total + 1
+    return share
+
+
 def _sec_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[float, dict]:
     seen: set = ks.history.setdefault("pii_seen", set())
     sens = acc.get("sensitive_tables", set())
@@ -235,6 +384,8 @@ def _sec_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[fl
     sens_max = _own_max(ks.history, "sensitive_reads_hist", start_ms, acc.get("sensitive_reads", 0), known)
     export_max = _own_max(ks.history, "export_count_hist", start_ms, acc.get("export_count", 0), known)
     logins = acc.get("logins", 0)
+    events = acc.get("events", 0)
+    slot_share = _off_pattern(ks.history, start_ms, events > 0)
     gb = 1024 ** 3
     export_gb = acc.get("export_bytes", 0.0) / gb
     read_gb = sum(acc.get("statements", {}).values()) / gb
@@ -248,6 +399,8 @@ def _sec_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[fl
         "distinct_ips": float(len(acc.get("ips", ()))),
         "off_hours_events": float(acc.get("off_hours_events", 0)),
         "weekend_events": float(acc.get("weekend_events", 0)),
+        "slot_share": slot_share,
+        "off_pattern_events": float(events) if slot_share < RARE_SLOT_SHARE else 0.0,
         "admin_actions": float(acc.get("admin_actions", 0)),
         "off_hours_admin_actions": float(acc.get("off_hours_admin_actions", 0)),
         "tables_touched": float(len(acc.get("tables", ()))),

@@ -127,8 +127,8 @@ def test_late_rows_are_counted_and_kept_and_rows_inside_the_watermark_update_win
     kept = lake.read("late_rows", "monitor").toPandas()
     assert sorted(json.loads(r)["record_id"] for r in kept["row_json"]) == sorted(r["record_id"] for r in late)
     assert set(kept["query_name"]) == {"hm_cost"} and set(kept["source_table"]) == {"fact_usage"}
-    # Spark counts the keyed rows it dropped: each usage row feeds two entities (workspace, SKU).
-    assert _dropped(run, "cost") == 2 * len(late)
+    # Spark counts the keyed rows it dropped: each usage row feeds three entities (workspace, SKU, job).
+    assert _dropped(run, "cost") == 3 * len(late)
 
     scores = lake.read("anomaly_scores", "monitor").toPandas()
     assert not scores["score_id"].duplicated().any()

@@ -26,7 +26,8 @@ def _cost_rows() -> pd.DataFrame:
     return pd.DataFrame({"event_time": t, "workspace_id": "ws1", "cost": 4.0, "dbus": 10.0,
                          "sku_name": "JOBS_COMPUTE", "job_id": ["j1", None] * (len(t) // 2),
                          "job_name": ["nightly", None] * (len(t) // 2),
-                         "is_tagged": [True, False, True] * (len(t) // 3), "record_id": range(len(t))})
+                         "is_tagged": [True, False, True] * (len(t) // 3), "record_id": range(len(t)),
+                         "job_run_id": [f"r{i // 6}" for i in range(len(t))]})
 
 
 def _security_rows() -> pd.DataFrame:
@@ -62,10 +63,19 @@ CTX = {"cost": {"budgets": {"ws1": 5000.0}}, "security": {},
 
 
 def _window_frame(domain: str) -> pd.DataFrame:
-    """The frame rules see: the domain's windows closed, scored and expanded like the sink does."""
+    """The frame rules see: the domain's windows closed, scored and expanded like the sink does
+    (cost: a workspace key and a job key, whose features differ)."""
     make, entity_type, entity_id = ROWS[domain]
+    frame = _key_frame(domain, make(), entity_type, entity_id)
+    if domain == "cost":
+        rows = make().dropna(subset=["job_id"]).assign(entity_type="job")
+        frame = pd.concat([frame, _key_frame(domain, rows, "job", "j1")], ignore_index=True)
+    return frame
+
+
+def _key_frame(domain: str, rows: pd.DataFrame, entity_type: str, entity_id: str) -> pd.DataFrame:
     ks = windows.KeyState(entity_type, entity_id)
-    windows.accumulate(domain, ks, make())
+    windows.accumulate(domain, ks, rows)
     closed = windows.close_windows(domain, ks, int((START + pd.Timedelta(hours=HOURS + 1)).value // 1_000_000),
                                    CTX[domain])
     scored = score_windows(domain, ks, closed, {"models": (), "registry_uri": None, **CTX[domain]})
