@@ -10,9 +10,10 @@ The recurrences are the same, step by step, as the per-row forms (a unit test ch
 agree on the same rows), so quality work on the detectors and speed work here do not fight:
 change the math in one place, and the equivalence test says whether the other still agrees.
 
-What stays per key: river's Half-Space Trees (no vectorized form; river updates its trees one
-dict at a time), the rare tail refinement of the calibrator (only rows already rarer than 1%,
-where it needs the key's own buffer) and the evidence strings of high scores.
+River's Half-Space Trees have a NumPy form here too (:class:`VectorHalfSpaceTrees`: the trees of
+every key share one structure, so only their masses are per key). What stays per key: the rare
+tail refinement of the calibrator (only rows already rarer than 1%, where it needs the key's own
+buffer) and the evidence strings of high scores.
 """
 
 from __future__ import annotations
@@ -103,6 +104,82 @@ class VectorTailCalibrator:
         self.q99_[idx] = np.maximum(self.q90_[idx] + _Q99_MINUS_Q90, q99)
 
 
+class VectorHalfSpaceTrees:
+    """river's ``HalfSpaceTrees`` for ``keys`` keys at once: one tree structure, per-key masses.
+
+    Every key's river trees are built from the same seed over the same features, so they share
+    their splits; only the masses differ. The structure is taken from a river instance (so the
+    splits are river's own), stored as a complete binary tree per tree (node ``i``'s children are
+    ``2i + 1`` and ``2i + 2``), and a step of every key walks all trees with integer indexing.
+    Every feature must be present in every row (the per-key detector always passes all of them).
+    """
+
+    def __init__(self, keys: int, features: list[str], n_trees: int, height: int, window_size: int,
+                 seed: int) -> None:
+        river = HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size,
+                               limits={f: (0.0, 1.0) for f in features}, seed=seed)
+        river.learn_one(dict.fromkeys(features, 0.5))  # builds the trees (masses are not kept)
+        nodes = 2 ** (height + 1) - 1
+        self.feature_ = np.zeros((n_trees, nodes), dtype=np.int64)
+        self.threshold_ = np.zeros((n_trees, nodes))
+        col = {f: j for j, f in enumerate(features)}
+        for t, root in enumerate(river.trees):
+            stack = [(root, 0)]
+            while stack:
+                node, i = stack.pop()
+                if getattr(node, "children", None):
+                    self.feature_[t, i] = col[node.feature]
+                    self.threshold_[t, i] = node.threshold
+                    stack += [(node.children[0], 2 * i + 1), (node.children[1], 2 * i + 2)]
+        self.height, self.window_size, self.n_trees = height, window_size, n_trees
+        self.l_mass_ = np.zeros((keys, n_trees, nodes), dtype=np.int32)
+        self.r_mass_ = np.zeros((keys, n_trees, nodes), dtype=np.int32)
+        self.counter_ = np.zeros(keys, dtype=np.int64)
+        self.first_window_ = np.ones(keys, dtype=bool)
+        self._trees = np.arange(n_trees)
+        self._max_score = n_trees * window_size * (2 ** (height + 1) - 1)
+
+    def _child(self, x: np.ndarray, node: np.ndarray) -> np.ndarray:
+        """Next node of every (row, tree): left when the split feature is below the threshold."""
+        feat = self.feature_[self._trees, node]  # (rows, trees)
+        value = np.take_along_axis(x, feat, axis=1)
+        return 2 * node + 1 + (value >= self.threshold_[self._trees, node])
+
+    def score(self, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """river's ``score_one`` of row ``x[i]`` for key ``idx[i]`` (0 during a key's first window)."""
+        rows = len(idx)
+        node = np.zeros((rows, self.n_trees), dtype=np.int64)
+        total = np.zeros((rows, self.n_trees), dtype=np.int64)
+        walking = np.ones((rows, self.n_trees), dtype=bool)
+        limit = 0.1 * self.window_size
+        kk = idx[:, None]
+        for depth in range(self.height + 1):
+            r = self.r_mass_[kk, self._trees, node]
+            total += np.where(walking, r << depth, 0)
+            if depth == self.height:
+                break
+            walking &= r >= limit  # river stops at the first node lighter than the limit
+            node = np.where(walking, self._child(x, node), node)
+        out = 1 - total.sum(axis=1) / self._max_score
+        return np.where(self.first_window_[idx], 0.0, out)
+
+    def learn(self, x: np.ndarray, idx: np.ndarray) -> None:
+        """river's ``learn_one`` of row ``x[i]`` for key ``idx[i]`` (each key at most once)."""
+        node = np.zeros((len(idx), self.n_trees), dtype=np.int64)
+        kk = idx[:, None]
+        for depth in range(self.height + 1):
+            self.l_mass_[kk, self._trees, node] += 1
+            if depth < self.height:
+                node = self._child(x, node)
+        self.counter_[idx] += 1
+        pivot = idx[self.counter_[idx] == self.window_size]
+        if len(pivot):
+            self.r_mass_[pivot] = self.l_mass_[pivot]
+            self.l_mass_[pivot] = 0
+            self.first_window_[pivot] = False
+            self.counter_[pivot] = 0
+
+
 class VectorMultivariateDetector:
     """:class:`~health_monitor.detectors.multivariate.MultivariateDetector` for ``keys`` keys.
 
@@ -130,7 +207,8 @@ class VectorMultivariateDetector:
         self.count_ = np.zeros((keys, p), dtype=np.int64)
         self.calib_ = VectorTailCalibrator(keys, window=proto.calib_window)
         self.q_trees_ = np.full(keys, 0.5)
-        self.trees_: list[HalfSpaceTrees | None] = [None] * keys  # built on a key's first row
+        self.trees_ = VectorHalfSpaceTrees(keys, self.features, proto.n_trees, proto.height, proto.window_size,
+                                           proto.seed)
         # Per-feature constants of the baseline (the per-key form recomputes them every row).
         floor = np.array([proto.min_scale.get(f, 1e-6) if isinstance(proto.min_scale, Mapping) else proto.min_scale
                           for f in self.features], dtype=float)
@@ -140,14 +218,6 @@ class VectorMultivariateDetector:
         self.floor_ = np.where(self.has_prior_, np.maximum(floor, 0.1 * self.s0_ / _S), floor)
         self.dirs_ = np.array([proto.directions.get(f, 1) for f in self.features])
         self.log_ = np.array([f in proto.log_features for f in self.features])
-
-    def _trees(self, k: int) -> HalfSpaceTrees:
-        t = self.trees_[k]
-        if t is None:
-            pr = self.proto
-            t = self.trees_[k] = HalfSpaceTrees(n_trees=pr.n_trees, height=pr.height, window_size=pr.window_size,
-                                                limits={f: (0.0, 1.0) for f in self.features}, seed=pr.seed)
-        return t
 
     def _baseline(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Centre and up/down sigma of keys ``idx`` (the per-key ``_baseline``, all keys at once)."""
@@ -222,18 +292,17 @@ class VectorMultivariateDetector:
             s_r = self.calib_.score(z_agg[live], li)
             s_t = np.zeros(len(li))
             zl = z[live]
-            scaled = [dict(zip(self.features, (0.5 + 0.5 * math.tanh(v / 3.0) for v in row), strict=True))
-                      for row in zl.tolist()]
-            # river: one key at a time (no vectorized form)
-            for i, k in enumerate(li.tolist()):
-                trees = self._trees(k)
-                if pr.trees_weight > 0 and self.n_[k] >= pr.window_size:
-                    h = float(trees.score_one(scaled[i]))
-                    q = float(self.q_trees_[k])
-                    s_t[i] = max(0.0, (h - q) / max(1e-9, 1.0 - q))
-                    q *= math.exp(0.02 * 0.95) if h > q else math.exp(-0.02 * 0.05)
-                    self.q_trees_[k] = min(q, 0.99)
-                trees.learn_one(scaled[i])
+            # math.tanh, as the per-key form: a last-bit difference could flip a tree split
+            scaled = np.array([[0.5 + 0.5 * math.tanh(v / 3.0) for v in row] for row in zl.tolist()])
+            if pr.trees_weight > 0:
+                due = self.n_[li] >= pr.window_size
+                if due.any():
+                    h = self.trees_.score(scaled[due], li[due])
+                    q = self.q_trees_[li[due]]
+                    s_t[due] = np.maximum(0.0, (h - q) / np.maximum(1e-9, 1.0 - q))
+                    q = q * np.where(h > q, math.exp(0.02 * 0.95), math.exp(-0.02 * 0.05))
+                    self.q_trees_[li[due]] = np.minimum(q, 0.99)
+            self.trees_.learn(scaled, li)
             s = np.clip((s_r + (1 - s_r) * pr.trees_weight * s_t) * warm, 0.0, 1.0)
             learn_cal = self.n_[li] > pr.min_history
             self.calib_.learn(z_agg[live][learn_cal], li[learn_cal])

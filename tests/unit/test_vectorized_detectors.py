@@ -5,10 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from river.anomaly import HalfSpaceTrees
 
 from health_monitor.detectors.base import TailCalibrator
 from health_monitor.detectors.multivariate import MultivariateDetector
-from health_monitor.detectors.vectorized import VectorMultivariateDetector, VectorTailCalibrator, pad_keys
+from health_monitor.detectors.vectorized import (
+    VectorHalfSpaceTrees,
+    VectorMultivariateDetector,
+    VectorTailCalibrator,
+    pad_keys,
+)
 
 FEATURES = ["logins", "failed_login_rate", "admin_actions", "export_gb"]
 PARAMS = {"log_features": ("export_gb",), "min_scale": {"export_gb": 0.5}}
@@ -89,3 +95,20 @@ def test_vector_tail_calibrator_matches_the_per_key_one_through_refits_and_a_ful
         vec.learn(stat[idx], idx)
     np.testing.assert_allclose(vec.q90_, [c.q90_ for c in per_key])
     np.testing.assert_allclose(vec.q99_, [c.q99_ for c in per_key])
+
+
+def test_vector_half_space_trees_score_as_river_key_by_key():
+    rng = np.random.default_rng(11)
+    feats, keys = ["a", "b", "c"], 5
+    river = [HalfSpaceTrees(n_trees=10, height=6, window_size=32, limits={f: (0.0, 1.0) for f in feats}, seed=42)
+             for _ in range(keys)]
+    vec = VectorHalfSpaceTrees(keys, feats, n_trees=10, height=6, window_size=32, seed=42)
+    for _ in range(150):
+        idx = np.flatnonzero(rng.random(keys) < 0.7)
+        x = rng.beta(2, 5, (len(idx), 3)) ** rng.choice([1.0, 0.2], len(idx))[:, None]  # some outliers
+        want = [river[k].score_one(dict(zip(feats, row, strict=True))) for k, row in zip(idx, x.tolist(), strict=True)]
+        assert vec.score(x, idx).tolist() == pytest.approx(want, abs=1e-12)
+        for k, row in zip(idx, x.tolist(), strict=True):
+            river[k].learn_one(dict(zip(feats, row, strict=True)))
+        vec.learn(x, idx)
+    assert not vec.first_window_.any()
