@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from river.anomaly import HalfSpaceTrees
 
-from health_monitor.detectors.base import _Q90, _Q99_MINUS_Q90, DECADES
+from health_monitor.detectors.base import _Q90, _Q99_MINUS_Q90, DECADES, tail_floor
 from health_monitor.detectors.base import SIGMA_PER_MAD as _S
 from health_monitor.detectors.multivariate import COUNT_RESOLUTION, MultivariateDetector
 
@@ -58,19 +58,7 @@ class VectorTailCalibrator:
                          0.1 * np.power(10.0, -(stat - q90) / (q99 - q90)))
         # Only rows already rarer than 1% need the key's own buffer: few, so a loop is fine.
         for i in np.flatnonzero((p < 0.01) & (self.len_[idx] >= self.min_rows)):
-            arr = self._kept(idx[i])
-            n, s, pi = len(arr), float(stat[i]), float(p[i])
-            seen = int(np.count_nonzero(arr >= s))
-            if seen >= 3:
-                pi = max(pi, seen / (n + 1))
-            k = max(5, n // 100)
-            top = np.partition(arr, n - k - 1)[n - k - 1:]
-            x_k = float(top.min())
-            if x_k > q90[i]:
-                hill = float(np.mean(np.log(top / x_k))) * (k + 1) / k
-                if hill > 1e-6:
-                    pi = max(pi, k / n * (s / x_k) ** (-1.0 / hill))
-            p[i] = pi
+            p[i] = tail_floor(self._kept(idx[i]), float(stat[i]), float(p[i]), float(q90[i]))
         return np.minimum(p, 1.0)
 
     def score(self, stat: np.ndarray, idx: np.ndarray) -> np.ndarray:
