@@ -86,6 +86,26 @@ FALSE_ALARM_BUDGET = 1e-3
 _Q90, _Q99_MINUS_Q90 = 1.645, 0.931
 
 
+def tail_floor(arr: np.ndarray, stat: float, p: float, q90: float) -> float:
+    """The tail probability ``p`` of ``stat`` (already under 1%), raised to what the key's own
+    recent statistics ``arr`` say is that common (shared by the per-key and vectorized forms)."""
+    n = len(arr)
+    # values this extreme recur here (at least 3 times in the window): that often, no rarer
+    seen = int(np.count_nonzero(arr >= stat))
+    if seen >= 3:
+        p = max(p, seen / (n + 1))
+    # a power-law tail (Hill estimate on the top 1%) where the key's own tail is heavy:
+    # bursts of every size are normal for a zero-inflated key, only a far larger one is news
+    k = max(5, n // 100)
+    top = np.partition(arr, n - k - 1)[n - k - 1:]
+    x_k = float(top.min())
+    if x_k > q90:
+        hill = float(np.mean(np.log(top / x_k))) * (k + 1) / k
+        if hill > 1e-6:
+            p = max(p, k / n * (stat / x_k) ** (-1.0 / hill))
+    return p
+
+
 class TailCalibrator:
     """Turns a key's anomaly statistic (a robust |z|) into a calibrated tail probability.
 
@@ -118,21 +138,7 @@ class TailCalibrator:
             return 1.0 - 0.9 * stat / self.q90_
         p = 0.1 * 10.0 ** (-(stat - self.q90_) / (self.q99_ - self.q90_))
         if p < 0.01 and len(self.buf_) >= self.min_rows:
-            arr = np.fromiter(self.buf_, dtype=float, count=len(self.buf_))
-            n = len(arr)
-            # values this extreme recur here (at least 3 times in the window): that often, no rarer
-            seen = int(np.count_nonzero(arr >= stat))
-            if seen >= 3:
-                p = max(p, seen / (n + 1))
-            # a power-law tail (Hill estimate on the top 1%) where the key's own tail is heavy:
-            # bursts of every size are normal for a zero-inflated key, only a far larger one is news
-            k = max(5, n // 100)
-            top = np.partition(arr, n - k - 1)[n - k - 1:]
-            x_k = float(top.min())
-            if x_k > self.q90_:
-                hill = float(np.mean(np.log(top / x_k))) * (k + 1) / k
-                if hill > 1e-6:
-                    p = max(p, k / n * (stat / x_k) ** (-1.0 / hill))
+            p = tail_floor(np.fromiter(self.buf_, dtype=float, count=len(self.buf_)), stat, p, self.q90_)
         return min(p, 1.0)
 
     def score(self, stat: float) -> float:

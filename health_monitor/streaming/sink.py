@@ -88,12 +88,10 @@ class BatchSink:
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         t0 = time.monotonic()
-        batch_df.persist()
-        try:
-            with _SINK_LOCK:
-                stats = self._write(batch_df, int(batch_id))
-        finally:
-            batch_df.unpersist()
+        # No persist: _write runs exactly one Spark action on batch_df (the stateful plan must not
+        # run twice), so caching the whole union (every raw row's JSON included) only cost CPU.
+        with _SINK_LOCK:
+            stats = self._write(batch_df, int(batch_id))
         stats.seconds = round(time.monotonic() - t0, 2)
         stats.finished_at = datetime.now(UTC).isoformat()
         totals = dict(self.last.totals)
@@ -129,20 +127,25 @@ class BatchSink:
     def _write(self, batch_df: DataFrame, batch_id: int) -> BatchStats:
         lake = self.lake
         stats = BatchStats(batch_id=batch_id)
-        out = batch_df.filter(F.col("kind").isin("score", "prior")).toPandas()
         late_wm = checkpoints.late_event_watermark_ms(self.location, batch_id)
+        wanted = F.col("kind").isin("score", "prior")
         if late_wm > 0:
             stats.late_watermark = _as_ts(late_wm).isoformat()
-            late = (batch_df.filter((F.col("kind") == "raw") & (F.col("event_time") <= F.expr(f"timestamp_millis({late_wm})")))
-                    .select(F.lit(self.name).alias("query_name"), "source_table", "entity_id", "event_time",
-                            F.expr(f"timestamp_millis({late_wm})").alias("watermark"),
-                            F.current_timestamp().alias("received_at"), "row_json"))
-            stats.late_rows = late.count()
-            if stats.late_rows:
-                lake.ensure_table(LATE_ROWS.name, LATE_ROWS.schema, "monitor")
-                # txnAppId/txnVersion: Delta skips this append if the batch was already written.
-                lake.write(late.select(*LATE_ROWS.column_names), LATE_ROWS.name, "monitor", mode="append",
-                           options={"txnAppId": self.app_id, "txnVersion": str(batch_id)})
+            # The late-row audit rides in the same action as the scores: the filter is pushed
+            # into the raw branch of the union, so only late rows are turned into JSON and
+            # the batch is computed once (before: a cached union, a count, then the scores).
+            wanted = wanted | ((F.col("kind") == "raw")
+                               & (F.col("event_time") <= F.expr(f"timestamp_millis({late_wm})")))
+        out = batch_df.filter(wanted).toPandas()
+        late = out[out["kind"] == "raw"]
+        out = out[out["kind"] != "raw"]
+        stats.late_rows = len(late)
+        if stats.late_rows:
+            lake.ensure_table(LATE_ROWS.name, LATE_ROWS.schema, "monitor")
+            rows = late_frame(late, self.name, _as_ts(late_wm), datetime.now(UTC).replace(tzinfo=None))
+            # txnAppId/txnVersion: Delta skips this append if the batch was already written.
+            lake.write(lake.spark.createDataFrame(rows, LATE_ROWS.schema), LATE_ROWS.name, "monitor",
+                       mode="append", options={"txnAppId": self.app_id, "txnVersion": str(batch_id)})
         scored = out[out["kind"] == "score"]
         stats.windows = len(scored)
         if scored.empty:
@@ -210,6 +213,19 @@ def score_frame(scored: pd.DataFrame, scored_at: datetime) -> pd.DataFrame:
     })
     out["scored_at"] = pd.Timestamp(scored_at)
     return out
+
+
+def late_frame(late: pd.DataFrame, query: str, watermark: pd.Timestamp, received_at: datetime) -> pd.DataFrame:
+    """Rows of ``monitor.late_rows`` for a batch's raw rows behind the watermark, column-wise."""
+    return pd.DataFrame({
+        "query_name": query,
+        "source_table": late["source_table"].to_numpy(),
+        "entity_id": late["entity_id"].to_numpy(),
+        "event_time": pd.to_datetime(late["event_time"]).to_numpy(),
+        "watermark": watermark,
+        "received_at": pd.Timestamp(received_at),
+        "row_json": late["row_json"].to_numpy(),
+    }, index=range(len(late)))[LATE_ROWS.column_names]
 
 
 def _score_id(model: str, entity_type: str, entity_id: str, window_start: pd.Timestamp) -> str:

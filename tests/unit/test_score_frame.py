@@ -9,8 +9,8 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from health_monitor.streaming.sink import _score_id, score_frame
-from health_monitor.streaming.tables import ANOMALY_SCORES
+from health_monitor.streaming.sink import _score_id, late_frame, score_frame
+from health_monitor.streaming.tables import ANOMALY_SCORES, LATE_ROWS
 
 
 def _scored() -> pd.DataFrame:
@@ -47,3 +47,20 @@ def test_score_rows_have_the_table_columns_ids_nulls_and_numeric_features_only()
 def test_an_empty_batch_gives_an_empty_frame_with_the_table_columns():
     out = score_frame(_scored().iloc[:0], datetime(2026, 3, 2))
     assert out.empty and list(out.columns) == ANOMALY_SCORES.column_names
+
+
+def test_late_rows_keep_their_source_row_and_the_watermark_they_missed():
+    late = pd.DataFrame({
+        "kind": ["raw", "raw"], "source_table": ["fact_usage", "fact_usage"], "entity_id": ["1001", None],
+        "event_time": [pd.Timestamp("2026-03-02 01:10"), pd.Timestamp("2026-03-02 02:20")],
+        "row_json": ['{"record_id": "a"}', '{"record_id": "b"}'],
+    }, index=[7, 9])  # the batch frame's index, not 0..n-1
+    wm, now = pd.Timestamp("2026-03-02 04:00"), datetime(2026, 3, 2, 9, 0)
+    out = late_frame(late, "hm_cost", wm, now)
+    assert list(out.columns) == LATE_ROWS.column_names
+    assert out["query_name"].tolist() == ["hm_cost", "hm_cost"]
+    assert out["row_json"].tolist() == ['{"record_id": "a"}', '{"record_id": "b"}']
+    assert out["entity_id"].tolist() == ["1001", None]
+    assert (out["watermark"] == wm).all() and (out["received_at"] == pd.Timestamp(now)).all()
+    assert out["event_time"].tolist() == late["event_time"].tolist()
+    assert late_frame(late.iloc[:0], "hm_cost", wm, now).empty
