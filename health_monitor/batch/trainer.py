@@ -74,6 +74,8 @@ class TrainResult:
     run_id: str | None = None
     data_range: tuple[str, str] = ("", "")
     notes: list[str] = field(default_factory=list)
+    #: Why the entry was not trained on this estate (its inputs are missing); empty if trained.
+    skipped: str = ""
 
     @property
     def test_metric(self) -> float | None:
@@ -226,15 +228,27 @@ def train_model(lake: Lakehouse, spec: ModelSpec, params: dict[str, Any] | None 
 
 def train_models(lake: Lakehouse, specs: list[ModelSpec], params: dict[str, Any] | None = None,
                  build: bool = True) -> list[TrainResult]:
-    """Train several entries (building their feature tables first), one feature read per table."""
-    if build:
-        from health_monitor.features import build_features
+    """Train several entries (building their feature tables first), one feature read per table.
 
+    An entry whose feature table cannot be built on this estate (its driving Gold table is
+    missing: the account lacks that system table) is skipped with a note and comes back as a
+    result with ``skipped`` set; the others train as usual.
+    """
+    from health_monitor.features import build_features, missing_driving, source_hint
+
+    if build:
         with progress.step("building feature tables"):
             build_features(lake, tables=sorted({s.feature_table for s in specs}))
     frames: dict[str, pd.DataFrame] = {}
     results = []
     for i, spec in enumerate(specs, 1):
+        driving = missing_driving(lake, spec.feature_table)
+        if driving:
+            why = f"no Gold {driving} (from {source_hint(driving)}) for {spec.feature_table}"
+            progress.info(f"[{i}/{len(specs)}] skip {spec.name}: {why}")
+            results.append(TrainResult(spec.name, None, False, spec.key_metric, {}, {}, {}, {}, 0.0,
+                                       skipped=why))
+            continue
         with progress.step(f"[{i}/{len(specs)}] training {spec.name} ({spec.algorithm})"):
             if spec.feature_table not in frames:
                 frames[spec.feature_table] = load_feature_frame(lake, spec.feature_table)

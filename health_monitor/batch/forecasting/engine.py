@@ -26,6 +26,7 @@ weeks exist, and wide bands from in-sample variation; 1-3 points give the mean w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,6 +60,9 @@ SHORT_SLOPE_SHRINK = 0.5
 #: Later inner origins count more when scoring candidates (weight RECENCY**k for the k-th most
 #: recent): after a level change the newest windows say most about the next one.
 RECENCY = 0.7
+#: A history is modelled on the log scale when its 99th-percentile day is this many times its
+#: local level (:func:`is_spiky`).
+SPIKE_RATIO = 3.0
 
 
 @dataclass
@@ -116,6 +120,23 @@ def is_multiplicative(y: np.ndarray) -> bool:
     return bool(v.size and v.min() >= 0 and v.mean() > 0 and np.mean(v == 0) <= 0.3)
 
 
+def is_spiky(y: np.ndarray) -> bool:
+    """Event-driven bursts: at least 1% of days reach SPIKE_RATIO x their local (29-day median) level.
+
+    Attention series (page views, posts per day) jump several-fold for days around an event and
+    fall back. On the raw scale those bursts dominate every level and error estimate; on the log
+    scale they are ordinary large deviations. Weekly patterns, month-end bumps and plain noise
+    stay far below the ratio (the backtest's series reach at most 2.7).
+    """
+    if not is_multiplicative(y):
+        return False
+    local = pd.Series(y).rolling(29, center=True, min_periods=7).median().to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(local > 0, y / local, np.nan)
+    ratio = ratio[np.isfinite(ratio)]
+    return bool(ratio.size >= 60 and np.quantile(ratio, 0.99) >= SPIKE_RATIO)
+
+
 def simulate_paths(series: pd.Series, horizon: int, holidays_country: str | None = "US", *,
                    use_prophet: bool = True, n_paths: int = 2000, seed: int = 0) -> PathForecast:
     """Sample future paths for a daily series from :func:`prepare_history`.
@@ -145,6 +166,8 @@ def simulate_paths(series: pd.Series, horizon: int, holidays_country: str | None
         fc = PathForecast(future, point, np.repeat(point[None, :], n_paths, axis=0), {"constant": 1.0}, "constant")
     elif len(y) < MIN_VALIDATED:
         fc = _short(y, dates, horizon, rng, n_paths)
+    elif is_spiky(y):
+        fc = _log_ensemble(y, dates, horizon, holidays_country, use_prophet, rng, n_paths)
     else:
         fc = _ensemble(y, dates, horizon, holidays_country, use_prophet, rng, n_paths)
     if nonneg:
@@ -221,10 +244,36 @@ def _run(name: str, train: M.Train, horizon: int) -> np.ndarray | None:
     return np.asarray(out, dtype=float)
 
 
+def _log_ensemble(y: np.ndarray, dates: pd.DatetimeIndex, horizon: int, country: str | None,
+                  use_prophet: bool, rng: np.random.Generator, n_paths: int) -> PathForecast:
+    """The ensemble on log(y + c) (c = a tenth of the median positive day, for zero days).
+
+    A burst in the history moves a log-scale level by its log, not by its size, so recent
+    events no longer inflate the level; weekly and holiday effects become factors; sample paths
+    are log-normal, so future bursts widen the band upwards. Candidates are still scored on the
+    original scale, where budgets and totals are read.
+    """
+    v = y[np.isfinite(y)]
+    c = 0.1 * float(np.median(v[v > 0]))
+    z = np.log(y + c)
+
+    def back(x: np.ndarray) -> np.ndarray:
+        return np.exp(np.clip(x, -50, 50)) - c
+
+    fc = _ensemble(z, dates, horizon, country, use_prophet, rng, n_paths, mult=False, inverse=back)
+    fc.paths = back(fc.paths)
+    fc.point = fc.paths.mean(axis=0)  # the mean of the log-normal paths, not exp of the log mean
+    fc.method = "log_ensemble"
+    return fc
+
+
 def _ensemble(y: np.ndarray, dates: pd.DatetimeIndex, horizon: int, country: str | None,
-              use_prophet: bool, rng: np.random.Generator, n_paths: int) -> PathForecast:
+              use_prophet: bool, rng: np.random.Generator, n_paths: int, mult: bool | None = None,
+              inverse: Callable[[np.ndarray], np.ndarray] | None = None) -> PathForecast:
+    """The validated ensemble; ``inverse`` maps a transformed series back for scoring candidates."""
     n = len(y)
-    mult = is_multiplicative(y)
+    mult = is_multiplicative(y) if mult is None else mult
+    inverse = inverse or (lambda x: x)
     hv = int(min(horizon, max(7, (n - MIN_TRAIN) // 2)))
     origins = [n - hv - INNER_STEP * k for k in range(INNER_ORIGINS)]
     origins = [o for o in origins if o >= MIN_TRAIN]
@@ -246,7 +295,8 @@ def _ensemble(y: np.ndarray, dates: pd.DatetimeIndex, horizon: int, country: str
         return _short(y, dates, horizon, rng, n_paths)
 
     recency = RECENCY ** np.arange(len(origins))
-    scores = {m: float(np.average([_score(a, f) for a, f in zip(actuals, fc[m], strict=True)], weights=recency))
+    scores = {m: float(np.average([_score(inverse(a), inverse(f)) for a, f in zip(actuals, fc[m], strict=True)],
+                                  weights=recency))
               for m in fc}
     weights = _weights(scores)
 
