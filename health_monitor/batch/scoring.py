@@ -275,6 +275,11 @@ def score_model(lake: Lakehouse, spec: ModelSpec, day: dt.date, scored_at: dt.da
             return res
         res.version = alias_version(lake.settings, spec, CHAMPION)
         if res.version is None:
+            absent = [t for t in spec.gold_tables if not lake.exists(t, "gold")]
+            if absent:  # train skipped it for the same reason
+                res.skipped = f"no champion: its inputs {', '.join(absent)} are not in Gold"
+                res.active = 0
+                return res
             res.notes.append("no champion in the registry: run 'health-monitor train'")
             return res
         rows = active.join(latest_features(lake, spec, day), keys, "inner").toPandas()

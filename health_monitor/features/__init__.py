@@ -50,8 +50,9 @@ class GoldInputs:
     """Lazy, cached reads of Gold tables, optionally cut at ``as_of`` (event time < as_of).
 
     ``driving`` names the table whose absence is an error; any other table read with
-    ``required=True`` that does not exist is served as an empty table of its contract and
-    remembered in ``absent`` (the features it feeds are zero or null).
+    ``required=True`` that does not exist is served as an empty table of its contract (one
+    read with ``required=False`` as None, which its feature code handles); both are remembered
+    in ``absent`` (the features they feed are zero or null).
     """
 
     def __init__(self, lake: Lakehouse, as_of: datetime | date | None = None) -> None:
@@ -67,6 +68,7 @@ class GoldInputs:
             return self._cache[name]
         if not self.lake.exists(name, "gold"):
             if not required:
+                self.absent.add(name)
                 return None
             if self.driving is None or name == self.driving:
                 raise MissingGold(f"Gold table {name} is missing (from {source_hint(name)}): run "

@@ -42,8 +42,9 @@ MIN_TRAIN = 21
 MAX_HISTORY_DAYS = 4 * 365
 #: Histories shorter than this use the short-history fallback.
 MIN_VALIDATED = MIN_TRAIN + 7
-#: Level-error spread inflation: few origins underestimate the spread of month totals.
-LEVEL_INFLATION = 1.25
+#: Level-error spread inflation. It was 1.25 while only the four overlapping inner origins were
+#: seen; with the older calibration origins and the conformal floor it is not needed.
+LEVEL_INFLATION = 1.0
 NOISE_BLOCK = 7
 #: Day-to-day noise inflation: the ensemble was weighted on the same windows its errors come
 #: from, so those errors are slightly optimistic.
@@ -60,6 +61,12 @@ SHORT_SLOPE_SHRINK = 0.5
 #: Later inner origins count more when scoring candidates (weight RECENCY**k for the k-th most
 #: recent): after a level change the newest windows say most about the next one.
 RECENCY = 0.7
+#: Nominal coverage of the P10-P90 band, and the standard-normal quantile of its upper edge.
+BAND = 0.8
+Z_BAND = 1.2816
+#: Older origins (CAL_STEP days apart, before the inner ones) whose level errors calibrate the band.
+CAL_ORIGINS = 8
+CAL_STEP = 14
 #: A history is modelled on the log scale when its 99th-percentile day is this many times its
 #: local level (:func:`is_spiky`).
 SPIKE_RATIO = 3.0
@@ -316,8 +323,44 @@ def _ensemble(y: np.ndarray, dates: pd.DatetimeIndex, horizon: int, country: str
     if total_w == 0:
         point, total_w = M.seasonal_naive(final, horizon), 1.0
     point /= total_w
-    paths = _sample(point, residuals, hv, _scale(y), mult, rng, n_paths)
+    older = _older_level_errors(y, dates, min(origins) if origins else n, hv, weights, mult, country)
+    paths = _sample(point, residuals, hv, _scale(y), mult, rng, n_paths, older)
     return PathForecast(final.future_dates(horizon), point, paths, weights)
+
+
+def _older_level_errors(y: np.ndarray, dates: pd.DatetimeIndex, first: int, hv: int,
+                        weights: dict[str, float], mult: bool, country: str | None) -> list[float]:
+    """Window-mean errors of the ensemble's statistical members at CAL_ORIGINS older origins.
+
+    The inner origins are a week apart, so their windows overlap and their level errors move
+    together: four of them say little about how wrong a month total can be. Older origins,
+    CAL_STEP days apart, add level errors from other weeks and seasons to calibrate the band
+    on. Prophet is left out here (too slow to refit a dozen times); the other members keep
+    their relative weights.
+    """
+    members = {m: w for m, w in weights.items() if m != "prophet"}
+    total = sum(members.values())
+    if not members or total <= 0:
+        return []
+    out = []
+    for k in range(1, CAL_ORIGINS + 1):
+        o = first - CAL_STEP * k
+        if o < MIN_TRAIN:
+            break
+        train = _train(y, dates, o, mult, country)
+        f, used = np.zeros(hv), 0.0
+        for m, w in members.items():
+            pred = _run(m, train, hv)
+            if pred is not None:
+                f, used = f + w * pred, used + w
+        a = y[o:o + hv]
+        if used <= 0 or not np.isfinite(a).any():
+            continue
+        r = (a - f / used) / _denominator(f / used, _scale(y[:o]), mult)
+        r = r[np.isfinite(r)]
+        if r.size:
+            out.append(float(r.mean()))
+    return out
 
 
 def _score(actual: np.ndarray, forecast: np.ndarray) -> float:
@@ -344,8 +387,12 @@ def _weights(scores: dict[str, float]) -> dict[str, float]:
 
 
 def _sample(point: np.ndarray, residuals: list[np.ndarray], hv: int, scale: float, mult: bool,
-            rng: np.random.Generator, n_paths: int) -> np.ndarray:
-    """Paths = point + (level error x sqrt-lead growth + block-bootstrapped noise) x denominator."""
+            rng: np.random.Generator, n_paths: int, older: list[float] | None = None) -> np.ndarray:
+    """Paths = point + (level error x sqrt-lead growth + block-bootstrapped noise) x denominator.
+
+    ``older``: window-mean errors at older origins (:func:`_older_level_errors`), calibrating
+    the level spread together with the inner origins' own.
+    """
     horizon = len(point)
     means, noise = [], []
     for r in residuals:
@@ -359,8 +406,16 @@ def _sample(point: np.ndarray, residuals: list[np.ndarray], hv: int, scale: floa
     sd_noise = float(pooled.std()) if pooled.size > 1 else 0.0
     # RMS of per-origin mean errors (bias included), floored so that a few lucky origins
     # cannot promise a near-exact month total.
-    sd_level = float(np.sqrt(np.mean(np.square(means))))
+    levels = np.array(means + list(older or []))
+    sd_level = float(np.sqrt(np.mean(np.square(levels))))
     sd_level = max(sd_level, sd_noise / np.sqrt(hv) + 0.01) * LEVEL_INFLATION
+    # Split-conformal floor: the P10-P90 band of a window total is at least as wide as the
+    # conformal 80% interval of the inner origins' level errors (the ceil(0.8 (k+1))-th smallest
+    # |error| of k origins: the largest of four), so one bad recent origin is not averaged away.
+    # The older origins only enter the RMS: they come from other regimes and seasons.
+    k = len(means)
+    rank = min(k, int(np.ceil(BAND * (k + 1))))
+    sd_level = max(sd_level, float(np.sort(np.abs(means))[rank - 1]) / Z_BAND)
     lead = np.arange(1, horizon + 1)
     growth = np.sqrt(np.maximum(1.0, lead / hv))
     level = rng.normal(0.0, sd_level, size=(n_paths, 1)) * growth[None, :]
