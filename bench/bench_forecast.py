@@ -177,6 +177,7 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated groups to run: synthetic,shipped,real")
     parser.add_argument("--series", help="comma-separated series names to run (a quick look; implies --no-write)")
     parser.add_argument("--no-write", action="store_true", help="print only, do not write the doc")
+    parser.add_argument("--save-table", metavar="CSV", help="also save the per-series results here")
     parser.add_argument("--write-data", action="store_true", help="regenerate tests/data/forecast first")
     args = parser.parse_args()
     logging.getLogger("cmdstanpy").setLevel(logging.ERROR)
@@ -227,6 +228,8 @@ def main() -> None:
               f"cover {o.daily_coverage:.2f}/{o.total_coverage:.2f} vs {n.daily_coverage:.2f}/{n.total_coverage:.2f}",
               flush=True)
     table = pd.DataFrame(rows)
+    if args.save_table:
+        table.to_csv(args.save_table, index=False)
     agg = aggregate(table)
     print()
     print(agg.to_string(float_format=lambda v: f"{v:.2f}"))
@@ -303,7 +306,13 @@ def render(table: pd.DataFrame, agg: pd.DataFrame, args: argparse.Namespace, not
         "the history. Each candidate forecasts from four inner origins in the last weeks of the "
         "history; they are weighted by 1/score^2 (daily WAPE + 2 x window-total error), and the "
         "ensemble's own out-of-sample errors at those origins drive sample paths (a per-path level "
-        "error plus block-bootstrapped daily noise). Daily P10/P50/P90 are quantiles per day; "
+        "error plus block-bootstrapped daily noise). The level error's spread is calibrated on "
+        "the inner origins plus eight older origins 14 days apart (the statistical members "
+        "refitted there), with a split-conformal floor: the total's P10-P90 is at least the "
+        "conformal 80% interval of the inner origins' window errors. Spiky histories (1% of days "
+        "at 3x or more of their 29-day median: page views, posts) are modelled on log(y + c), so "
+        "an event burst moves the level by its log, not its size, and paths are log-normal; "
+        "candidates are still scored on the original scale. Daily P10/P50/P90 are quantiles per day; "
         "quantiles of a period total are quantiles of path sums. Under four weeks of history a "
         "two-week level with half the fitted slope (damped) and a weekly profile (two full weeks "
         "needed) is used, with bands from in-sample errors; "

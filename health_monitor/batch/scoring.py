@@ -250,7 +250,6 @@ def score_model(lake: Lakehouse, spec: ModelSpec, day: dt.date, scored_at: dt.da
     """Score one catalog model's active entities for ``day`` and upsert its prediction table."""
     from health_monitor.batch.registry import CHAMPION, alias_version, load_champion
     from health_monitor.batch.trainer import signature_frame
-
     from health_monitor.features import missing_driving, source_hint
 
     definition, active_fn = ACTIVE[spec.feature_table]

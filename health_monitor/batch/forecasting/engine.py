@@ -12,13 +12,21 @@ How one forecast is made (``simulate_paths``):
 3. The ensemble's out-of-sample errors at those origins, normalised by the forecast (or the
    local level), are split into a per-origin *level error* (the mean: what makes a month
    total wrong) and day-to-day *noise* (the rest). Sample paths add a fresh level error
-   (normal, or log-normal for multiplicative series; spread = RMS of the origins' level errors
-   x 1.25, widening with the square root of the lead beyond the validated horizon) and 7-day
-   blocks of noise (x 1.1, recent origins drawn more often) to the ensemble forecast.
+   (normal, or log-normal for multiplicative series) and 7-day blocks of noise (x 1.1, recent
+   origins drawn more often) to the ensemble forecast. The level error's spread is the RMS of
+   the level errors at the inner origins and at eight older origins 14 days apart (the
+   statistical members refitted there: four overlapping windows alone understate it), floored
+   by split-conformal calibration (a window total's P10-P90 is at least the conformal 80%
+   interval of the inner origins' level errors); it widens with the square root of the lead
+   beyond the validated horizon.
    Non-negative histories give non-negative paths; for additive (mostly intermittent) series
    the clipping at zero is scaled so it cannot lift a day's mean above the point forecast.
 4. Daily quantiles are quantiles of the paths per day; quantiles of a period total are
    quantiles of the path sums, which keeps their correlation (not a sum of daily quantiles).
+
+Spiky histories (:func:`is_spiky`: event-driven bursts, such as page views) go through the same
+steps on log(y + c): a burst moves the level by its log rather than its size, and the paths are
+log-normal. Candidates are still scored on the original scale.
 
 Short histories (< 28 days) skip validation: a damped level/drift with a weekly profile when two
 weeks exist, and wide bands from in-sample variation; 1-3 points give the mean with wide bands.
