@@ -153,6 +153,8 @@ class ModelScore:
     table: str = ""
     active_definition: str = ""
     notes: list[str] = field(default_factory=list)
+    #: Why the model was not scored on this estate (its inputs are missing); empty if scored.
+    skipped: str = ""
 
     @property
     def coverage(self) -> float | None:
@@ -176,6 +178,9 @@ class ScoreReport:
         """Human-readable coverage lines (one per model, with reasons when below 100%)."""
         out = []
         for m in self.models:
+            if m.skipped:
+                out.append(f"{m.name:<38} skipped: {m.skipped}")
+                continue
             cov = "  n/a" if m.coverage is None else f"{100 * m.coverage:5.1f}%"
             out.append(f"{m.name:<38} {cov}  {m.scored}/{m.active} ({m.active_definition})"
                        f"{'  v' + m.version if m.version else ''}")
@@ -245,10 +250,15 @@ def score_model(lake: Lakehouse, spec: ModelSpec, day: dt.date, scored_at: dt.da
     """Score one catalog model's active entities for ``day`` and upsert its prediction table."""
     from health_monitor.batch.registry import CHAMPION, alias_version, load_champion
     from health_monitor.batch.trainer import signature_frame
+    from health_monitor.features import missing_driving, source_hint
 
     definition, active_fn = ACTIVE[spec.feature_table]
     res = ModelScore(spec.name, table=predictions_table(spec.name), active_definition=definition)
     keys = list(spec.entity_keys)
+    driving = missing_driving(lake, spec.feature_table)
+    if driving:
+        res.skipped = f"no Gold {driving} (from {source_hint(driving)}) for {spec.feature_table}"
+        return res
     active = active_fn(lake, day)
     if active is None:
         res.notes.append("the Gold tables that define active entities do not exist")
@@ -264,6 +274,11 @@ def score_model(lake: Lakehouse, spec: ModelSpec, day: dt.date, scored_at: dt.da
             return res
         res.version = alias_version(lake.settings, spec, CHAMPION)
         if res.version is None:
+            absent = [t for t in spec.gold_tables if not lake.exists(t, "gold")]
+            if absent:  # train skipped it for the same reason
+                res.skipped = f"no champion: its inputs {', '.join(absent)} are not in Gold"
+                res.active = 0
+                return res
             res.notes.append("no champion in the registry: run 'health-monitor train'")
             return res
         rows = active.join(latest_features(lake, spec, day), keys, "inner").toPandas()

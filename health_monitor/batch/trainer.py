@@ -91,6 +91,8 @@ class TrainResult:
     #: The champion after this training: ``model v3``, ``baseline v4`` or ``previous model v1``.
     serving: str = ""
     serving_reason: str = ""
+    #: Why the entry was not trained on this estate (its inputs are missing); empty if trained.
+    skipped: str = ""
 
     @property
     def test_metric(self) -> float | None:
@@ -358,19 +360,44 @@ def train_model(lake: Lakehouse, spec: ModelSpec, params: dict[str, Any] | None 
 
 def train_models(lake: Lakehouse, specs: list[ModelSpec], params: dict[str, Any] | None = None,
                  build: bool = True) -> list[TrainResult]:
-    """Train several entries (building their feature tables first), one feature read per table."""
-    if build:
-        from health_monitor.features import build_features
+    """Train several entries (building their feature tables first), one feature read per table.
 
+    An entry whose feature table cannot be built on this estate (its driving Gold table is
+    missing: the account lacks that system table) is skipped with a note and comes back as a
+    result with ``skipped`` set; the others train as usual.
+    """
+    from health_monitor.features import build_features, missing_driving, source_hint
+
+    if build:
         with progress.step("building feature tables"):
             build_features(lake, tables=sorted({s.feature_table for s in specs}))
     frames: dict[str, pd.DataFrame] = {}
     results = []
     for i, spec in enumerate(specs, 1):
+        driving = missing_driving(lake, spec.feature_table)
+        if driving:
+            why = f"no Gold {driving} (from {source_hint(driving)}) for {spec.feature_table}"
+            progress.info(f"[{i}/{len(specs)}] skip {spec.name}: {why}")
+            results.append(TrainResult(spec.name, None, False, spec.key_metric, {}, {}, {}, {}, 0.0,
+                                       skipped=why))
+            continue
         with progress.step(f"[{i}/{len(specs)}] training {spec.name} ({spec.algorithm})"):
             if spec.feature_table not in frames:
                 frames[spec.feature_table] = load_feature_frame(lake, spec.feature_table)
-            res = train_model(lake, spec, params, frame=frames[spec.feature_table])
+            try:
+                res = train_model(lake, spec, params, frame=frames[spec.feature_table])
+            except HealthMonitorError as exc:
+                # No rows to learn from because an input of this model is absent (an SLA model
+                # without SLA definitions): skip it by name; without a missing input it is a bug.
+                absent = [t for t in spec.gold_tables if not lake.exists(t, "gold")]
+                if not absent:
+                    raise
+                reason = str(exc).removeprefix(f"{spec.name}: ")
+                why = f"{reason} (no Gold {', '.join(f'{t} (from {source_hint(t)})' for t in absent)})"
+                progress.info(f"[{i}/{len(specs)}] skip {spec.name}: {why}")
+                results.append(TrainResult(spec.name, None, False, spec.key_metric, {}, {}, {}, {}, 0.0,
+                                           skipped=why))
+                continue
             progress.info(f"    {spec.key_metric}: test {_fmt(res.test_metric)} "
                           f"(baseline {_fmt(res.baseline_metric)}, target {spec.target_text}); "
                           f"version {res.version}; serving {res.serving}: {res.serving_reason}")

@@ -31,6 +31,9 @@ def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
     results = train_models(ctx.lake, specs, build=not args.skip_features)
     print(f"{'model':<38} {'metric':<20} {'test':>8} {'baseline':>9} {'target':>8}  {'version':>7}  serving")
     for spec, r in zip(specs, results, strict=True):
+        if r.skipped:
+            print(f"{r.name:<38} skipped: {r.skipped}")
+            continue
         fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
         print(f"{r.name:<38} {r.key_metric:<20} {fmt(r.test_metric):>8} {fmt(r.baseline_metric):>9} "
               f"{spec.target_text:>8}  {'v' + str(r.version):>7}  {r.serving}")

@@ -4,6 +4,12 @@ Each table is a pure function of Gold DataFrames (see the domain modules); this 
 them with their keys and writes them. A row keyed at time t uses only Gold data from before t
 (rolling windows end one day / one row before; dimensions as of t); only ``label_*`` columns
 look ahead, and models never take them as inputs.
+
+Accounts enable system tables separately (lineage, query history, node timeline, data-quality
+monitoring, ...), so a feature table needs only its *driving* Gold table (the first of its
+``gold_tables``: the one its rows come from). Without it the table is skipped; any other input
+that is missing is read as an empty table of its contract, so the features it feeds come out
+zero or null, and :func:`build_features` says so in one line.
 """
 
 from __future__ import annotations
@@ -24,23 +30,51 @@ if TYPE_CHECKING:
     from health_monitor.runtime import Lakehouse
 
 
+class MissingGold(HealthMonitorError):
+    """A feature table's driving Gold table does not exist."""
+
+
+def source_hint(gold_table: str) -> str:
+    """The system tables a Gold table is built from, for notes (``system.query.history``)."""
+    from health_monitor.gold.builders import BUILDERS, USER_CONFIG_TABLES
+
+    if gold_table in USER_CONFIG_TABLES:
+        return "user configuration, loaded with 'health-monitor ingest'"
+    for b in BUILDERS:
+        if b.table == gold_table and b.sources:
+            return ", ".join(f"system.{s}" for s in b.sources)
+    return "built by 'health-monitor build'"
+
+
 class GoldInputs:
-    """Lazy, cached reads of Gold tables, optionally cut at ``as_of`` (event time < as_of)."""
+    """Lazy, cached reads of Gold tables, optionally cut at ``as_of`` (event time < as_of).
+
+    ``driving`` names the table whose absence is an error; any other table read with
+    ``required=True`` that does not exist is served as an empty table of its contract (one
+    read with ``required=False`` as None, which its feature code handles); both are remembered
+    in ``absent`` (the features they feed are zero or null).
+    """
 
     def __init__(self, lake: Lakehouse, as_of: datetime | date | None = None) -> None:
         self.lake = lake
         self.as_of = as_of
+        self.driving: str | None = None
+        self.absent: set[str] = set()
         self._cache: dict[str, DataFrame] = {}
 
     def get(self, name: str, required: bool = True) -> DataFrame | None:
-        """A Gold table (None if optional and missing)."""
+        """A Gold table (None if optional and missing; empty if missing and not the driving one)."""
         if name in self._cache:
             return self._cache[name]
         if not self.lake.exists(name, "gold"):
-            if required:
-                raise HealthMonitorError(
-                    f"Gold table {name} is missing: run 'health-monitor simulate' or 'health-monitor build' first")
-            return None
+            if not required:
+                self.absent.add(name)
+                return None
+            if self.driving is None or name == self.driving:
+                raise MissingGold(f"Gold table {name} is missing (from {source_hint(name)}): run "
+                                  "'health-monitor simulate' or 'health-monitor build' first")
+            self.absent.add(name)
+            return self.lake.spark.createDataFrame([], GOLD_TABLES[name].schema)
         from pyspark.sql import functions as F
 
         df = self.lake.read(name, "gold")
@@ -64,6 +98,11 @@ class FeatureTable:
     gold_tables: tuple[str, ...]
     compute: Callable[[GoldInputs], DataFrame]
     description: str
+
+    @property
+    def driving(self) -> str:
+        """The Gold table the rows come from: without it there is nothing to build."""
+        return self.gold_tables[0]
 
 
 def _cost_daily(g: GoldInputs) -> DataFrame:
@@ -135,7 +174,15 @@ def compute_feature_table(lake: Lakehouse, name: str, as_of: datetime | date | N
     """The feature table ``name`` as a DataFrame (not written), from Gold cut at ``as_of``."""
     if name not in FEATURE_TABLES:
         raise HealthMonitorError(f"unknown feature table {name!r}; known: {', '.join(FEATURE_TABLES)}")
-    return FEATURE_TABLES[name].compute(GoldInputs(lake, as_of))
+    gold = GoldInputs(lake, as_of)
+    gold.driving = FEATURE_TABLES[name].driving
+    return FEATURE_TABLES[name].compute(gold)
+
+
+def missing_driving(lake: Lakehouse, table: str) -> str | None:
+    """The driving Gold table of feature table ``table`` when it does not exist, else None."""
+    driving = FEATURE_TABLES[table].driving
+    return None if lake.exists(driving, "gold") else driving
 
 
 def build_features(lake: Lakehouse, as_of: datetime | date | None = None,
@@ -143,6 +190,8 @@ def build_features(lake: Lakehouse, as_of: datetime | date | None = None,
     """Compute and (over)write feature tables in the ``features`` layer; returns rows per table.
 
     ``as_of`` builds them from Gold as it was before that time (backfills, leakage checks).
+    A table whose driving Gold table is missing is skipped (absent from the result) with a
+    note; one whose other inputs are missing is built without them, also with a note.
     """
     names = tables or list(FEATURE_TABLES)
     unknown = [n for n in names if n not in FEATURE_TABLES]
@@ -151,8 +200,17 @@ def build_features(lake: Lakehouse, as_of: datetime | date | None = None,
     gold = GoldInputs(lake, as_of)
     counts: dict[str, int] = {}
     for name in names:
+        table = FEATURE_TABLES[name]
+        driving = missing_driving(lake, name)
+        if driving:
+            progress.info(f"skip features.{name}: no Gold {driving} (from {source_hint(driving)})")
+            continue
+        gold.driving, gold.absent = table.driving, set()
         with progress.step(f"features.{name}"):
-            df = FEATURE_TABLES[name].compute(gold)
+            df = table.compute(gold)
             lake.write(df, name, "features", mode="overwrite")
             counts[name] = lake.count(name, "features")
+        if gold.absent:
+            fed = ", ".join(f"{t} ({source_hint(t)})" for t in sorted(gold.absent))
+            progress.info(f"features.{name}: built without {fed}: the features they feed are zero or null")
     return counts

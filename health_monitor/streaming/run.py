@@ -103,8 +103,21 @@ def _progress_for(q: StreamingQuery, batch_id: int) -> dict:
 
 
 def available_domains(lake: Lakehouse, domains: list[str] | tuple[str, ...] = STREAM_DOMAINS) -> list[str]:
-    """The requested domains whose source tables exist."""
-    return [d for d in domains if any(lake.exists(t) for t in spec(d).sources)]
+    """The requested domains with at least one source table; a one-line note names what is missing.
+
+    Accounts enable system tables separately: a domain without any of its sources has no
+    stream, and one with some of them runs on those (security without lineage scores audit).
+    """
+    out = []
+    for d in domains:
+        missing = [t for t in spec(d).sources if not lake.exists(t)]
+        if len(missing) == len(spec(d).sources):
+            progress.info(f"skip stream {d}: no Gold {', '.join(missing)}")
+            continue
+        if missing:
+            progress.info(f"stream {d}: without Gold {', '.join(missing)} (the signals it feeds are absent)")
+        out.append(d)
+    return out
 
 
 def start_streams(lake: Lakehouse, domains: list[str] | tuple[str, ...] = STREAM_DOMAINS,

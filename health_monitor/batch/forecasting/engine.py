@@ -12,13 +12,21 @@ How one forecast is made (``simulate_paths``):
 3. The ensemble's out-of-sample errors at those origins, normalised by the forecast (or the
    local level), are split into a per-origin *level error* (the mean: what makes a month
    total wrong) and day-to-day *noise* (the rest). Sample paths add a fresh level error
-   (normal, or log-normal for multiplicative series; spread = RMS of the origins' level errors
-   x 1.25, widening with the square root of the lead beyond the validated horizon) and 7-day
-   blocks of noise (x 1.1, recent origins drawn more often) to the ensemble forecast.
+   (normal, or log-normal for multiplicative series) and 7-day blocks of noise (x 1.1, recent
+   origins drawn more often) to the ensemble forecast. The level error's spread is the RMS of
+   the level errors at the inner origins and at eight older origins 14 days apart (the
+   statistical members refitted there: four overlapping windows alone understate it), floored
+   by split-conformal calibration (a window total's P10-P90 is at least the conformal 80%
+   interval of the inner origins' level errors); it widens with the square root of the lead
+   beyond the validated horizon.
    Non-negative histories give non-negative paths; for additive (mostly intermittent) series
    the clipping at zero is scaled so it cannot lift a day's mean above the point forecast.
 4. Daily quantiles are quantiles of the paths per day; quantiles of a period total are
    quantiles of the path sums, which keeps their correlation (not a sum of daily quantiles).
+
+Spiky histories (:func:`is_spiky`: event-driven bursts, such as page views) go through the same
+steps on log(y + c): a burst moves the level by its log rather than its size, and the paths are
+log-normal. Candidates are still scored on the original scale.
 
 Short histories (< 28 days) skip validation: a damped level/drift with a weekly profile when two
 weeks exist, and wide bands from in-sample variation; 1-3 points give the mean with wide bands.
@@ -26,6 +34,7 @@ weeks exist, and wide bands from in-sample variation; 1-3 points give the mean w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,8 +50,9 @@ MIN_TRAIN = 21
 MAX_HISTORY_DAYS = 4 * 365
 #: Histories shorter than this use the short-history fallback.
 MIN_VALIDATED = MIN_TRAIN + 7
-#: Level-error spread inflation: few origins underestimate the spread of month totals.
-LEVEL_INFLATION = 1.25
+#: Level-error spread inflation. It was 1.25 while only the four overlapping inner origins were
+#: seen; with the older calibration origins and the conformal floor it is not needed.
+LEVEL_INFLATION = 1.0
 NOISE_BLOCK = 7
 #: Day-to-day noise inflation: the ensemble was weighted on the same windows its errors come
 #: from, so those errors are slightly optimistic.
@@ -59,6 +69,15 @@ SHORT_SLOPE_SHRINK = 0.5
 #: Later inner origins count more when scoring candidates (weight RECENCY**k for the k-th most
 #: recent): after a level change the newest windows say most about the next one.
 RECENCY = 0.7
+#: Nominal coverage of the P10-P90 band, and the standard-normal quantile of its upper edge.
+BAND = 0.8
+Z_BAND = 1.2816
+#: Older origins (CAL_STEP days apart, before the inner ones) whose level errors calibrate the band.
+CAL_ORIGINS = 8
+CAL_STEP = 14
+#: A history is modelled on the log scale when its 99th-percentile day is this many times its
+#: local level (:func:`is_spiky`).
+SPIKE_RATIO = 3.0
 
 
 @dataclass
@@ -116,6 +135,23 @@ def is_multiplicative(y: np.ndarray) -> bool:
     return bool(v.size and v.min() >= 0 and v.mean() > 0 and np.mean(v == 0) <= 0.3)
 
 
+def is_spiky(y: np.ndarray) -> bool:
+    """Event-driven bursts: at least 1% of days reach SPIKE_RATIO x their local (29-day median) level.
+
+    Attention series (page views, posts per day) jump several-fold for days around an event and
+    fall back. On the raw scale those bursts dominate every level and error estimate; on the log
+    scale they are ordinary large deviations. Weekly patterns, month-end bumps and plain noise
+    stay far below the ratio (the backtest's series reach at most 2.7).
+    """
+    if not is_multiplicative(y):
+        return False
+    local = pd.Series(y).rolling(29, center=True, min_periods=7).median().to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(local > 0, y / local, np.nan)
+    ratio = ratio[np.isfinite(ratio)]
+    return bool(ratio.size >= 60 and np.quantile(ratio, 0.99) >= SPIKE_RATIO)
+
+
 def simulate_paths(series: pd.Series, horizon: int, holidays_country: str | None = "US", *,
                    use_prophet: bool = True, n_paths: int = 2000, seed: int = 0) -> PathForecast:
     """Sample future paths for a daily series from :func:`prepare_history`.
@@ -145,6 +181,8 @@ def simulate_paths(series: pd.Series, horizon: int, holidays_country: str | None
         fc = PathForecast(future, point, np.repeat(point[None, :], n_paths, axis=0), {"constant": 1.0}, "constant")
     elif len(y) < MIN_VALIDATED:
         fc = _short(y, dates, horizon, rng, n_paths)
+    elif is_spiky(y):
+        fc = _log_ensemble(y, dates, horizon, holidays_country, use_prophet, rng, n_paths)
     else:
         fc = _ensemble(y, dates, horizon, holidays_country, use_prophet, rng, n_paths)
     if nonneg:
@@ -221,10 +259,36 @@ def _run(name: str, train: M.Train, horizon: int) -> np.ndarray | None:
     return np.asarray(out, dtype=float)
 
 
+def _log_ensemble(y: np.ndarray, dates: pd.DatetimeIndex, horizon: int, country: str | None,
+                  use_prophet: bool, rng: np.random.Generator, n_paths: int) -> PathForecast:
+    """The ensemble on log(y + c) (c = a tenth of the median positive day, for zero days).
+
+    A burst in the history moves a log-scale level by its log, not by its size, so recent
+    events no longer inflate the level; weekly and holiday effects become factors; sample paths
+    are log-normal, so future bursts widen the band upwards. Candidates are still scored on the
+    original scale, where budgets and totals are read.
+    """
+    v = y[np.isfinite(y)]
+    c = 0.1 * float(np.median(v[v > 0]))
+    z = np.log(y + c)
+
+    def back(x: np.ndarray) -> np.ndarray:
+        return np.exp(np.clip(x, -50, 50)) - c
+
+    fc = _ensemble(z, dates, horizon, country, use_prophet, rng, n_paths, mult=False, inverse=back)
+    fc.paths = back(fc.paths)
+    fc.point = fc.paths.mean(axis=0)  # the mean of the log-normal paths, not exp of the log mean
+    fc.method = "log_ensemble"
+    return fc
+
+
 def _ensemble(y: np.ndarray, dates: pd.DatetimeIndex, horizon: int, country: str | None,
-              use_prophet: bool, rng: np.random.Generator, n_paths: int) -> PathForecast:
+              use_prophet: bool, rng: np.random.Generator, n_paths: int, mult: bool | None = None,
+              inverse: Callable[[np.ndarray], np.ndarray] | None = None) -> PathForecast:
+    """The validated ensemble; ``inverse`` maps a transformed series back for scoring candidates."""
     n = len(y)
-    mult = is_multiplicative(y)
+    mult = is_multiplicative(y) if mult is None else mult
+    inverse = inverse or (lambda x: x)
     hv = int(min(horizon, max(7, (n - MIN_TRAIN) // 2)))
     origins = [n - hv - INNER_STEP * k for k in range(INNER_ORIGINS)]
     origins = [o for o in origins if o >= MIN_TRAIN]
@@ -246,7 +310,8 @@ def _ensemble(y: np.ndarray, dates: pd.DatetimeIndex, horizon: int, country: str
         return _short(y, dates, horizon, rng, n_paths)
 
     recency = RECENCY ** np.arange(len(origins))
-    scores = {m: float(np.average([_score(a, f) for a, f in zip(actuals, fc[m], strict=True)], weights=recency))
+    scores = {m: float(np.average([_score(inverse(a), inverse(f)) for a, f in zip(actuals, fc[m], strict=True)],
+                                  weights=recency))
               for m in fc}
     weights = _weights(scores)
 
@@ -266,8 +331,44 @@ def _ensemble(y: np.ndarray, dates: pd.DatetimeIndex, horizon: int, country: str
     if total_w == 0:
         point, total_w = M.seasonal_naive(final, horizon), 1.0
     point /= total_w
-    paths = _sample(point, residuals, hv, _scale(y), mult, rng, n_paths)
+    older = _older_level_errors(y, dates, min(origins) if origins else n, hv, weights, mult, country)
+    paths = _sample(point, residuals, hv, _scale(y), mult, rng, n_paths, older)
     return PathForecast(final.future_dates(horizon), point, paths, weights)
+
+
+def _older_level_errors(y: np.ndarray, dates: pd.DatetimeIndex, first: int, hv: int,
+                        weights: dict[str, float], mult: bool, country: str | None) -> list[float]:
+    """Window-mean errors of the ensemble's statistical members at CAL_ORIGINS older origins.
+
+    The inner origins are a week apart, so their windows overlap and their level errors move
+    together: four of them say little about how wrong a month total can be. Older origins,
+    CAL_STEP days apart, add level errors from other weeks and seasons to calibrate the band
+    on. Prophet is left out here (too slow to refit a dozen times); the other members keep
+    their relative weights.
+    """
+    members = {m: w for m, w in weights.items() if m != "prophet"}
+    total = sum(members.values())
+    if not members or total <= 0:
+        return []
+    out = []
+    for k in range(1, CAL_ORIGINS + 1):
+        o = first - CAL_STEP * k
+        if o < MIN_TRAIN:
+            break
+        train = _train(y, dates, o, mult, country)
+        f, used = np.zeros(hv), 0.0
+        for m, w in members.items():
+            pred = _run(m, train, hv)
+            if pred is not None:
+                f, used = f + w * pred, used + w
+        a = y[o:o + hv]
+        if used <= 0 or not np.isfinite(a).any():
+            continue
+        r = (a - f / used) / _denominator(f / used, _scale(y[:o]), mult)
+        r = r[np.isfinite(r)]
+        if r.size:
+            out.append(float(r.mean()))
+    return out
 
 
 def _score(actual: np.ndarray, forecast: np.ndarray) -> float:
@@ -294,8 +395,12 @@ def _weights(scores: dict[str, float]) -> dict[str, float]:
 
 
 def _sample(point: np.ndarray, residuals: list[np.ndarray], hv: int, scale: float, mult: bool,
-            rng: np.random.Generator, n_paths: int) -> np.ndarray:
-    """Paths = point + (level error x sqrt-lead growth + block-bootstrapped noise) x denominator."""
+            rng: np.random.Generator, n_paths: int, older: list[float] | None = None) -> np.ndarray:
+    """Paths = point + (level error x sqrt-lead growth + block-bootstrapped noise) x denominator.
+
+    ``older``: window-mean errors at older origins (:func:`_older_level_errors`), calibrating
+    the level spread together with the inner origins' own.
+    """
     horizon = len(point)
     means, noise = [], []
     for r in residuals:
@@ -309,8 +414,16 @@ def _sample(point: np.ndarray, residuals: list[np.ndarray], hv: int, scale: floa
     sd_noise = float(pooled.std()) if pooled.size > 1 else 0.0
     # RMS of per-origin mean errors (bias included), floored so that a few lucky origins
     # cannot promise a near-exact month total.
-    sd_level = float(np.sqrt(np.mean(np.square(means))))
+    levels = np.array(means + list(older or []))
+    sd_level = float(np.sqrt(np.mean(np.square(levels))))
     sd_level = max(sd_level, sd_noise / np.sqrt(hv) + 0.01) * LEVEL_INFLATION
+    # Split-conformal floor: the P10-P90 band of a window total is at least as wide as the
+    # conformal 80% interval of the inner origins' level errors (the ceil(0.8 (k+1))-th smallest
+    # |error| of k origins: the largest of four), so one bad recent origin is not averaged away.
+    # The older origins only enter the RMS: they come from other regimes and seasons.
+    k = len(means)
+    rank = min(k, int(np.ceil(BAND * (k + 1))))
+    sd_level = max(sd_level, float(np.sort(np.abs(means))[rank - 1]) / Z_BAND)
     lead = np.arange(1, horizon + 1)
     growth = np.sqrt(np.maximum(1.0, lead / hv))
     level = rng.normal(0.0, sd_level, size=(n_paths, 1)) * growth[None, :]
