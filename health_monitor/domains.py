@@ -71,8 +71,12 @@ class DomainSpec:
     detector_features: tuple[str, ...] = ()
     #: Extra constructor parameters of the detector.
     detector_params: dict[str, Any] = field(default_factory=dict)
-    #: Registered champion models (catalog names) the stream blends in.
+    #: Registered champion models (catalog names) the stream blends in; they train on
+    #: ``window_table``, so they see exactly the features the stream computes.
     models: tuple[str, ...] = ()
+    #: Features-layer table of the stream's window features replayed over Gold
+    #: (:mod:`health_monitor.features.windows`): what ``models`` train on.
+    window_table: str | None = None
     #: Alert type of a detector-only alert.
     detector_alert_type: str = ""
     #: Whether a detector score may raise an alert with no rule hit (see alerts.policy).
@@ -102,7 +106,9 @@ class DomainSpec:
 
     def static_context(self, lake: Lakehouse) -> dict[str, Any]:
         """Lookups the scorer needs (budgets, SLAs) plus the blended models and the registry."""
-        ctx: dict[str, Any] = {"models": self.models, "registry_uri": lake.settings.registry_uri}
+        # registered names (``health_monitor.<model>`` locally, three-level names in Unity Catalog)
+        models = tuple(lake.settings.registered_model_name(m) for m in self.models)
+        ctx: dict[str, Any] = {"models": models, "registry_uri": lake.settings.registry_uri}
         if self.context is not None:
             ctx.update(self.context(lake))
         return ctx
@@ -127,6 +133,7 @@ COST = DomainSpec(
     context=_cost_context,
     detector="univariate",
     models=("cost_anomaly_detector",),
+    window_table="cost_window_features",
     detector_alert_type="cost_anomaly",
     value_is_money=True,
     actions={
@@ -181,6 +188,7 @@ SECURITY = DomainSpec(
     detector_params={"log_features": ("export_gb", "read_gb"),
                      "min_scale": {"export_gb": 0.5, "read_gb": 0.5}},
     models=("security_threat_detector", "data_exfiltration_detector"),
+    window_table="user_window_features",
     detector_alert_type="user_behavior_anomaly",
     actions={
         "privilege_escalation": "revoke the grant unless it was approved",
