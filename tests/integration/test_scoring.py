@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
-from health_monitor.batch.scoring import ACTIVE, latest_features, predictions_table, score_all
-from health_monitor.catalog import MODELS, get_model
+from health_monitor.batch.scoring import latest_features, predictions_table, score_all
+from health_monitor.catalog import get_model
 from health_monitor.runtime import Lakehouse
 
 
@@ -23,10 +23,6 @@ SCORED = ["cost_anomaly_detector", "job_failure_predictor", "pipeline_health_sco
 @pytest.fixture(scope="module")
 def trained(trained_lake: Lakehouse) -> Lakehouse:
     return trained_lake
-
-
-def test_every_feature_table_has_an_active_entity_definition() -> None:
-    assert {m.feature_table for m in MODELS} <= set(ACTIVE)
 
 
 def test_score_all_covers_every_active_entity_and_reruns_replace(trained: Lakehouse) -> None:
