@@ -54,10 +54,10 @@ def window_columns(domain: str) -> dict[str, str]:
 
 def table_schema(domain: str) -> str:
     """Spark DDL of a domain's window table."""
-    cols = [f"{c} string" for c in KEY_COLUMNS[:3]] + ["window_start timestamp", "window_end timestamp",
-                                                       "value double"]
-    cols += [f"{c} {t}" for c, t in window_columns(domain).items() if c not in KEY_COLUMNS]
-    return ", ".join(cols)
+    types = dict.fromkeys(KEY_COLUMNS[:3], "string") | {"window_start": "timestamp", "window_end": "timestamp",
+                                                        "value": "double"}
+    types |= {c: t for c, t in window_columns(domain).items() if c not in types}
+    return ", ".join(f"`{c}` {t}" for c, t in types.items())  # quoted: ``user`` is a window column
 
 
 def watermark_ms(domain: str, last_event: Any) -> int:
