@@ -119,7 +119,8 @@ def domain_champions(registry_uri: str | None, registered_names: list[str]) -> l
     return [m for m in (champion(registry_uri, n) for n in registered_names) if m is not None]
 
 
-def blend_plan(registry_uri: str | None, models: dict[str, str], window_columns: list[str]) -> list[str]:
+def blend_plan(registry_uri: str | None, models: dict[str, str], window_columns: list[str],
+               tracking_uri: str | None = None) -> list[str]:
     """One line per model a stream is meant to blend in: blended (name, version) or not, and why.
 
     ``models`` maps catalog names to registered names. Reads each champion's signature only (the
@@ -133,8 +134,11 @@ def blend_plan(registry_uri: str | None, models: dict[str, str], window_columns:
     import mlflow
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=registry_uri, registry_uri=registry_uri)
+    tracking_uri = tracking_uri or registry_uri
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+    # the signature sits with the logged model, in the tracking store
     mlflow.set_registry_uri(registry_uri)
+    mlflow.set_tracking_uri(tracking_uri)
     out = []
     for name, registered in models.items():
         try:
@@ -167,7 +171,8 @@ def log_blend(lake: Lakehouse, domain: str) -> list[str]:
 
     dom = spec(domain)
     models = {m: lake.settings.registered_model_name(m) for m in dom.models}
-    lines = blend_plan(lake.settings.registry_uri, models, list(window_columns(domain)))
+    lines = blend_plan(lake.settings.registry_uri, models, list(window_columns(domain)),
+                       lake.settings.tracking_uri)
     for line in lines:
         progress.info(f"{domain} stream {line}")
         log.info("%s stream %s", domain, line)
