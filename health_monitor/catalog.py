@@ -114,11 +114,13 @@ class ModelSpec:
 
 # Feature column groups shared by several entries (kept in one place so two models that read
 # the same table cannot drift apart).
-_COST_DAILY = (
-    "log_daily_cost", "z_score", "pct_change_vs_7d_avg", "pct_change_vs_30d_avg", "cost_7d_growth_pct",
-    "cost_lag_1d_ratio", "cost_lag_7d_ratio", "sku_count", "cluster_count", "job_count",
-    "untagged_cost_pct", "jobs_cost_pct", "sql_cost_pct", "all_purpose_cost_pct",
-    "dow_sin", "dow_cos", "is_weekend", "is_month_end", "is_holiday",
+#: The three models the streams blend in train on their stream's window frame (the window
+#: tables, :mod:`health_monitor.features.windows`), never on a second definition of a feature;
+#: tests/unit/test_window_features.py holds every name here to the window frame's columns.
+#: Scale-free signals only: one model judges small and large workspaces, SKUs and users.
+_COST_WINDOW = (
+    "zscore_7d", "pct_change_7d", "ratio_7d", "untagged_cost_pct", "sku_count", "job_count",
+    "hour_sin", "hour_cos", "dow_sin", "dow_cos", "is_weekend",
 )
 _JOB_RUN_HISTORY = (
     "prior_run_count", "historical_failure_rate", "recent_failure_rate_7d", "consecutive_failures",
@@ -138,16 +140,16 @@ _JOB_SUCCESS_HISTORY = ("success_avg_duration_s", "success_log_duration_avg", "s
 _CALENDAR = ("days_to_month_end", "is_holiday")
 _JOB_UTILIZATION = ("hist_avg_cpu", "hist_peak_cpu", "hist_peak_mem", "hist_avg_io_wait")
 _TIME = ("hour_of_day", "day_of_week", "is_business_hours", "is_weekend")
-_USER_SECURITY = (
-    "event_count", "login_count", "failed_login_count", "failed_login_rate", "unique_ip_count",
-    "new_ip_count", "off_hours_rate", "is_weekend", "tables_accessed", "sensitive_table_access_count",
-    "new_table_access_count", "permission_change_count", "failed_access_count", "token_event_count",
-    "event_z_score", "activity_vs_peer", "hours_since_last_activity",
+_USER_WINDOW_THREAT = (
+    "events", "logins", "failed_logins", "failed_login_rate", "distinct_ips", "new_networks",
+    "off_hours_events", "weekend_events", "admin_actions", "off_hours_admin_actions", "tables_touched",
+    "sensitive_table_access", "first_pii_tables", "grants", "self_grants", "is_service_principal",
+    "hour_sin", "hour_cos", "is_weekend",
 )
-_USER_EXFIL = (
-    "bytes_read", "log_bytes_read", "bytes_read_vs_avg", "bytes_read_vs_peer", "large_query_count",
-    "tables_accessed", "new_table_access_count", "sensitive_table_access_count", "export_statement_count",
-    "download_count", "off_hours_bytes_read_pct", "query_count", "read_write_ratio",
+_USER_WINDOW_EXFIL = (
+    "export_gb", "export_count", "read_gb", "tables_touched", "sensitive_table_access", "first_pii_tables",
+    "sensitive_reads_max_30d", "export_count_max_30d", "off_hours_events", "is_service_principal",
+    "hour_sin", "hour_cos", "is_weekend",
 )
 _USER_PRIVILEGE = (
     "grant_count", "permission_change_count", "permission_velocity", "admin_action_count",
@@ -172,15 +174,16 @@ MODELS: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="cost_anomaly_detector", domain="cost", problem_type="anomaly_detection",
         algorithm="Isolation Forest", trainer="isolation_forest",
-        gold_tables=("fact_usage", "dim_workspace", "dim_sku", "dim_date"),
-        feature_table="cost_daily_features", entity_keys=("workspace_id",), time_key="usage_date",
-        features=_COST_DAILY, label=None,
+        gold_tables=("fact_usage", "commit_configurations"),
+        feature_table="cost_window_features", entity_keys=("workspace_id", "entity_type", "entity_id"),
+        time_key="window_start", features=_COST_WINDOW, label=None,
         label_definition="none (unsupervised); validated on planted cost spikes, evaluated on ground truth",
         outputs=("anomaly_score", "is_anomaly", "deviation_pct"),
-        refresh="hourly scoring, daily retraining", endpoint="cost-anomaly",
+        refresh="scored by the cost stream every closed hour (blended champion), daily retraining",
+        endpoint="cost-anomaly",
         key_metric="planted_auc", target=None, baseline="|z-score| vs 7-day baseline",
-        params={"n_estimators": 200, "contamination": 0.03, "baseline_col": "z_score"},
-        description="Unusual daily spend per workspace.",
+        params={"n_estimators": 200, "contamination": 0.03, "baseline_col": "zscore_7d"},
+        description="Unusual hourly spend per workspace and workspace x SKU (the cost stream's windows).",
     ),
     ModelSpec(
         name="budget_forecaster", domain="cost", problem_type="forecasting",
@@ -251,27 +254,29 @@ MODELS: tuple[ModelSpec, ...] = (
         name="security_threat_detector", domain="security", problem_type="anomaly_detection",
         algorithm="Isolation Forest + rule-based threat classification", trainer="isolation_forest",
         gold_tables=("fact_table_lineage", "fact_audit_events", "fact_query_history"),
-        feature_table="user_daily_features", entity_keys=("user_id",), time_key="event_date",
-        features=_USER_SECURITY, label=None,
+        feature_table="user_window_features", entity_keys=("user_id",), time_key="window_start",
+        features=_USER_WINDOW_THREAT, label=None,
         label_definition="none (unsupervised); validated on planted anomalies, evaluated on ground truth",
         outputs=("threat_score", "is_threat", "threat_type", "alert_priority"),
-        refresh="real-time scoring, daily retraining", endpoint="security-threat",
-        key_metric="planted_auc", target=None, baseline="|event z-score| vs 7-day baseline",
-        params={"n_estimators": 200, "contamination": 0.02, "baseline_col": "event_z_score"},
-        description="Suspicious access per user-day.",
+        refresh="scored by the security stream every closed hour (blended champion), daily retraining",
+        endpoint="security-threat",
+        key_metric="planted_auc", target=None, baseline="audit events in the hour",
+        params={"n_estimators": 200, "contamination": 0.02, "baseline_col": "events"},
+        description="Suspicious access per user-hour (the security stream's windows).",
     ),
     ModelSpec(
         name="data_exfiltration_detector", domain="security", problem_type="anomaly_detection",
         algorithm="Isolation Forest + threshold rules", trainer="isolation_forest",
         gold_tables=("fact_table_lineage", "fact_query_history", "fact_audit_events"),
-        feature_table="user_daily_features", entity_keys=("user_id",), time_key="event_date",
-        features=_USER_EXFIL, label=None,
+        feature_table="user_window_features", entity_keys=("user_id",), time_key="window_start",
+        features=_USER_WINDOW_EXFIL, label=None,
         label_definition="none (unsupervised); validated on planted anomalies, evaluated on ground truth",
         outputs=("exfiltration_risk", "is_exfiltration", "volume_anomaly"),
-        refresh="real-time", endpoint="exfiltration-risk",
-        key_metric="planted_auc", target=None, baseline="bytes read vs own 7-day mean",
-        params={"n_estimators": 200, "contamination": 0.02, "baseline_col": "bytes_read_vs_avg"},
-        description="Unusual data extraction per user-day.",
+        refresh="scored by the security stream every closed hour (blended champion)",
+        endpoint="exfiltration-risk",
+        key_metric="planted_auc", target=None, baseline="GB read in the hour",
+        params={"n_estimators": 200, "contamination": 0.02, "baseline_col": "read_gb", "volume_gb": 1.0},
+        description="Unusual data extraction per user-hour (the security stream's windows).",
     ),
     ModelSpec(
         name="privilege_escalation_detector", domain="security", problem_type="classification",

@@ -71,8 +71,12 @@ class DomainSpec:
     detector_features: tuple[str, ...] = ()
     #: Extra constructor parameters of the detector.
     detector_params: dict[str, Any] = field(default_factory=dict)
-    #: Registered champion models (catalog names) the stream blends in.
+    #: Registered champion models (catalog names) the stream blends in; they train on
+    #: ``window_table``, so they see exactly the features the stream computes.
     models: tuple[str, ...] = ()
+    #: Features-layer table of the stream's window features replayed over Gold
+    #: (:mod:`health_monitor.features.windows`): what ``models`` train on.
+    window_table: str | None = None
     #: Alert type of a detector-only alert.
     detector_alert_type: str = ""
     #: Whether a detector score may raise an alert with no rule hit (see alerts.policy).
@@ -107,8 +111,10 @@ class DomainSpec:
         """Lookups the scorer needs (budgets, SLAs) plus the blended models and the registry."""
         from health_monitor.streaming.registered import worker_registry
 
-        # On Databricks the driver loads the champions for the workers (streaming/registered.py).
-        ctx: dict[str, Any] = {"models": self.models, "registry_uri": worker_registry(lake.settings, self.models)}
+        # registered names (``health_monitor.<model>`` locally, three-level names in Unity Catalog);
+        # on Databricks the driver loads the champions for the workers (streaming/registered.py).
+        models = tuple(lake.settings.registered_model_name(m) for m in self.models)
+        ctx: dict[str, Any] = {"models": models, "registry_uri": worker_registry(lake.settings, models)}
         if self.context is not None:
             ctx.update(self.context(lake))
         return ctx
@@ -133,6 +139,7 @@ COST = DomainSpec(
     context=_cost_context,
     detector="univariate",
     models=("cost_anomaly_detector",),
+    window_table="cost_window_features",
     detector_alert_type="cost_anomaly",
     # A job's, warehouse's or cluster's hours come in bursts at its own cadence (a run a day, a
     # busy morning): an hourly detector on them alarms on every run after a quiet spell. Their
@@ -213,6 +220,7 @@ SECURITY = DomainSpec(
     detector_params={"log_features": ("export_gb", "read_gb"),
                      "min_scale": {"export_gb": 0.5, "read_gb": 0.5}},
     models=("security_threat_detector", "data_exfiltration_detector"),
+    window_table="user_window_features",
     detector_alert_type="user_behavior_anomaly",
     actions={
         "privilege_escalation": "revoke the grant unless it was approved",

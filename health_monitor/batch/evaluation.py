@@ -33,9 +33,9 @@ REFIT_TRAINERS = {"budget_forecast", "quality_forecast", "chargeback"}
 #: Detector -> how its rows meet ground-truth incidents: (row entity column, incident column,
 #: incident domain, incident types counted for recall (None: all of the domain), day column).
 GROUND_TRUTH_MATCH = {
-    "cost_anomaly_detector": ("workspace_id", "workspace_id", "cost", None, "usage_date"),
-    "security_threat_detector": ("user_id", "entity_id", "security", None, "event_date"),
-    "data_exfiltration_detector": ("user_id", "entity_id", "security", ("bulk_exfiltration",), "event_date"),
+    "cost_anomaly_detector": ("workspace_id", "workspace_id", "cost", None, "window_start"),
+    "security_threat_detector": ("user_id", "entity_id", "security", None, "window_start"),
+    "data_exfiltration_detector": ("user_id", "entity_id", "security", ("bulk_exfiltration",), "window_start"),
     "user_behavior_baseline": ("user_id", "entity_id", "security", None, "event_date"),
     "schema_drift_detector": ("table_full_name", "entity_id", "quality", ("breaking_schema_change",),
                               "snapshot_date"),

@@ -69,6 +69,18 @@ def _cost_entities(lake: Lakehouse, day: dt.date) -> DataFrame | None:
             .select("workspace_id", F.col("_e.t").alias("entity_type"), F.col("_e.i").alias("entity_id")).distinct())
 
 
+def _cost_window_keys(lake: Lakehouse, day: dt.date) -> DataFrame | None:
+    u = _gold(lake, "fact_usage")
+    if u is None:
+        return None
+    # the cost stream's keys (streaming/sources.cost_input): the workspace and each workspace x SKU
+    d = _on(u, "usage_date", day)
+    return (d.select("workspace_id", F.lit("workspace").alias("entity_type"), F.col("workspace_id").alias("entity_id"))
+            .unionByName(d.select("workspace_id", F.lit("workspace_sku").alias("entity_type"),
+                                  F.concat_ws(":", "workspace_id", "sku_name").alias("entity_id")))
+            .distinct())
+
+
 def _runs(lake: Lakehouse, day: dt.date) -> DataFrame | None:
     r = _gold(lake, "fact_job_run_timeline")
     # Feature rows exist for finished runs only (a result state): a running job is not active yet.
@@ -81,11 +93,19 @@ def _jobs(lake: Lakehouse, day: dt.date) -> DataFrame | None:
     return None if r is None else r.select("workspace_id", "job_id").distinct()
 
 
-def _users(lake: Lakehouse, day: dt.date) -> DataFrame | None:
+_USER_SOURCES = (("fact_audit_events", "event_date", "user_email"),
+                 ("fact_table_lineage", "event_date", "created_by"),
+                 ("fact_query_history", "query_date", "executed_by"))
+
+
+def _window_users(lake: Lakehouse, day: dt.date) -> DataFrame | None:
+    # the security stream's users: audit and lineage rows (query history only adds bytes to those)
+    return _users(lake, day, _USER_SOURCES[:2])
+
+
+def _users(lake: Lakehouse, day: dt.date, sources: tuple = _USER_SOURCES) -> DataFrame | None:
     parts = []
-    for table, col, user in (("fact_audit_events", "event_date", "user_email"),
-                             ("fact_table_lineage", "event_date", "created_by"),
-                             ("fact_query_history", "query_date", "executed_by")):
+    for table, col, user in sources:
         g = _gold(lake, table)
         if g is not None:
             parts.append(_on(g, col, day).where(F.col(user).isNotNull()).select(F.lower(user).alias("user_id")))
@@ -128,6 +148,8 @@ def _schema_tables(lake: Lakehouse, day: dt.date) -> DataFrame | None:
 #: Feature table -> (what "active on day D" means, function returning the active entity keys).
 ACTIVE: dict[str, tuple[str, Callable[[Lakehouse, dt.date], DataFrame | None]]] = {
     "cost_daily_features": ("workspaces with usage that day", _workspaces),
+    "cost_window_features": ("workspaces and workspace x SKUs with usage that day", _cost_window_keys),
+    "user_window_features": ("users with audit or lineage events that day", _window_users),
     "budget_monthly_features": ("workspaces with usage that day", _workspaces),
     "entity_cost_features": ("jobs/warehouses/clusters/pipelines with usage that day", _cost_entities),
     "job_run_features": ("job runs started that day with a result", _runs),

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from health_monitor import progress
 from health_monitor.errors import HealthMonitorError
-from health_monitor.features import cost, jobs, performance, quality, security
+from health_monitor.features import cost, jobs, performance, quality, security, windows
 from health_monitor.gold.schemas import GOLD_TABLES
 
 if TYPE_CHECKING:
@@ -105,6 +105,13 @@ class FeatureTable:
         return self.gold_tables[0]
 
 
+def _user_windows(g: GoldInputs) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    # user_id as the batch side spells users (lower-case), for scoring and serving lookups
+    return windows.window_feature_frame(g, "security").withColumn("user_id", F.lower("entity_id"))
+
+
 def _cost_daily(g: GoldInputs) -> DataFrame:
     return cost.cost_daily_features(g.get("fact_usage"), g.get("dim_date", required=False))
 
@@ -138,6 +145,14 @@ FEATURE_TABLES: dict[str, FeatureTable] = {t.name: t for t in [
                  lambda g: jobs.job_features(g.get("fact_job_run_timeline"), g.get("dim_job"), g.get("fact_usage"),
                                              g.get("sla_definitions", required=False)),
                  "Per job and day: pipeline-health components and tag-recommender inputs."),
+    FeatureTable("cost_window_features", ("entity_type", "entity_id", "window_start"), "window_start",
+                 ("fact_usage", "commit_configurations"), lambda g: windows.window_feature_frame(g, "cost"),
+                 "Hourly windows per workspace and workspace x SKU: the cost stream's own window features "
+                 "replayed over Gold (what the cost stream's champions train on)."),
+    FeatureTable("user_window_features", ("entity_id", "window_start"), "window_start",
+                 ("fact_audit_events", "fact_table_lineage", "fact_query_history"), _user_windows,
+                 "Hourly windows per user: the security stream's own window features replayed over Gold "
+                 "(what the security stream's champions train on)."),
     FeatureTable("user_daily_features", ("user_id", "event_date"), "event_date",
                  ("fact_audit_events", "fact_table_lineage", "fact_query_history"),
                  lambda g: security.user_daily_features(g.get("fact_audit_events"), g.get("fact_table_lineage"),

@@ -45,8 +45,9 @@ def cost_daily_features(usage: DataFrame, dim_date: DataFrame | None = None) -> 
         F.countDistinct("sku_name").alias("sku_count"),
         F.countDistinct("cluster_id").alias("cluster_count"),
         F.countDistinct("job_id").alias("job_count"),
-        ratio(F.sum(F.when(~F.coalesce(F.col("is_tagged"), F.lit(False)), cost).otherwise(0.0)), F.sum(cost))
-        .alias("untagged_cost_pct"),
+        # percent (0-100), the unit of the cost stream's window feature and its rules
+        (ratio(F.sum(F.when(~F.coalesce(F.col("is_tagged"), F.lit(False)), cost).otherwise(0.0)), F.sum(cost))
+         * 100).alias("untagged_cost_pct"),
         *_mix(cost),
     ).withColumn("_d", day_num("usage_date"))
     ws = ["workspace_id"]

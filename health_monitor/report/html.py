@@ -112,6 +112,8 @@ def anomalies_section(lake: Lakehouse) -> Section:
     if pred is None or pred.empty:
         sec.note = "No cost anomaly scores: run 'health-monitor stream' or 'health-monitor score'."
         return sec
+    if "entity_type" in pred.columns:  # the cost stream's keys: one line per workspace, not per SKU
+        pred = pred[pred["entity_type"] == "workspace"]
     pred = pred.sort_values("feature_timestamp")
     fig = go.Figure()
     for ws, g in pred.groupby("workspace_id"):
@@ -121,7 +123,7 @@ def anomalies_section(lake: Lakehouse) -> Section:
             fig.add_trace(go.Scatter(x=flagged.feature_timestamp, y=flagged.anomaly_score, mode="markers",
                                      marker={"color": "crimson", "size": 11, "symbol": "x"},
                                      name=f"{ws} anomaly"))
-    _layout(fig, "Batch cost anomaly score per workspace and day", "anomaly score")
+    _layout(fig, "Batch cost anomaly score per workspace (latest hour of each day)", "anomaly score")
     sec.figure = fig
     return sec
 

@@ -25,15 +25,17 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
+    from health_monitor.runtime import Lakehouse
     from health_monitor.settings import Settings
 
 log = logging.getLogger(__name__)
 
 #: Seconds before the registry is asked again (for a new champion, or for a first one).
 RECHECK_S = 300.0
-#: A model is used only if the window frame supplies at least this share of its input columns;
-#: otherwise it would be scoring mostly filler values.
-MIN_FEATURE_COVERAGE = 0.5
+#: A model is used only if the window frame supplies all of its input columns: the blended
+#: champions train on the stream's own window features (features/windows.py), so a champion that
+#: lacks one was trained on another definition and would score filler values.
+MIN_FEATURE_COVERAGE = 1.0
 
 _CACHE: dict[tuple[str, str], tuple[float, LoadedModel | None]] = {}
 
@@ -52,8 +54,9 @@ class LoadedModel:
         have = [c for c in self.inputs if c in features.columns]
         if not self.inputs or len(have) / len(self.inputs) < MIN_FEATURE_COVERAGE:
             return None
-        x = pd.DataFrame({c: pd.to_numeric(features[c], errors="coerce") if c in features else 0.0
-                          for c in self.inputs}).fillna(0.0)
+        # Missing values stay missing: the model imputes them as it did in training and as batch
+        # scoring and serving let it (filling 0 here scored a user's first days as "never read").
+        x = pd.DataFrame({c: pd.to_numeric(features[c], errors="coerce").astype("float64") for c in self.inputs})
         try:
             out = self.model.predict(x)
         except Exception as exc:  # noqa: BLE001 - a bad model must not stop the stream
@@ -161,3 +164,63 @@ def domain_champions(registry: WorkerRegistry | str | None, registered_names: li
             return list(registry.preloaded)
         registry = registry.registry_uri
     return [m for m in (champion(registry, n) for n in registered_names) if m is not None]
+
+
+def blend_plan(registry_uri: str | None, models: dict[str, str], window_columns: list[str],
+               tracking_uri: str | None = None) -> list[str]:
+    """One line per model a stream is meant to blend in: blended (name, version) or not, and why.
+
+    ``models`` maps catalog names to registered names. Reads each champion's signature only (the
+    stream's workers load the models); called once when a stream starts.
+    """
+    if not models:
+        return ["blends no registered model (none declared for the domain)"]
+    if not registry_uri or not _registry_exists(registry_uri):
+        return [f"cannot blend {m}: no model registry yet (train it: health-monitor train --model {m})"
+                for m in models]
+    import mlflow
+    from mlflow import MlflowClient
+
+    tracking_uri = tracking_uri or registry_uri
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+    # the signature sits with the logged model, in the tracking store
+    mlflow.set_registry_uri(registry_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    out = []
+    for name, registered in models.items():
+        try:
+            mv = client.get_model_version_by_alias(registered, "champion")
+        except Exception:  # noqa: BLE001 - no such model or alias: not trained yet
+            out.append(f"cannot blend {name}: no champion registered (train it: health-monitor train --model {name})")
+            continue
+        try:
+            schema = mlflow.models.get_model_info(f"models:/{registered}/{mv.version}").signature.inputs
+            inputs = list(schema.input_names())
+        except Exception as exc:  # noqa: BLE001 - an unreadable model must not stop the stream
+            out.append(f"cannot blend {name} v{mv.version}: its signature cannot be read ({exc})")
+            continue
+        missing = [c for c in inputs if c not in window_columns]
+        if missing:
+            out.append(f"cannot blend {name} v{mv.version}: the window frame lacks {len(missing)} of its "
+                       f"{len(inputs)} inputs ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); "
+                       "retrain it on the window table")
+        else:
+            out.append(f"blends {name} v{mv.version} ({len(inputs)} window features)")
+    return out
+
+
+def log_blend(lake: Lakehouse, domain: str) -> list[str]:
+    """Say (progress line) when a stream starts which champions it blends in, which it cannot and
+    why; returns the lines."""
+    from health_monitor import progress
+    from health_monitor.domains import spec
+    from health_monitor.features.windows import window_columns
+
+    dom = spec(domain)
+    models = {m: lake.settings.registered_model_name(m) for m in dom.models}
+    lines = blend_plan(lake.settings.registry_uri, models, list(window_columns(domain)),
+                       lake.settings.tracking_uri)
+    for line in lines:
+        progress.info(f"{domain} stream {line}")
+        log.info("%s stream %s", domain, line)
+    return lines

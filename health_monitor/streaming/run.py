@@ -18,6 +18,7 @@ from health_monitor.errors import HealthMonitorError
 from health_monitor.runtime import Lakehouse, start_query
 from health_monitor.settings import Settings
 from health_monitor.streaming.query import build_stream, query_name
+from health_monitor.streaming.registered import log_blend
 from health_monitor.streaming.sink import BatchSink, BatchStats
 from health_monitor.streaming.tables import ANOMALY_SCORES, LATE_ROWS
 
@@ -157,6 +158,7 @@ def start_streams(lake: Lakehouse, domains: list[str] | tuple[str, ...] = STREAM
         conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions))
     try:
         for domain in todo:
+            log_blend(lake, domain)  # which champions this stream blends in, or why not
             sink = BatchSink(lake, domain, rules)
             writer = (build_stream(lake, domain, max_files_per_trigger, heartbeat_dir).writeStream
                       .queryName(sink.name)

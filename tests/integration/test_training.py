@@ -15,7 +15,6 @@ from health_monitor.batch.trainer import (
     fit_model,
     load_feature_frame,
     signature_frame,
-    time_split,
     train_model,
 )
 from health_monitor.catalog import MODELS, get_model
@@ -58,13 +57,6 @@ def test_every_catalog_model_trains_registers_and_predicts(lake: Lakehouse, spec
     b, _ = fit_model(spec, frame, FAST)
     pa, pb = a.predict(rows[a.features]), b.predict(rows[b.features])
     pd.testing.assert_frame_equal(pa, pb)
-
-
-def test_time_split_never_shares_a_time_stamp() -> None:
-    frame = pd.DataFrame({"t": pd.date_range("2026-01-01", periods=20).repeat(3), "x": range(60)})
-    train, valid, test = time_split(frame, "t")
-    assert train["t"].max() < valid["t"].min() and valid["t"].max() < test["t"].min()
-    assert len(train) + len(valid) + len(test) == 60
 
 
 def test_worse_challenger_is_not_promoted(lake: Lakehouse) -> None:

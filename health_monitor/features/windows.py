@@ -1,0 +1,153 @@
+"""Window feature tables: the streams' own window features, replayed over Gold history.
+
+The champions a stream blends in (``DomainSpec.models``) must see exactly the features the
+stream computes for a closed window. So they do not train on a second definition: this module
+runs the stream's code over the Gold history and writes what it produces, one row per closed
+hourly window, to the domain's window table (``DomainSpec.window_table``, features layer):
+
+- the rows are projected by the stream's input builder (:mod:`health_monitor.streaming.sources`),
+  which is handed batch reads of the same Gold tables instead of ``readStream``
+  (:class:`_BatchGold`);
+- each key's rows go through :func:`health_monitor.streaming.windows.accumulate` and
+  :func:`~health_monitor.streaming.windows.close_windows`, exactly as the stream's stateful
+  function calls them (one call per key here, per micro-batch there; features are computed from
+  the key's history before each window, so they are the same either way).
+
+A change to a window feature therefore reaches training and serving with no second edit. The
+only difference from the stream is data, not code: the replay sees every row, the stream drops
+rows that arrive behind its watermark (``monitor.late_rows`` lists them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from health_monitor.domains import spec
+from health_monitor.streaming import windows
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+    from health_monitor.features import GoldInputs
+
+#: Columns of every window table before the window's features.
+KEY_COLUMNS = ("entity_type", "entity_id", "workspace_id", "window_start", "window_end", "value")
+#: Per-window bookkeeping of the window logic that is not a feature (the scorer pops it too).
+_PRIVATE = ("_workspace_id",)
+
+
+def window_columns(domain: str) -> dict[str, str]:
+    """The columns of a domain's window frame (what the scorer and its champions see), with their
+    type (``double`` or ``string``): the domain's window logic applied to one empty window."""
+    dom = spec(domain)
+    if dom.window is None:
+        raise KeyError(f"domain {domain!r} has no streaming window")
+    ks = windows.KeyState(dom.keys[0], "probe")
+    ks.open[0] = {}
+    feats = windows.close_windows(domain, ks, windows.HOUR_MS, {})[0]["features"]
+    return {k: "string" if v is None or isinstance(v, str) else "double"
+            for k, v in feats.items() if k not in _PRIVATE}
+
+
+def table_schema(domain: str) -> str:
+    """Spark DDL of a domain's window table."""
+    types = dict.fromkeys(KEY_COLUMNS[:3], "string") | {"window_start": "timestamp", "window_end": "timestamp",
+                                                        "value": "double"}
+    types |= {c: t for c, t in window_columns(domain).items() if c not in types}
+    return ", ".join(f"`{c}` {t}" for c, t in types.items())  # quoted: ``user`` is a window column
+
+
+def watermark_ms(domain: str, last_event: Any) -> int:
+    """The stream's watermark after it has seen ``last_event``: windows ending by then are closed."""
+    delay = pd.Timedelta(spec(domain).watermark)
+    return int((pd.Timestamp(last_event) - delay).value // 1_000_000)
+
+
+def replay_key(domain: str, rows: pd.DataFrame, watermark: int, ctx: dict) -> pd.DataFrame:
+    """One key's closed windows from its input rows (as the stream's stateful function gets them:
+    ``entity_type``, ``entity_id``, ``event_time``, ...), typed as :func:`table_schema`."""
+    cols = window_columns(domain)
+    if rows.empty:
+        return _frame([], cols)
+    ks = windows.KeyState(str(rows["entity_type"].iloc[0]), str(rows["entity_id"].iloc[0]))
+    windows.accumulate(domain, ks, rows.sort_values("event_time", kind="stable"))
+    out = []
+    for c in windows.close_windows(domain, ks, watermark, ctx):
+        f = dict(c["features"])
+        ws = f.pop("_workspace_id", None)
+        out.append({"entity_type": ks.entity_type, "entity_id": ks.entity_id,
+                    "workspace_id": ws if ws is not None else ks.workspace_id,
+                    "window_start": c["window_start"], "window_end": c["window_end"], "value": c["value"], **f})
+    return _frame(out, cols)
+
+
+def replay(domain: str, keyed: pd.DataFrame, watermark: int, ctx: dict) -> pd.DataFrame:
+    """Every key's closed windows (pure pandas: what the Spark job does per key, for tests)."""
+    parts = [replay_key(domain, g, watermark, ctx) for _, g in keyed.groupby(["entity_type", "entity_id"])]
+    return pd.concat(parts, ignore_index=True) if parts else _frame([], window_columns(domain))
+
+
+def _frame(records: list[dict], cols: dict[str, str]) -> pd.DataFrame:
+    frame = pd.DataFrame(records, columns=list(dict.fromkeys([*KEY_COLUMNS, *cols])))
+    for c in ("window_start", "window_end"):
+        frame[c] = pd.to_datetime(frame[c].astype("int64"), unit="ms")
+    for c in ("entity_type", "entity_id", "workspace_id", *cols):
+        if c in ("window_start", "window_end", "value") or cols.get(c) == "double":
+            frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
+        else:
+            frame[c] = frame[c].map(lambda v: None if v is None or v != v else str(v)).astype(object)
+    return frame
+
+
+class _BatchGold:
+    """A lakehouse whose ``read_stream`` is a batch read of Gold (cut at the inputs' ``as_of``).
+
+    The stream's input builders only read; handing them this runs their projection (flags,
+    joins, keys) over the history, so stream and replay share one projection.
+    """
+
+    def __init__(self, gold: GoldInputs) -> None:
+        self._gold = gold
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._gold.lake, name)
+
+    def read(self, table: str, layer: str = "gold") -> DataFrame:
+        return self._gold.get(table) if layer == "gold" else self._gold.lake.read(table, layer)
+
+    def read_stream(self, table: str, layer: str = "gold", **options: str) -> DataFrame:
+        from pyspark.sql import functions as F
+
+        df = self.read(table, layer)
+        if options.get("readChangeFeed") == "true":
+            # A batch read holds each row's latest version: every row reads as one insert.
+            df = df.select("*", F.lit("insert").alias("_change_type"),
+                           F.lit(None).cast("long").alias("_commit_version"),
+                           F.lit(None).cast("timestamp").alias("_commit_timestamp"))
+        return df
+
+
+def _replayer(domain: str, watermark: int, ctx: dict) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def fn(rows: pd.DataFrame) -> pd.DataFrame:
+        return replay_key(domain, rows, watermark, ctx)
+
+    return fn
+
+
+def window_feature_frame(gold: GoldInputs, domain: str) -> DataFrame:
+    """A domain's window table from Gold: the stream's projection and window code, per key
+    (``applyInPandas``: the keys are spread over the Python workers as in the stream)."""
+    from pyspark.sql import functions as F
+
+    dom = spec(domain)
+    keyed = dom.open_input(_BatchGold(gold)).keyed  # type: ignore[arg-type]
+    schema = table_schema(domain)
+    last = keyed.agg(F.max("event_time")).first()[0]
+    if last is None:
+        return gold.lake.spark.createDataFrame([], schema)
+    ctx = dom.context(gold.lake) if dom.context is not None else {}
+    return (keyed.groupBy("entity_type", "entity_id")
+            .applyInPandas(_replayer(domain, watermark_ms(domain, last), ctx), schema))
