@@ -50,6 +50,10 @@ def synthetic_frame(spec: ModelSpec, n: int = ROWS, seed: int = 0) -> pd.DataFra
             cols[f] = rng.gamma(2.0, 1.0, n)
     for c in EXTRA.get(spec.feature_table, ()):
         cols[c] = rng.gamma(3.0, 10.0, n)
+    # the naive baseline's column (a model's twin reads it even when it is not one of its features)
+    base = spec.params.get("baseline_col")
+    if base and base not in cols:
+        cols[base] = rng.gamma(3.0, 10.0, n)
     for label in [c for c in (spec.label or "").split(",") if c]:
         if label.startswith("tag"):
             cols[label] = [("finance", "marketing", "platform")[i % 3] for i in range(n)]

@@ -120,7 +120,11 @@ def test_isolation_forest_flags_at_the_calibrated_operating_point() -> None:
     # Normal rows: the default threshold (tail p 1e-3 on the training rows) flags almost none.
     assert out["is_threat"].mean() <= 0.005
     attack = fresh.head(5).copy()
-    attack[["failed_login_count", "permission_change_count", "sensitive_table_access_count"]] = 60.0
+    # a credential attack with grants and sensitive reads (names from the catalog's feature set)
+    hot = [c for c in ("failed_logins", "grants", "sensitive_table_access", "failed_login_count",
+                       "permission_change_count", "sensitive_table_access_count") if c in model.features]
+    assert len(hot) >= 3
+    attack[hot] = 60.0
     hit = model.predict(attack[model.features])
     assert hit["is_threat"].all() and (hit["threat_score"] >= model.threshold).all()
     assert set(hit["alert_priority"]) <= {"MEDIUM", "HIGH"}
