@@ -181,7 +181,7 @@ def blend_plan(registry_uri: str | None, models: dict[str, str], window_columns:
     import mlflow
     from mlflow import MlflowClient
 
-    tracking_uri = tracking_uri or registry_uri
+    tracking_uri = tracking_uri or tracking_uri_for(registry_uri)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
     # the signature sits with the logged model, in the tracking store
     mlflow.set_registry_uri(registry_uri)
