@@ -3,6 +3,10 @@
 Locally the lakehouse is a folder of path-based Delta tables (no Hive metastore, so separate
 processes see the same tables without sharing a Derby lock). On Databricks the same calls
 resolve to Unity Catalog names. This module is the only place that knows the difference.
+
+Why one module over 400 lines: it is the one place that knows local vs Databricks vs Spark
+Connect (session, Delta I/O, table names); the Connect-safety test relies on JVM access living
+only here.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ which becomes ``challenger``. Which version serves as ``champion`` is :func:`cho
 decision: a model that loses to its naive baseline on the validation or the test split is
 registered but not promoted, and the baseline itself (logged as a pyfunc with the same
 signature, tagged ``role=baseline``) serves in its place.
+
+Why one module over 400 lines: split, fit, log, register and promote share one
+:class:`TrainResult`; the promotion decision is a pure function (:func:`choose_champion`).
 """
 
 from __future__ import annotations

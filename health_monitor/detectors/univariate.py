@@ -29,6 +29,9 @@ NaN values (and NaT timestamps) are not scored and not learned: score 0 and ``is
 False; ``expected`` is still given. Missing timestamps need no filling: seasonal phases come from
 the timestamps themselves. Known weakness (see bench/bench_detect_quality.py): a slow trend
 change is tracked rather than flagged.
+
+Why one module over 400 lines: the family of forecasters shares one state, one standardisation
+and one CUSUM; none of the pieces is usable alone.
 """
 
 from __future__ import annotations

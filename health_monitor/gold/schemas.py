@@ -4,6 +4,9 @@ Columns follow the Databricks system tables (flattened where the spec's SQL flat
 e.g. ``cluster_id`` from ``usage_metadata.cluster_id``) plus derived columns the builders add
 (``list_price``, ``list_cost``, ``is_failure``, ...). ``docs/gold-schema.md`` is generated from
 this module (``python -m health_monitor.gold.docs``); do not edit it by hand.
+
+Why one module over 400 lines: it is data, one contract per Gold table, and the schema doc is
+generated from it.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """Supervised catalog models: XGBoost classifiers and regressors, logistic regression, a
-multi-label classifier and the tag recommender (TF-IDF character n-grams + random forest)."""
+multi-label classifier and the tag recommender (TF-IDF character n-grams + random forest).
+
+Why one module over 400 lines: seven small classes over one :class:`BatchModel` contract; the
+algorithms are grouped by family (supervised, anomaly, optimizers), one module each.
+"""
 
 from __future__ import annotations
 

@@ -30,6 +30,9 @@ log-normal. Candidates are still scored on the original scale.
 
 Short histories (< 28 days) skip validation: a damped level/drift with a weekly profile when two
 weeks exist, and wide bands from in-sample variation; 1-3 points give the mean with wide bands.
+
+Why one module over 400 lines: steps 1-4 are one pipeline sharing the origins' errors; the
+candidates live in ``models.py`` and the backtest in ``backtest.py``.
 """
 
 from __future__ import annotations

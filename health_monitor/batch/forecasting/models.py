@@ -8,6 +8,9 @@ log) and Theta models on trending ones, the yearly model on long retail/traffic 
 where changepoints, yearly seasonality and holidays matter. The statistical candidates share one
 calendar (:class:`Train`): weekly profile x month-start/-end effect x holiday effect, estimated
 robustly from the history.
+
+Why one module over 400 lines: about twenty small candidate functions and their shared calendar;
+one file keeps the list of candidates readable at a glance.
 """
 
 from __future__ import annotations
