@@ -59,6 +59,8 @@ def test_missing_features_or_champion_is_explained(trained: Lakehouse, lake: Lak
     assert m.active > 0 and m.scored == 0 and m.coverage == 0.0
     assert any("feature table job_run_features does not exist" in n for n in m.notes)
     lake.write(trained.read("job_run_features", "features"), "job_run_features", "features", mode="overwrite")
+    # Its inputs all present (else it is "skipped: inputs missing"), only the champion is not.
+    lake.write(trained.read("sla_definitions"), "sla_definitions", "gold", mode="overwrite")
     report = score_all(lake, _day(trained), models=["sla_breach_predictor"])
     assert any("no champion" in n for n in report.models[0].notes)
     assert not report.complete

@@ -115,7 +115,7 @@ def test_isolation_forest_scores_planted_anomalies_above_normal_rows(lake: Lakeh
     model, splits = fit_model(spec, frame, {"n_estimators": 50})
     normal = splits["test"][model.features].reset_index(drop=True)
     spike = normal.head(1).copy()
-    for col in ("log_daily_cost", "z_score", "pct_change_vs_7d_avg", "pct_change_vs_30d_avg"):
+    for col in ("zscore_7d", "pct_change_7d", "ratio_7d"):  # a window far above the key's week
         spike[col] = float(frame[col].max()) * 5 + 10
     scores = model.predict(pd.concat([normal, spike], ignore_index=True))["anomaly_score"].to_numpy()
     # Above the typical normal day; with ~30 training days it is not reliably above the 0.5
