@@ -99,6 +99,18 @@ def tracking_uri_for(registry_uri: str) -> str:
     return "databricks" if registry_uri.startswith("databricks-uc") else registry_uri
 
 
+def _registry_client(registry_uri: str):  # noqa: ANN202 - mlflow.MlflowClient, imported lazily
+    """A client for ``registry_uri`` with its tracking store, also set as MLflow's defaults (model
+    URIs such as ``models:/name@champion`` resolve through them)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    tracking_uri = tracking_uri_for(registry_uri)
+    mlflow.set_registry_uri(registry_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
+
+
 def champion(registry_uri: str, registered_name: str) -> LoadedModel | None:
     """The ``champion`` version of a registered model, cached per worker; None if there is none."""
     key = (registry_uri, registered_name)
@@ -110,14 +122,9 @@ def champion(registry_uri: str, registered_name: str) -> LoadedModel | None:
     if _registry_exists(registry_uri):
         try:
             import mlflow
-            from mlflow import MlflowClient
 
-            tracking_uri = tracking_uri_for(registry_uri)
-            client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
-            mv = client.get_model_version_by_alias(registered_name, "champion")
+            mv = _registry_client(registry_uri).get_model_version_by_alias(registered_name, "champion")
             if loaded is None or loaded.version != str(mv.version):
-                mlflow.set_registry_uri(registry_uri)
-                mlflow.set_tracking_uri(tracking_uri)
                 model = mlflow.pyfunc.load_model(f"models:/{registered_name}@champion")
                 schema = model.metadata.get_input_schema()
                 inputs = list(schema.input_names()) if schema is not None else []
@@ -166,8 +173,7 @@ def domain_champions(registry: WorkerRegistry | str | None, registered_names: li
     return [m for m in (champion(registry, n) for n in registered_names) if m is not None]
 
 
-def blend_plan(registry_uri: str | None, models: dict[str, str], window_columns: list[str],
-               tracking_uri: str | None = None) -> list[str]:
+def blend_plan(registry_uri: str | None, models: dict[str, str], window_columns: list[str]) -> list[str]:
     """One line per model a stream is meant to blend in: blended (name, version) or not, and why.
 
     ``models`` maps catalog names to registered names. Reads each champion's signature only (the
@@ -179,13 +185,9 @@ def blend_plan(registry_uri: str | None, models: dict[str, str], window_columns:
         return [f"cannot blend {m}: no model registry yet (train it: health-monitor train --model {m})"
                 for m in models]
     import mlflow
-    from mlflow import MlflowClient
 
-    tracking_uri = tracking_uri or tracking_uri_for(registry_uri)
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
     # the signature sits with the logged model, in the tracking store
-    mlflow.set_registry_uri(registry_uri)
-    mlflow.set_tracking_uri(tracking_uri)
+    client = _registry_client(registry_uri)
     out = []
     for name, registered in models.items():
         try:
@@ -218,8 +220,7 @@ def log_blend(lake: Lakehouse, domain: str) -> list[str]:
 
     dom = spec(domain)
     models = {m: lake.settings.registered_model_name(m) for m in dom.models}
-    lines = blend_plan(lake.settings.registry_uri, models, list(window_columns(domain)),
-                       lake.settings.tracking_uri)
+    lines = blend_plan(lake.settings.registry_uri, models, list(window_columns(domain)))
     for line in lines:
         progress.info(f"{domain} stream {line}")
         log.info("%s stream %s", domain, line)
