@@ -16,6 +16,7 @@ internet access; a scheduled available-now run starts with the champions current
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+from health_monitor.detectors.base import DECADES
 
 if TYPE_CHECKING:
     from health_monitor.runtime import Lakehouse
@@ -81,6 +84,27 @@ def to_unit_score(out: Any) -> np.ndarray:
     if set(np.unique(v[~np.isnan(v)])) <= {-1.0, 1.0}:
         v = (1.0 - v) / 2.0  # IsolationForest.predict: -1 = outlier
     return np.clip(np.nan_to_num(v, nan=0.0), 0.0, 1.0)
+
+
+def blend_scores(online: np.ndarray, champion_scores: np.ndarray) -> np.ndarray:
+    """Add a champion's evidence to the online detector's scores; the champion never lowers them.
+
+    Both are calibrated tail probabilities on one scale (score = -log10(p) / DECADES). They are
+    combined with Fisher's method (two independent p-values: p = q * (1 - ln q), q = p1 * p2),
+    and the online score is the floor: the online model knows this entity's history, the champion
+    knows the whole estate, so agreement strengthens an alarm while a champion that finds the window
+    ordinary cannot veto one. (A weighted average did: seed 23's billing error scored 1.0 online
+    and was pulled under the threshold by a champion that saw nothing.) A champion alone needs
+    overwhelming evidence (about p < 2e-5 against an ordinary online score) to raise an alarm.
+    """
+    on = np.clip(np.nan_to_num(np.asarray(online, dtype=float), nan=0.0), 0.0, 1.0)
+    ch = np.clip(np.nan_to_num(np.asarray(champion_scores, dtype=float), nan=0.0), 0.0, 1.0)
+    # log10 q with q = p1 * p2, and p = 10 ** (-DECADES * score)
+    log10_q = -DECADES * (on + ch)
+    ln_q = log10_q * math.log(10.0)
+    combined_p_log10 = log10_q + np.log10(1.0 - ln_q)
+    combined = np.clip(-combined_p_log10 / DECADES, 0.0, 1.0)
+    return np.maximum(on, combined)
 
 
 def _registry_exists(registry_uri: str) -> bool:

@@ -20,7 +20,7 @@ import pandas as pd
 from health_monitor.alerts.policy import recent_high
 from health_monitor.domains import spec
 from health_monitor.streaming import windows
-from health_monitor.streaming.registered import domain_champions
+from health_monitor.streaming.registered import blend_scores, domain_champions
 
 # Spark's Arrow serializer warns when an output frame has an all-null column (the late-row
 # columns of scored rows): expected here, and noise in every worker's stderr.
@@ -108,8 +108,8 @@ def score_windows(domain: str, ks: windows.KeyState, closed: list[dict], ctx: di
         s = champ.score(feats)
         if s is None:
             continue
-        # The online model knows this entity; the champion knows the whole estate: both count.
-        score = 0.6 * score + 0.4 * s
+        # The champion adds its evidence; it cannot veto the online model's alarm (blend_scores).
+        score = blend_scores(score, s)
         model_name += f"+{champ.name}"
         model_version += f"+{champ.version}"
         for i, v in enumerate(s):
