@@ -146,6 +146,17 @@ def _link_match(alerts: pd.DataFrame, inc: pd.Series, links: pd.DataFrame | None
     return pd.Series(alerts.index.isin(set(hit)), index=alerts.index)
 
 
+#: The streams' window length: an alert's first window ends this long after its start.
+FIRST_WINDOW = pd.Timedelta(hours=1)
+
+
+def _first_window_end(alert: pd.Series) -> pd.Timestamp:
+    """When the alert was first raisable: the end of its first window. An alert that goes on
+    firing keeps its id and its ``window_end`` moves to the latest window (store.py), so
+    ``window_end`` alone would charge a long-lived alert's later windows to its time to detect."""
+    return min(alert.window_end, alert.window_start + FIRST_WINDOW)
+
+
 def match_alerts(alerts: pd.DataFrame, truth: pd.DataFrame, tolerance: timedelta,
                  links: pd.DataFrame | None = None) -> pd.DataFrame:
     """All (alert, incident) pairs that match by entity (or an observed link) and overlapping time."""
@@ -157,7 +168,7 @@ def match_alerts(alerts: pd.DataFrame, truth: pd.DataFrame, tolerance: timedelta
         for _, a in alerts[m].iterrows():
             pairs.append({"alert_id": a.alert_id, "alert_type": a.alert_type, "incident_id": inc.incident_id,
                           "incident_type": inc.incident_type,
-                          "ttd_h": max((a.window_end - inc.start_time) / pd.Timedelta(hours=1), 0.0)})
+                          "ttd_h": max((_first_window_end(a) - inc.start_time) / pd.Timedelta(hours=1), 0.0)})
     return pd.DataFrame(pairs, columns=["alert_id", "alert_type", "incident_id", "incident_type", "ttd_h"])
 
 
