@@ -20,11 +20,12 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(PY) -m health_monitor.demo --data-dir $(DEMO_DIR)
 
-# Both tiers (what CI runs): tests/unit (pure Python, no JVM) and tests/integration (Spark,
-# Delta, MLflow, streams).
+# Both tiers (what CI runs): tests/unit (pure Python, no JVM; on two workers, as test-fast) and
+# tests/integration (Spark, Delta, MLflow, streams: one process, so one shared SparkSession).
 test: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest tests/unit tests/integration
+	$(VENV)/bin/pytest -n 2 tests/unit
+	$(VENV)/bin/pytest --durations=15 tests/integration
 
 # The unit tier alone: well under a minute, no Spark (two pytest workers: ~70 CPU-s of tests).
 test-fast: install
