@@ -75,7 +75,7 @@ def alarm_sweep(points: dict[str, list], scores: dict[str, np.ndarray], rearm: i
         s_all.append(s[keep])
         peak_all.append(peak[keep])
         win_all.append(np.array([-1 if p.windowName is None else names.setdefault(p.windowName, len(names))
-                                 for p in lst], dtype=int)[keep])
+                                 for p in lst if p.windowName != "probationary"], dtype=int))
         reward_all.append(np.array([p.sweepScore for p in lst])[keep])
     s, peak, win, reward = (np.concatenate(a) for a in (s_all, peak_all, win_all, reward_all))
     inside = win >= 0
