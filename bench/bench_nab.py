@@ -14,6 +14,18 @@ Both detectors run with one configuration for every file (the defaults; nothing 
 * a plain rolling z-score (mean and standard deviation of the previous ``--z-window`` rows),
   score ``|z| / (1 + |z|)``.
 
+Each is scored two ways, one threshold swept over all files together in both:
+* ``rows``: every row whose score is at or above the threshold is a detection (``is_anomaly``;
+  NAB's own sweep, ``calcScoreByThreshold``, over the scores);
+* ``alarm``: only the rows the product raises an alarm on (``detect``'s ``alarm`` column:
+  :func:`~health_monitor.detectors.base.episode_alarms`, one alarm per excursion, re-armed after
+  ``--rearm`` quiet rows). Which rows alarm depends on the threshold, so NAB's sweep over the
+  scores cannot be used as is: the threshold is swept over a grid (steps of 0.001), each row's
+  NAB reward (``calcSweepScore``'s ``sweepScore``: early-detection reward inside a window, FP cost
+  outside) summed the way ``calcScoreByThreshold`` sums it (first detection per window, every FP
+  row), and the best threshold is then re-scored with NAB's ``calcScoreByThreshold`` on the 0/1
+  alarms, which must agree.
+
 Run: ``nice -n 10 .venv/bin/python bench/bench_nab.py --nab /path/to/NAB [--out result.csv]``.
 """
 
@@ -29,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from health_monitor.detectors.base import REARM_ROWS, episode_alarms, recent_peak
 from health_monitor.detectors.univariate import UnivariateDetector
 
 COST_STANDARD = {"tpWeight": 1.0, "fnWeight": 1.0, "fpWeight": 0.11}
@@ -49,10 +62,39 @@ def detect_scores(frame: pd.DataFrame) -> np.ndarray:
     return UnivariateDetector().score_learn(frame[["timestamp", "value"]]).score
 
 
+def alarm_sweep(points: dict[str, list], scores: dict[str, np.ndarray], rearm: int,
+                fn_weight: float) -> tuple[float, float]:
+    """Best (raw NAB score, threshold) of the episode alarms over a threshold grid (see the module
+    docstring). ``points``: each file's ``calcSweepScore`` output; ``scores``: its scores."""
+    s_all, peak_all, win_all, reward_all = [], [], [], []
+    names: dict[str, int] = {}
+    for rel, lst in points.items():
+        keep = np.array([p.windowName != "probationary" for p in lst])
+        s = scores[rel]
+        peak = recent_peak(s, rearm)
+        s_all.append(s[keep])
+        peak_all.append(peak[keep])
+        win_all.append(np.array([-1 if p.windowName is None else names.setdefault(p.windowName, len(names))
+                                 for p in lst if p.windowName != "probationary"], dtype=int))
+        reward_all.append(np.array([p.sweepScore for p in lst])[keep])
+    s, peak, win, reward = (np.concatenate(a) for a in (s_all, peak_all, win_all, reward_all))
+    inside = win >= 0
+    best = (-np.inf, 1.0)
+    for t in np.round(np.arange(1.0, 0.0, -0.001), 3):
+        alarm = (s >= t) & (peak < t)  # episode_alarms(scores, t, rearm), all files at once
+        per_window = np.full(len(names), -fn_weight)
+        np.maximum.at(per_window, win[alarm & inside], reward[alarm & inside])
+        raw = float(reward[alarm & ~inside].sum() + per_window.sum())
+        if raw > best[0]:
+            best = (raw, float(t))
+    return best
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nab", required=True, type=Path, help="a checkout of github.com/numenta/NAB")
     ap.add_argument("--z-window", type=int, default=100)
+    ap.add_argument("--rearm", type=int, default=REARM_ROWS, help="quiet rows before a new alarm")
     ap.add_argument("--out", type=Path, help="per-file CSV of both detectors at their best threshold")
     args = ap.parse_args(argv)
     if not (args.nab / "nab" / "sweeper.py").is_file():
@@ -65,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     detectors = {"detect": detect_scores, "rolling_z": lambda f: rolling_z(f["value"].to_numpy(float),
                                                                             args.z_window)}
     points: dict[str, dict[str, list]] = {d: {} for d in detectors}
+    scores: dict[str, dict[str, np.ndarray]] = {d: {} for d in detectors}
     cpu: dict[str, float] = dict.fromkeys(detectors, 0.0)
     n_rows = 0
     t_wall = time.time()
@@ -76,9 +119,9 @@ def main(argv: list[str] | None = None) -> None:
         limits = [(pd.Timestamp(a), pd.Timestamp(b)) for a, b in windows[rel]]
         for d, fn in detectors.items():
             c0 = time.process_time()
-            scores = np.asarray(fn(frame), dtype=float)
+            scores[d][rel] = np.asarray(fn(frame), dtype=float)
             cpu[d] += time.process_time() - c0
-            points[d][rel] = sweeper.calcSweepScore(ts, list(scores), limits, rel)
+            points[d][rel] = sweeper.calcSweepScore(ts, list(scores[d][rel]), limits, rel)
     n_windows = sum(len(v) for v in windows.values())
     null, perfect = -COST_STANDARD["fnWeight"] * n_windows, COST_STANDARD["tpWeight"] * n_windows
     rows = []
@@ -86,18 +129,32 @@ def main(argv: list[str] | None = None) -> None:
     for d in detectors:
         pooled = [p for lst in points[d].values() for p in lst]
         best = max(sweeper.calcScoreByThreshold(pooled), key=lambda s: s.score)
-        norm = 100 * (best.score - null) / (perfect - null)
-        print(f"{d:10s} NAB score {norm:5.1f}  threshold {best.threshold:.4f}  tp rows {best.tp}  "
-              f"fp rows {best.fp}  cpu {cpu[d]:.1f}s")
-        for rel, lst in points[d].items():
-            scored = [p for p in lst if p.windowName != "probationary"]
-            hit = {p.windowName for p in scored if p.windowName and p.anomalyScore >= best.threshold}
-            wins = {p.windowName for p in scored if p.windowName}
-            fp = sum(1 for p in scored if p.windowName is None and p.anomalyScore >= best.threshold)
-            rows.append({"detector": d, "file": rel, "windows": len(wins), "found": len(hit),
-                         "false_positive_rows": fp})
+        raw_alarm, t_alarm = alarm_sweep(points[d], scores[d], args.rearm, COST_STANDARD["fnWeight"])
+        alarms = {rel: episode_alarms(scores[d][rel], t_alarm, args.rearm) for rel in points[d]}
+        # the best alarm threshold re-scored by NAB's own code on the 0/1 alarms
+        binary = [p._replace(anomalyScore=float(a)) for rel, lst in points[d].items()
+                  for p, a in zip(lst, alarms[rel], strict=True)]
+        by_nab = {x.threshold: x for x in sweeper.calcScoreByThreshold(binary)}[1.0]
+        if abs(by_nab.score - raw_alarm) > 1e-6:
+            sys.exit(f"{d}: the alarm sweep ({raw_alarm:.6f}) disagrees with NAB's score ({by_nab.score:.6f})")
+        for mode, res, threshold, flagged in (
+                ("rows", best, best.threshold, {rel: scores[d][rel] >= best.threshold for rel in points[d]}),
+                ("alarm", by_nab, t_alarm, alarms)):
+            norm = 100 * (res.score - null) / (perfect - null)
+            print(f"{d:10s} {mode:5s} NAB score {norm:5.1f}  threshold {threshold:.4f}  detections in "
+                  f"windows {res.tp}  fp rows {res.fp}  cpu {cpu[d]:.1f}s")
+            for rel, lst in points[d].items():
+                scored = [(p, f) for p, f in zip(lst, flagged[rel], strict=True) if p.windowName != "probationary"]
+                hit = {p.windowName for p, f in scored if p.windowName and f}
+                wins = {p.windowName for p, _ in scored if p.windowName}
+                fp = sum(1 for p, f in scored if p.windowName is None and f)
+                rows.append({"detector": d, "mode": mode, "file": rel, "windows": len(wins), "found": len(hit),
+                             "false_positive_rows": fp})
     per = pd.DataFrame(rows)
-    print(per.pivot_table(index="file", columns="detector", values=["found", "false_positive_rows"])
+    print(per.pivot_table(index="file", columns=["detector", "mode"], values=["found", "false_positive_rows"])
+          .to_string())
+    per["category"] = per["file"].str.split("/").str[0]
+    print(per.groupby(["detector", "mode", "category"])[["windows", "found", "false_positive_rows"]].sum()
           .to_string())
     if args.out:
         per.to_csv(args.out, index=False)

@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from health_monitor.detectors.base import REARM_ROWS, episode_alarms
 from health_monitor.detectors.univariate import UnivariateDetector
 from health_monitor.errors import HealthMonitorError
 
 #: Column names that announce a time column even when it holds plain numbers (epochs, indices).
 _TIME_NAMES = ("timestamp", "time", "datetime", "date", "ts", "epoch", "event_time")
 #: Output columns added to every row.
-SCORE_COL, FLAG_COL = "anomaly_score", "is_anomaly"
+SCORE_COL, FLAG_COL, ALARM_COL = "anomaly_score", "is_anomaly", "alarm"
 #: Largest magnitude the detector and forecaster can model: their squares and sums must stay finite.
 MAX_MODELLED_MAGNITUDE = 1e100
 #: Encodings tried, in order, when a file is not UTF-8 and none was given.
@@ -265,16 +266,20 @@ def read_series(path: str | Path, timestamp_col: str | None = None,
 
 
 def score_csv(path: str | Path, timestamp_col: str | None = None, value_col: str | None = None,
-              threshold: float | None = None, encoding: str | None = None,
+              threshold: float | None = None, encoding: str | None = None, rearm: int = REARM_ROWS,
               **detector_params: object) -> ScoredSeries:
     """Read ``path``, sort by time (stable: duplicates keep their order), score with a fresh
-    :class:`UnivariateDetector` and return every row with ``anomaly_score`` and ``is_anomaly``."""
+    :class:`UnivariateDetector` and return every row with ``anomaly_score``, ``is_anomaly`` (the
+    row's score is at or above the threshold) and ``alarm`` (the first such row of an excursion:
+    :func:`~health_monitor.detectors.base.episode_alarms` with ``rearm`` quiet rows)."""
     raw, ts_name, val_name, times, values, notes = read_series(path, timestamp_col, value_col, encoding)
     values, note = range_problem(values, val_name)
     if note:
         notes.append(note)
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise HealthMonitorError(f"--threshold must be between 0 and 1, got {threshold}")
+    if rearm < 0:
+        raise HealthMonitorError(f"--rearm must be a number of rows >= 0, got {rearm}")
     order = np.argsort(times.to_numpy(), kind="stable")  # NaT sorts last
     raw, times, values = raw.iloc[order], times.iloc[order], values.iloc[order]
     params = dict(detector_params)
@@ -283,12 +288,14 @@ def score_csv(path: str | Path, timestamp_col: str | None = None, value_col: str
     det = UnivariateDetector(**params)
     scores = det.score_learn(pd.DataFrame({"timestamp": times.to_numpy(), "value": values.to_numpy()}))
     out = raw.reset_index(drop=True).copy()
-    for name in (SCORE_COL, FLAG_COL):
+    for name in (SCORE_COL, FLAG_COL, ALARM_COL):
         if name in out.columns:
             out = out.rename(columns={name: f"{name}_input"})
             notes.append(f"the input's own {name!r} column is kept as '{name}_input'")
     out[SCORE_COL] = np.round(scores.score, 6)
     out[FLAG_COL] = det.is_anomaly(scores)
+    # one alarm per excursion: what an on-call user is told (rows re-arm after `rearm` quiet rows)
+    out[ALARM_COL] = episode_alarms(scores.score, det.threshold, rearm)
     return ScoredSeries(frame=out, timestamp_col=ts_name, value_col=val_name,
                         times=times.reset_index(drop=True), values=values.reset_index(drop=True),
                         evidence=scores.evidence, notes=notes)

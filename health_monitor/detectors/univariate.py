@@ -103,23 +103,26 @@ class UnivariateDetector(StreamingDetector):
         threshold: ``score >= threshold`` is an anomaly (:meth:`is_anomaly`).
         min_history: rows learned before any non-zero score (warm-up).
         warmup_ramp: rows over which scores ramp from 0 to full weight after ``min_history``.
-        scale_alpha: EW weight of the robust scale update (smaller = steadier scale).
+        scale_alpha: EW weight of the robust scale update (smaller = steadier scale; 0.01: a
+            disturbance of a few dozen rows does not widen the scale enough to hide the next one).
         huber: residuals beyond this many sigmas are clipped before they update a model.
         cusum_k, cusum_h: CUSUM slack and decision threshold, in sigmas, for level shifts.
         rel_floor: scale floor relative to the series' level (flat lines).
         calib_window: recent rows whose |z| the score's calibration is fitted on
-            (:class:`~health_monitor.detectors.base.TailCalibrator`).
+            (:class:`~health_monitor.detectors.base.TailCalibrator`); 5,000 rows (17 days of
+            5-minute data) so a tail probability near 1e-3 rests on a handful of the key's own
+            rows rather than on two or three.
         shift_hold: rows after a confirmed level shift whose score stays at least a linearly
             decaying share of the shift's score (0 disables).
         seasonal: look for daily/weekly/autocorrelation seasonality.
     """
 
     name = "univariate_robust_ensemble"
-    version = "2"
+    version = "3"
 
     def __init__(self, threshold: float = 0.8, min_history: int = 12, warmup_ramp: int = 24,
-                 scale_alpha: float = 0.02, huber: float = 3.0, cusum_k: float = 1.0,
-                 cusum_h: float = 8.0, rel_floor: float = 1e-3, calib_window: int = 2000,
+                 scale_alpha: float = 0.01, huber: float = 3.0, cusum_k: float = 1.0,
+                 cusum_h: float = 8.0, rel_floor: float = 1e-3, calib_window: int = 5000,
                  seasonal: bool = True,
                  shift_hold: int = 6) -> None:
         self.threshold = threshold

@@ -25,7 +25,7 @@ def test_scores_every_row_sorted_with_original_columns(tmp_path: Path, capsys) -
     assert rc == 0
     raw = pd.read_csv(src, dtype=str)
     res = pd.read_csv(tmp_path / "s.csv", dtype=str)
-    assert list(res.columns) == [*raw.columns, "anomaly_score", "is_anomaly"]
+    assert list(res.columns) == [*raw.columns, "anomaly_score", "is_anomaly", "alarm"]
     assert len(res) == len(raw)
     assert res["ts"].tolist() == sorted(raw["ts"])  # sorted by time, original text kept
     score = res["anomaly_score"].astype(float)
@@ -33,6 +33,8 @@ def test_scores_every_row_sorted_with_original_columns(tmp_path: Path, capsys) -
     flagged = res.loc[res["is_anomaly"] == "True", "ts"].tolist()
     assert "2026-02-04T10:20:00Z" in flagged  # the planted spike (row 700)
     assert len(flagged) <= 8  # the spike and the first rows of the level shift, no storm
+    alarms = res.loc[res["alarm"] == "True", "ts"].tolist()
+    assert alarms == flagged  # the spike and the shift, a day apart: two incidents, two alarms
     assert "rows scored" in out and "top scores" in out and "ANOMALY" in out
 
 
@@ -94,6 +96,7 @@ BAD_INPUTS = {
                           ["--timestamp-col", "timestamp", "--value-col", "timestamp"], "cannot be both"),
     "threshold out of range": ("timestamp,value\n2026-01-01,1\n2026-01-02,2\n", ["--threshold", "3"],
                                "between 0 and 1"),
+    "negative rearm": ("timestamp,value\n2026-01-01,1\n2026-01-02,2\n", ["--rearm", "-1"], "--rearm must be"),
 }
 
 
