@@ -147,6 +147,9 @@ def test_batch_replay_and_stream_give_equal_features_for_the_same_rows(domain: s
     merged = batch.merge(stream, on=key, suffixes=("", "_stream"), validate="one_to_one")
     assert len(merged) == len(batch)
     for c in window_columns(domain):
+        if c not in stream.columns:  # a feature of key types these rows lack (a job's runs)
+            assert merged[c].isna().all(), c
+            continue
         a, b = merged[c], merged[f"{c}_stream"]
         if window_columns(domain)[c] == "double":
             np.testing.assert_allclose(a.to_numpy(float), pd.to_numeric(b).to_numpy(float), rtol=1e-9,
