@@ -71,7 +71,8 @@ def _clean(x: float | None) -> float | None:
 
 @dataclass
 class OperatingPoint:
-    """Flagged entity-days against ground-truth incidents at a detector's own threshold."""
+    """Flagged entity-days against ground-truth incidents at a detector's own threshold
+    (``flagged``: entity-days, :func:`entity_days`)."""
 
     precision: float | None
     recall: float | None
@@ -89,7 +90,9 @@ def operating_point(spec: ModelSpec, rows: pd.DataFrame, flagged: np.ndarray, in
         _, _, domain, types, _ = GROUND_TRUTH_MATCH[spec.name]
         inc = incidents[incidents["domain"] == domain]
         n_inc = int(len(inc) if types is None else inc["incident_type"].isin(types).sum())
-    return OperatingPoint(precision, recall, int(np.count_nonzero(flagged)), n_inc)
+    n_flagged = len(entity_days(spec, rows.reset_index(drop=True), flagged)) if spec.name in GROUND_TRUTH_MATCH \
+        else int(np.count_nonzero(flagged))
+    return OperatingPoint(precision, recall, n_flagged, n_inc)
 
 
 def detector_flags(spec: ModelSpec, pred: pd.DataFrame, threshold: float = BATCH_THRESHOLD) -> np.ndarray:
@@ -100,33 +103,53 @@ def detector_flags(spec: ModelSpec, pred: pd.DataFrame, threshold: float = BATCH
     return pred[spec.outputs[1]].astype(bool).to_numpy()
 
 
+def _utc_day(col: pd.Series) -> pd.Series:
+    """Timestamps (naive UTC, as Spark hands them over, or zone-aware) -> naive UTC days."""
+    t = pd.to_datetime(col)
+    if t.dt.tz is not None:
+        t = t.dt.tz_convert("UTC").dt.tz_localize(None)
+    return t.dt.normalize()
+
+
+def entity_days(spec: ModelSpec, rows: pd.DataFrame, flagged: np.ndarray) -> pd.DataFrame:
+    """The flagged rows rolled up to entity-days: one row per (entity, UTC day) with at least one
+    flagged row (an hourly window, a snapshot), carrying the columns ground truth is matched on.
+
+    The window tables hold one row per key and hour; an analyst reviews an entity's day, so a
+    day with five flagged hours of one job is one flag, not five (precision counts entity-days).
+    """
+    row_col, _, _, _, day_col = GROUND_TRUTH_MATCH[spec.name]
+    keys = list(dict.fromkeys([row_col, *(k for k in spec.entity_keys if k in rows.columns)]))
+    hit = rows.loc[np.asarray(flagged, dtype=bool), keys].copy()
+    hit["day"] = _utc_day(rows.loc[np.asarray(flagged, dtype=bool), day_col])
+    return hit.drop_duplicates([*keys, "day"]).reset_index(drop=True)
+
+
 def ground_truth_scores(spec: ModelSpec, rows: pd.DataFrame, flagged: np.ndarray, incidents: pd.DataFrame
                         ) -> tuple[float | None, float | None]:
-    """(precision, recall) of flagged entity-days against incidents (evaluation only)."""
+    """(precision, recall) of flagged entity-days against incidents (evaluation only): precision =
+    share of flagged entity-days (:func:`entity_days`) inside an incident of their entity,
+    recall = share of incidents with at least one flagged entity-day."""
     if spec.name not in GROUND_TRUTH_MATCH or incidents.empty:
         return None, None
-    row_col, inc_col, domain, types, day_col = GROUND_TRUTH_MATCH[spec.name]
+    row_col, inc_col, domain, types, _ = GROUND_TRUTH_MATCH[spec.name]
     inc = incidents[incidents["domain"] == domain].copy()
     inc["key"] = inc[inc_col].astype(str).str.lower()
-    inc["d0"] = pd.to_datetime(inc["start_time"]).dt.normalize()
-    inc["d1"] = pd.to_datetime(inc["end_time"]).dt.normalize()
-    keys = rows[row_col].astype(str).str.lower().to_numpy()
-    days = pd.to_datetime(rows[day_col]).dt.normalize().to_numpy()
+    inc["d0"] = _utc_day(inc["start_time"])
+    inc["d1"] = _utc_day(inc["end_time"])
+    days = entity_days(spec, rows.reset_index(drop=True), np.asarray(flagged, dtype=bool))
     by_key = {k: g for k, g in inc.groupby("key")}
-
-    def hits(i: int) -> pd.DataFrame:
-        g = by_key.get(keys[i])
+    found: set = set()
+    tp = 0
+    for key, day in zip(days[row_col].astype(str).str.lower(), days["day"], strict=True):
+        g = by_key.get(key)
         if g is None:
-            return inc.iloc[0:0]
-        return g[(g["d0"].to_numpy() <= days[i]) & (g["d1"].to_numpy() >= days[i])]
-
-    idx = np.flatnonzero(flagged)
-    tp = sum(1 for i in idx if len(hits(i)))
-    precision = tp / len(idx) if len(idx) else None
+            continue
+        match = g[(g["d0"] <= day) & (g["d1"] >= day)]
+        tp += int(len(match) > 0)
+        found.update(match["incident_id"])
+    precision = tp / len(days) if len(days) else None
     wanted = inc if types is None else inc[inc["incident_type"].isin(types)]
-    found = set()
-    for i in idx:
-        found.update(hits(i)["incident_id"])
     recall = len(found & set(wanted["incident_id"])) / len(wanted) if len(wanted) else None
     return precision, recall
 
