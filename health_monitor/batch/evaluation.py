@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from health_monitor.batch.algorithms.anomaly import BATCH_THRESHOLD
+from health_monitor.batch.algorithms.anomaly import BATCH_THRESHOLD, key_day_flags
 from health_monitor.batch.base import BatchModel
 from health_monitor.batch.registry import load_champion
 from health_monitor.batch.trainer import TrainResult, fit_model, load_feature_frame, time_split
@@ -95,12 +95,22 @@ def operating_point(spec: ModelSpec, rows: pd.DataFrame, flagged: np.ndarray, in
     return OperatingPoint(precision, recall, n_flagged, n_inc)
 
 
-def detector_flags(spec: ModelSpec, pred: pd.DataFrame, threshold: float = BATCH_THRESHOLD) -> np.ndarray:
-    """The flag a detector raises: its boolean output, or, for the behaviour baseline (which
-    outputs a score only), score >= its threshold on the calibrated scale."""
+def detector_flags(spec: ModelSpec, pred: pd.DataFrame, threshold: float = BATCH_THRESHOLD,
+                   rows: pd.DataFrame | None = None, min_windows: int = 1) -> np.ndarray:
+    """The flag a detector raises: score >= its threshold on the calibrated scale (its boolean
+    output; the behaviour baseline outputs a score only), and, where the detector asks for
+    ``min_windows`` > 1, on at least that many rows of the key's day (:func:`key_day_flags`;
+    ``rows`` carry the keys and times the model's inputs lack)."""
     if spec.name == "user_behavior_baseline":
-        return pred["deviation_score"].to_numpy(dtype=float) >= threshold
-    return pred[spec.outputs[1]].astype(bool).to_numpy()
+        flags = pred["deviation_score"].to_numpy(dtype=float) >= threshold
+    else:
+        flags = pred[spec.outputs[1]].astype(bool).to_numpy()
+    if min_windows > 1:
+        if rows is None:
+            raise ValueError(f"{spec.name}: min_windows {min_windows} needs the rows' keys and times")
+        flags = key_day_flags(rows.reset_index(drop=True), flags.astype(float), 0.5, list(spec.entity_keys),
+                              spec.time_key, min_windows)
+    return flags
 
 
 def _utc_day(col: pd.Series) -> pd.Series:
@@ -192,7 +202,8 @@ def evaluate_held_out(train_settings: Settings, eval_lake: Lakehouse, specs: lis
         op = None
         if spec.name in GROUND_TRUTH_MATCH:
             pred = model.predict(frame[model.features].reset_index(drop=True))
-            flags = detector_flags(spec, pred, getattr(model, "threshold", BATCH_THRESHOLD))
+            flags = detector_flags(spec, pred, getattr(model, "threshold", BATCH_THRESHOLD), frame,
+                                   int(model.params.get("min_windows", 1)))
             op = operating_point(spec, frame.reset_index(drop=True), flags, incidents)
         # "beats baseline" reads "not worse": the rule champions are promoted by.
         out.append(ReportRow(

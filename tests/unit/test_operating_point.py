@@ -65,3 +65,51 @@ def test_zone_aware_incident_times_match_naive_window_times() -> None:
     flagged = np.array([False, False, True])  # 00:00 on Nov 15
     assert ground_truth_scores(THREAT, rows, flagged, inc) == (1.0, 1.0)
     assert ground_truth_scores(THREAT, rows, np.array([True, False, False]), inc) == (0.0, 0.0)
+
+
+# ---------------------------------------------------------------------------- the models' side
+def _quiet_rows(spec_name: str, n: int, seed: int) -> pd.DataFrame:
+    """Ordinary rows of a detector's inputs: small counts, the rule columns zero."""
+    from health_monitor.catalog import get_model as _get
+
+    spec = _get(spec_name)
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({c: rng.poisson(3, n).astype(float) for c in spec.features})
+    for col in spec.params.get("rule_floors", {}):
+        frame[col] = 0.0
+    frame["window_start"] = frame["event_date"] = pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(n), unit="h")
+    frame["user_id"] = (np.arange(n) % 40).astype(str)
+    return frame
+
+
+def test_a_self_grant_flags_its_window_however_ordinary_the_rest_of_it() -> None:
+    from health_monitor.batch.algorithms import build_model
+
+    for name, col in (("security_threat_detector", "self_grants"), ("user_behavior_baseline", "self_grant_count")):
+        spec = get_model(name)
+        model = build_model(spec, {**spec.params, "n_estimators": 50, "max_iter": 30}).fit(_quiet_rows(name, 1500, 1))
+        fresh = _quiet_rows(name, 2000, 2)
+        quiet = model.score(fresh[model.features])
+        assert (quiet >= model.threshold).mean() <= 0.005, name
+        fresh.loc[:4, col] = 1.0  # five rows identical but for one self-grant
+        hit = model.score(fresh[model.features])
+        assert (hit[:5] >= model.threshold).all(), name
+        np.testing.assert_array_equal(hit[5:], quiet[5:])
+
+
+def test_unscored_inputs_describe_the_row_but_never_raise_the_flag() -> None:
+    from health_monitor.batch.algorithms import build_model
+
+    spec = COST
+    scored = list(spec.params["score_features"])
+    assert set(scored) < set(spec.features) and "pct_change_7d" not in scored
+    rng = np.random.default_rng(3)
+    train = pd.DataFrame({c: rng.normal(1.0, 0.1, 3000) for c in spec.features})
+    train["window_start"] = pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(3000), unit="h")
+    model = build_model(spec, {**spec.params, "n_estimators": 50}).fit(train)
+    row = train.head(1).copy()
+    row["pct_change_7d"] = 1e4  # a routine nightly run is a huge change vs the 7-day hourly mean
+    out = model.predict(row[model.features])
+    assert not out["is_anomaly"].iloc[0] and out["deviation_pct"].iloc[0] == 1e4
+    row["routine_ratio"] = 50.0  # 50x what this key spends at this hour: flagged
+    assert model.predict(row[model.features])["is_anomaly"].iloc[0]
