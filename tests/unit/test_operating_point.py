@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from health_monitor.batch.evaluation import entity_days, ground_truth_scores, operating_point
 from health_monitor.catalog import get_model
@@ -113,3 +114,22 @@ def test_unscored_inputs_describe_the_row_but_never_raise_the_flag() -> None:
     assert not out["is_anomaly"].iloc[0] and out["deviation_pct"].iloc[0] == 1e4
     row["routine_ratio"] = 50.0  # 50x what this key spends at this hour: flagged
     assert model.predict(row[model.features])["is_anomaly"].iloc[0]
+
+
+def test_a_key_day_is_flagged_on_min_windows_hours_at_the_threshold() -> None:
+    from health_monitor.batch.algorithms.anomaly import key_day_flags
+    from health_monitor.batch.evaluation import detector_flags
+
+    rows = _cost_windows()
+    scores = np.zeros(len(rows))
+    scores[[2, 5, 9]] = 0.7  # the workspace: three hours on Nov 1
+    scores[48 + 3] = 0.9  # the job: one (nightly) hour on Nov 1
+    scores[48 + 27] = 0.65  # and one on Nov 2
+    one = key_day_flags(rows, scores, 0.6, list(COST.entity_keys), "window_start")
+    assert one.sum() == 5
+    two = key_day_flags(rows, scores, 0.6, list(COST.entity_keys), "window_start", min_windows=2)
+    assert np.flatnonzero(two).tolist() == [2, 5, 9]
+    pred = pd.DataFrame({"anomaly_score": scores, "is_anomaly": scores >= 0.6})
+    np.testing.assert_array_equal(detector_flags(COST, pred, 0.6, rows, min_windows=2), two)
+    with pytest.raises(ValueError, match="min_windows"):
+        detector_flags(COST, pred, 0.6, None, min_windows=2)
