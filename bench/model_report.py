@@ -107,12 +107,15 @@ def operating_point_section(per_seed: dict[int, list[ReportRow]]) -> str:
     """Detectors against incidents at the threshold they alert at, per held-out seed and pooled."""
     seeds = sorted(per_seed)
     lines = ["## Detectors at their operating point", "",
-             "Flag = the detector's own output: calibrated score >= 0.6, a tail probability of 1e-3 among the "
-             "training rows, on the streaming detectors' scale (they alert at 0.8 = 1e-4 per hourly window; a "
-             "batch row is an entity-day). 0.6 was chosen on the training estate's own incidents (seed 11 in "
-             "development); the held-out estates' `ground_truth_incidents` are read here only, never by a model. "
-             "Precision = flagged entity-days inside an incident of that entity; recall = incidents with at "
-             "least one flagged day. Pooled over the held-out seeds " + ", ".join(map(str, seeds)) + ".", "",
+             "Flag = the detector's own operating point: calibrated score >= 0.6 (a tail probability of 1e-3 "
+             "among the training rows, on the streaming detectors' scale; they alert at 0.8 = 1e-4 per hourly "
+             "window), or a rule that flags by itself (a self-grant); the cost detector, whose rows are hourly "
+             "windows of bursty keys, flags a key's day when two of its hours are at the threshold "
+             "(`min_windows`). Hourly windows roll up to entity-days: precision = flagged entity-days inside an "
+             "incident of that entity (cost: of that workspace), recall = incidents with at least one flagged "
+             "entity-day. The operating point was chosen on the training estate (seed 11); the held-out "
+             "estates' `ground_truth_incidents` are read here only, never by a model. Pooled over the held-out "
+             "seeds " + ", ".join(map(str, seeds)) + ".", "",
              "| detector | " + " | ".join(f"seed {s}: P / R (flagged, incidents)" for s in seeds)
              + " | pooled precision | pooled recall |",
              "|---|" + "---|" * (len(seeds) + 2)]

@@ -154,6 +154,12 @@ _USER_WINDOW_EXFIL = (
     "sensitive_reads_max_30d", "export_count_max_30d", "off_hours_events", "is_service_principal",
     "hour_sin", "hour_cos", "is_weekend",
 )
+#: A user's day as the behaviour baseline's autoencoder sees it.
+_BEHAVIOR = (
+    "event_count", "login_count", "unique_ip_count", "off_hours_rate", "is_weekend", "tables_accessed",
+    "sensitive_table_access_count", "log_bytes_read", "query_count", "permission_change_count",
+    "download_count", "job_run_count", "failed_login_count",
+)
 _USER_PRIVILEGE = (
     "grant_count", "permission_change_count", "permission_velocity", "admin_action_count",
     "group_change_count", "token_event_count", "off_hours_admin_count", "cross_workspace_count",
@@ -179,14 +185,21 @@ MODELS: tuple[ModelSpec, ...] = (
         algorithm="Isolation Forest", trainer="isolation_forest",
         gold_tables=("fact_usage", "commit_configurations"),
         feature_table="cost_window_features", entity_keys=("workspace_id", "entity_type", "entity_id"),
-        time_key="window_start", features=_COST_WINDOW, label=None,
+        time_key="window_start", features=_COST_WINDOW + ("routine_ratio", "unit_z"), label=None,
         label_definition="none (unsupervised); validated on planted cost spikes, evaluated on ground truth",
         outputs=("anomaly_score", "is_anomaly", "deviation_pct"),
         refresh="scored by the cost stream every closed hour (blended champion), daily retraining",
         endpoint="cost-anomaly",
         key_metric="planted_auc", target=None, baseline="|z-score| vs 7-day baseline",
-        params={"n_estimators": 200, "contamination": 0.03, "baseline_col": "zscore_7d"},
-        description="Unusual hourly spend per workspace and workspace x SKU (the cost stream's windows).",
+        # Scored on spend against the key's routine at this hour and a job's run against its usual
+        # runs (a nightly run is 5x the 7-day hourly mean every night: zscore_7d / pct_change_7d
+        # only describe the window); a key-day is flagged when two of its hours are (min_windows).
+        params={"n_estimators": 200, "contamination": 0.03, "baseline_col": "zscore_7d",
+                "score_features": ("routine_ratio", "unit_z", "untagged_cost_pct", "sku_count", "job_count",
+                                   "hour_sin", "hour_cos", "dow_sin", "dow_cos", "is_weekend"),
+                "min_windows": 2},
+        description="Unusual hourly spend per workspace, workspace x SKU, job, warehouse and cluster (the cost "
+                    "stream's windows).",
     ),
     ModelSpec(
         name="budget_forecaster", domain="cost", problem_type="forecasting",
@@ -264,7 +277,9 @@ MODELS: tuple[ModelSpec, ...] = (
         refresh="scored by the security stream every closed hour (blended champion), daily retraining",
         endpoint="security-threat",
         key_metric="planted_auc", target=None, baseline="audit events in the hour",
-        params={"n_estimators": 200, "contamination": 0.02, "baseline_col": "events"},
+        # A self-grant is a privilege escalation by definition, not by rarity: it flags by itself.
+        params={"n_estimators": 200, "contamination": 0.02, "baseline_col": "events",
+                "rule_floors": {"self_grants": 0.7}},
         description="Suspicious access per user-hour (the security stream's windows).",
     ),
     ModelSpec(
@@ -301,14 +316,14 @@ MODELS: tuple[ModelSpec, ...] = (
         algorithm="DBSCAN clustering + autoencoder (MLP) deviation", trainer="behavior_baseline",
         gold_tables=("fact_table_lineage", "fact_query_history", "fact_job_run_timeline", "fact_audit_events"),
         feature_table="user_daily_features", entity_keys=("user_id",), time_key="event_date",
-        features=("event_count", "login_count", "unique_ip_count", "off_hours_rate", "is_weekend",
-                  "tables_accessed", "sensitive_table_access_count", "log_bytes_read", "query_count",
-                  "permission_change_count", "download_count", "job_run_count"),
+        features=_BEHAVIOR + ("self_grant_count",),
         label=None, label_definition="none (self-supervised reconstruction)",
         outputs=("user_cluster", "deviation_score"),
         refresh="weekly baseline update", endpoint=None,
         key_metric="planted_auc", target=None, baseline="distance to the user's own mean (z)",
-        params={"eps": 0.9, "min_samples": 3, "hidden": 6, "max_iter": 300},
+        # The autoencoder learns the behaviour columns; a self-grant flags the day by itself.
+        params={"eps": 0.9, "min_samples": 3, "hidden": 6, "max_iter": 300, "score_features": _BEHAVIOR,
+                "extremeness": True, "rule_floors": {"self_grant_count": 0.7}},
         description="Peer group and deviation from the learned normal behaviour.",
     ),
     # ------------------------------------------------------------------ performance

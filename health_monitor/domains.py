@@ -167,6 +167,8 @@ COST = DomainSpec(
     "zscore_7d": "(cost_usd - baseline_7d) / std_7d",
     "pct_change_7d": "percent change of cost_usd against baseline_7d",
     "ratio_7d": "cost_usd / baseline_7d",
+    "routine_ratio": "cost_usd / the larger of baseline_hour_usd and baseline_7d: spend against the key's "
+                     "routine at this hour (null without a 7-day baseline)",
     "hour_sin": "cyclical hour feature", "hour_cos": "cyclical hour feature",
     "dow_sin": "cyclical weekday feature", "dow_cos": "cyclical weekday feature",
     "sku_name": "SKU (workspace_sku entities only)",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from health_monitor.batch.algorithms.anomaly import BATCH_THRESHOLD
+from health_monitor.batch.algorithms.anomaly import BATCH_THRESHOLD, key_day_flags
 from health_monitor.batch.base import BatchModel
 from health_monitor.batch.registry import load_champion
 from health_monitor.batch.trainer import TrainResult, fit_model, load_feature_frame, time_split
@@ -71,7 +71,8 @@ def _clean(x: float | None) -> float | None:
 
 @dataclass
 class OperatingPoint:
-    """Flagged entity-days against ground-truth incidents at a detector's own threshold."""
+    """Flagged entity-days against ground-truth incidents at a detector's own threshold
+    (``flagged``: entity-days, :func:`entity_days`)."""
 
     precision: float | None
     recall: float | None
@@ -89,44 +90,76 @@ def operating_point(spec: ModelSpec, rows: pd.DataFrame, flagged: np.ndarray, in
         _, _, domain, types, _ = GROUND_TRUTH_MATCH[spec.name]
         inc = incidents[incidents["domain"] == domain]
         n_inc = int(len(inc) if types is None else inc["incident_type"].isin(types).sum())
-    return OperatingPoint(precision, recall, int(np.count_nonzero(flagged)), n_inc)
+    n_flagged = len(entity_days(spec, rows.reset_index(drop=True), flagged)) if spec.name in GROUND_TRUTH_MATCH \
+        else int(np.count_nonzero(flagged))
+    return OperatingPoint(precision, recall, n_flagged, n_inc)
 
 
-def detector_flags(spec: ModelSpec, pred: pd.DataFrame, threshold: float = BATCH_THRESHOLD) -> np.ndarray:
-    """The flag a detector raises: its boolean output, or, for the behaviour baseline (which
-    outputs a score only), score >= its threshold on the calibrated scale."""
+def detector_flags(spec: ModelSpec, pred: pd.DataFrame, threshold: float = BATCH_THRESHOLD,
+                   rows: pd.DataFrame | None = None, min_windows: int = 1) -> np.ndarray:
+    """The flag a detector raises: score >= its threshold on the calibrated scale (its boolean
+    output; the behaviour baseline outputs a score only), and, where the detector asks for
+    ``min_windows`` > 1, on at least that many rows of the key's day (:func:`key_day_flags`;
+    ``rows`` carry the keys and times the model's inputs lack)."""
     if spec.name == "user_behavior_baseline":
-        return pred["deviation_score"].to_numpy(dtype=float) >= threshold
-    return pred[spec.outputs[1]].astype(bool).to_numpy()
+        flags = pred["deviation_score"].to_numpy(dtype=float) >= threshold
+    else:
+        flags = pred[spec.outputs[1]].astype(bool).to_numpy()
+    if min_windows > 1:
+        if rows is None:
+            raise ValueError(f"{spec.name}: min_windows {min_windows} needs the rows' keys and times")
+        flags = key_day_flags(rows.reset_index(drop=True), flags.astype(float), 0.5, list(spec.entity_keys),
+                              spec.time_key, min_windows)
+    return flags
+
+
+def _utc_day(col: pd.Series) -> pd.Series:
+    """Timestamps (naive UTC, as Spark hands them over, or zone-aware) -> naive UTC days."""
+    t = pd.to_datetime(col)
+    if t.dt.tz is not None:
+        t = t.dt.tz_convert("UTC").dt.tz_localize(None)
+    return t.dt.normalize()
+
+
+def entity_days(spec: ModelSpec, rows: pd.DataFrame, flagged: np.ndarray) -> pd.DataFrame:
+    """The flagged rows rolled up to entity-days: one row per (entity, UTC day) with at least one
+    flagged row (an hourly window, a snapshot), carrying the columns ground truth is matched on.
+
+    The window tables hold one row per key and hour; an analyst reviews an entity's day, so a
+    day with five flagged hours of one job is one flag, not five (precision counts entity-days).
+    """
+    row_col, _, _, _, day_col = GROUND_TRUTH_MATCH[spec.name]
+    keys = list(dict.fromkeys([row_col, *(k for k in spec.entity_keys if k in rows.columns)]))
+    hit = rows.loc[np.asarray(flagged, dtype=bool), keys].copy()
+    hit["day"] = _utc_day(rows.loc[np.asarray(flagged, dtype=bool), day_col])
+    return hit.drop_duplicates([*keys, "day"]).reset_index(drop=True)
 
 
 def ground_truth_scores(spec: ModelSpec, rows: pd.DataFrame, flagged: np.ndarray, incidents: pd.DataFrame
                         ) -> tuple[float | None, float | None]:
-    """(precision, recall) of flagged entity-days against incidents (evaluation only)."""
+    """(precision, recall) of flagged entity-days against incidents (evaluation only): precision =
+    share of flagged entity-days (:func:`entity_days`) inside an incident of their entity,
+    recall = share of incidents with at least one flagged entity-day."""
     if spec.name not in GROUND_TRUTH_MATCH or incidents.empty:
         return None, None
-    row_col, inc_col, domain, types, day_col = GROUND_TRUTH_MATCH[spec.name]
+    row_col, inc_col, domain, types, _ = GROUND_TRUTH_MATCH[spec.name]
     inc = incidents[incidents["domain"] == domain].copy()
     inc["key"] = inc[inc_col].astype(str).str.lower()
-    inc["d0"] = pd.to_datetime(inc["start_time"]).dt.normalize()
-    inc["d1"] = pd.to_datetime(inc["end_time"]).dt.normalize()
-    keys = rows[row_col].astype(str).str.lower().to_numpy()
-    days = pd.to_datetime(rows[day_col]).dt.normalize().to_numpy()
+    inc["d0"] = _utc_day(inc["start_time"])
+    inc["d1"] = _utc_day(inc["end_time"])
+    days = entity_days(spec, rows.reset_index(drop=True), np.asarray(flagged, dtype=bool))
     by_key = {k: g for k, g in inc.groupby("key")}
-
-    def hits(i: int) -> pd.DataFrame:
-        g = by_key.get(keys[i])
+    found: set = set()
+    tp = 0
+    for key, day in zip(days[row_col].astype(str).str.lower(), days["day"], strict=True):
+        g = by_key.get(key)
         if g is None:
-            return inc.iloc[0:0]
-        return g[(g["d0"].to_numpy() <= days[i]) & (g["d1"].to_numpy() >= days[i])]
-
-    idx = np.flatnonzero(flagged)
-    tp = sum(1 for i in idx if len(hits(i)))
-    precision = tp / len(idx) if len(idx) else None
+            continue
+        match = g[(g["d0"] <= day) & (g["d1"] >= day)]
+        tp += int(len(match) > 0)
+        found.update(match["incident_id"])
+    precision = tp / len(days) if len(days) else None
     wanted = inc if types is None else inc[inc["incident_type"].isin(types)]
-    found = set()
-    for i in idx:
-        found.update(hits(i)["incident_id"])
     recall = len(found & set(wanted["incident_id"])) / len(wanted) if len(wanted) else None
     return precision, recall
 
@@ -169,7 +202,8 @@ def evaluate_held_out(train_settings: Settings, eval_lake: Lakehouse, specs: lis
         op = None
         if spec.name in GROUND_TRUTH_MATCH:
             pred = model.predict(frame[model.features].reset_index(drop=True))
-            flags = detector_flags(spec, pred, getattr(model, "threshold", BATCH_THRESHOLD))
+            flags = detector_flags(spec, pred, getattr(model, "threshold", BATCH_THRESHOLD), frame,
+                                   int(model.params.get("min_windows", 1)))
             op = operating_point(spec, frame.reset_index(drop=True), flags, incidents)
         # "beats baseline" reads "not worse": the rule champions are promoted by.
         out.append(ReportRow(

@@ -101,7 +101,9 @@ def user_daily_features(audit: DataFrame, lineage: DataFrame, queries: DataFrame
     """One row per (user_id, event_date) with the user's activity that day, its deviation from
     the user's previous 7 days (windows end the day before) and from peers the same day.
     ``label_escalation`` (a self-grant or a denied permission change) is the privilege
-    escalation detector's label; the two columns it is made of are not features."""
+    escalation detector's label; the two columns it is made of are not its features (the
+    unsupervised behaviour baseline reads ``self_grant_count`` as a rule: a self-grant flags the
+    day whatever the label of any supervised model says)."""
     keys = ["user_id", "event_date"]
     days = audit_daily(audit).join(lineage_daily(lineage), keys, "full").join(query_daily(queries), keys, "full")
     counts = [c for c in days.columns if c not in keys and not c.startswith("_ws")]

@@ -41,15 +41,21 @@ _PRIVATE = ("_workspace_id",)
 
 def window_columns(domain: str) -> dict[str, str]:
     """The columns of a domain's window frame (what the scorer and its champions see), with their
-    type (``double`` or ``string``): the domain's window logic applied to one empty window."""
+    type (``double`` or ``string``): the domain's window logic applied to one empty window of
+    each of its key types (a job key has features a workspace key has not: its run's spend
+    against its usual runs), in the order they first appear."""
     dom = spec(domain)
     if dom.window is None:
         raise KeyError(f"domain {domain!r} has no streaming window")
-    ks = windows.KeyState(dom.keys[0], "probe")
-    ks.open[0] = {}
-    feats = windows.close_windows(domain, ks, windows.HOUR_MS, {})[0]["features"]
-    return {k: "string" if v is None or isinstance(v, str) else "double"
-            for k, v in feats.items() if k not in _PRIVATE}
+    cols: dict[str, str] = {}
+    for key_type in dom.keys:
+        ks = windows.KeyState(key_type, "probe:probe")  # workspace_sku ids are "workspace:sku"
+        ks.open[0] = {}
+        feats = windows.close_windows(domain, ks, windows.HOUR_MS, {})[0]["features"]
+        for k, v in feats.items():
+            if k not in _PRIVATE and k not in cols:
+                cols[k] = "string" if v is None or isinstance(v, str) else "double"
+    return cols
 
 
 def table_schema(domain: str) -> str:

@@ -107,6 +107,7 @@ def _user_days(n: int, seed: int) -> pd.DataFrame:
     spec = get_model("security_threat_detector")
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({c: rng.poisson(3, n).astype(float) for c in spec.features})
+    frame["self_grants"] = 0.0  # a self-grant flags by itself (rule_floors): never part of a normal day
     frame["event_date"] = pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(n) % 60, unit="D")
     frame["user_id"] = (np.arange(n) % 40).astype(str)
     return frame

@@ -20,6 +20,26 @@ from health_monitor.batch.base import BatchModel, auc
 #: streams' 0.8). Chosen on one simulated estate (seed 11), reported on others (docs/model-report.md).
 BATCH_THRESHOLD = 0.6
 
+
+
+def key_day_flags(rows: pd.DataFrame, scores: np.ndarray, threshold: float, keys: list[str], time_key: str,
+                  min_windows: int = 1) -> np.ndarray:
+    """The operating point of a detector that scores hourly windows, per key and UTC day: a row
+    is flagged when it scores at or above ``threshold`` and at least ``min_windows`` rows of its
+    key's day do. Why: a bursty key (a job run, a busy warehouse morning) has single expensive
+    hours by its nature, while a runaway run or a billing error lasts hours; one hour at the
+    tail of thousands of windows is the false-alarm budget, not an incident."""
+    hit = pd.Series(np.asarray(scores, dtype=float) >= threshold, index=rows.index)
+    if min_windows <= 1 or not hit.any():
+        return hit.to_numpy()
+    missing = [k for k in [*keys, time_key] if k not in rows.columns]
+    if missing:
+        raise ValueError(f"key_day_flags: rows lack {missing}")
+    day = pd.to_datetime(rows[time_key]).dt.normalize()
+    per_day = hit.groupby([rows[k].astype(str) for k in keys] + [day], dropna=False).transform("sum")
+    return (hit & (per_day >= min_windows)).to_numpy()
+
+
 #: Features that describe *when*, not *what*: planting never pushes these.
 _CONTEXT_WORDS = ("sin", "cos", "is_weekend", "is_holiday", "is_month_end", "day_of", "hour_of")
 
@@ -95,6 +115,13 @@ class _Unsupervised(BatchModel):
         col = self.params.get("baseline_col")
         return [col] if col else None
 
+    @property
+    def scored_features(self) -> list[str]:
+        """The inputs the score is computed from (param ``score_features``; default all of them).
+        The others only describe the row (the percent change an output reports, the naive
+        baseline's column): a signal known to be routine-blind does not raise the flag."""
+        return [c for c in self.params.get("score_features") or self.features if c in self.features]
+
     def _become_naive(self) -> None:
         # None while the model itself is being calibrated (the twin is fitted from its raw score).
         self.calibration_ = getattr(self, "naive_calibration_", None)
@@ -106,11 +133,11 @@ class _Unsupervised(BatchModel):
         self.naive_calibration_ = ScoreCalibration(twin.raw_score(train)) if twin is not None else None
 
     def _impute(self, X: pd.DataFrame) -> np.ndarray:
-        m = self.matrix(X)
+        m = self.matrix(X, self.scored_features)
         return np.where(np.isnan(m), self.medians_, m)
 
     def _fit_medians(self, train: pd.DataFrame) -> np.ndarray:
-        m = self.matrix(train)
+        m = self.matrix(train, self.scored_features)
         med = np.nanmedian(np.where(np.isfinite(m), m, np.nan), axis=0) if len(m) else np.zeros(m.shape[1])
         self.medians_ = np.nan_to_num(med)
         return np.where(np.isnan(m), self.medians_, m)
@@ -122,6 +149,42 @@ class _Unsupervised(BatchModel):
             return pd.to_numeric(X[col], errors="coerce").abs().fillna(0).to_numpy(dtype=float)
         return self._model_raw(X)
 
+    def _fit_extremeness(self, X: np.ndarray) -> None:
+        from health_monitor.detectors.base import SIGMA_PER_MAD
+
+        self.ext_cols_ = [j for j, c in enumerate(self.scored_features) if not any(w in c for w in _CONTEXT_WORDS)]
+        B = X[:, self.ext_cols_]
+        # Counts, bytes and ratios (never negative in training) are judged on a log scale: their
+        # tails are multiplicative, and a ratio to a tiny average would otherwise dominate.
+        self.ext_log_ = np.nanmin(B, axis=0) >= 0 if len(B) else np.zeros(B.shape[1], dtype=bool)
+        B = self._ext_transform(B)
+        self.ext_center_ = np.median(B, axis=0)
+        mad = np.median(np.abs(B - self.ext_center_), axis=0) * SIGMA_PER_MAD
+        # Resolution floor: a column that is mostly one value (zero-inflated counts) is judged by
+        # the spread of its upper tail (99th percentile = 2.33 sigma), and never by less than 0.1.
+        upper = (np.quantile(B, 0.99, axis=0) - self.ext_center_) / 2.326
+        self.ext_scale_ = np.maximum(np.maximum(mad, upper), 0.1)
+
+    def _ext_transform(self, B: np.ndarray) -> np.ndarray:
+        return np.where(self.ext_log_, np.log1p(np.clip(B, 0.0, None)), B)
+
+    def _extremeness(self, X: pd.DataFrame) -> np.ndarray:
+        B = self._ext_transform(self._impute(X)[:, self.ext_cols_])
+        return np.clip((B - self.ext_center_) / self.ext_scale_, 0.0, None).max(axis=1)
+
+    def _fit_extreme_calibration(self, train: pd.DataFrame, X: np.ndarray, default: bool = True) -> None:
+        """Fit the per-feature extremeness term (param ``extremeness``, else ``default``) and its
+        calibration on the training rows ``train`` (``X``: their imputed matrix)."""
+        self.ext_calibration_ = None
+        if self.params.get("extremeness", default):
+            self._fit_extremeness(X)
+            self.ext_calibration_ = ScoreCalibration(self._extremeness(train))
+
+    def _max_extreme(self, X: pd.DataFrame, s: np.ndarray) -> np.ndarray:
+        """The model's calibrated score or the extremeness term's, whichever is larger."""
+        ext = getattr(self, "ext_calibration_", None)
+        return s if self.naive_ or ext is None else np.maximum(s, ext.score(self._extremeness(X)))
+
     def _model_raw(self, X: pd.DataFrame) -> np.ndarray:
         raise NotImplementedError
 
@@ -129,8 +192,22 @@ class _Unsupervised(BatchModel):
         """Calibrated anomaly score in [0, 1] (:class:`ScoreCalibration`)."""
         return self.calibration_.score(self.raw_score(X))
 
+    def _with_rules(self, X: pd.DataFrame, s: np.ndarray) -> np.ndarray:
+        """``s`` raised to each rule's floor where its column is positive (param ``rule_floors``:
+        column -> score). For signals that are anomalous by definition, not by rarity: a
+        permission change that names its own actor as grantee is a privilege escalation however
+        many ordinary days look alike, as a removed column is a breaking change."""
+        floors = self.params.get("rule_floors") or {}
+        if self.naive_ or not floors:
+            return s
+        out = np.asarray(s, dtype=float).copy()
+        for col, floor in floors.items():
+            hit = pd.to_numeric(X[col], errors="coerce").fillna(0).to_numpy(dtype=float) > 0
+            out = np.where(hit, np.maximum(out, float(floor)), out)
+        return out
+
     def _planted(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-        return plant_anomalies(frame, self.features, self.reference_, seed=self.seed + 1)
+        return plant_anomalies(frame, self.scored_features, self.reference_, seed=self.seed + 1)
 
     def evaluate(self, frame: pd.DataFrame) -> dict[str, float]:
         rows, y = self._planted(frame)
@@ -160,43 +237,15 @@ class IsolationForestModel(_Unsupervised):
         self.reference_ = train[self.features].apply(pd.to_numeric, errors="coerce").head(5000)
         self.model_ = IsolationForest(n_estimators=int(self.params.get("n_estimators", 200)),
                                       contamination="auto", random_state=self.seed, n_jobs=1).fit(X)
-        self.ext_calibration_ = None
-        if self.params.get("extremeness", True):
-            self._fit_extremeness(X)
-            self.ext_calibration_ = ScoreCalibration(self._extremeness(train))
+        self._fit_extreme_calibration(train, X)
         self._fit_calibration(train)
         return self
-
-    def _fit_extremeness(self, X: np.ndarray) -> None:
-        from health_monitor.detectors.base import SIGMA_PER_MAD
-
-        self.ext_cols_ = [j for j, c in enumerate(self.features) if not any(w in c for w in _CONTEXT_WORDS)]
-        B = X[:, self.ext_cols_]
-        # Counts, bytes and ratios (never negative in training) are judged on a log scale: their
-        # tails are multiplicative, and a ratio to a tiny average would otherwise dominate.
-        self.ext_log_ = np.nanmin(B, axis=0) >= 0 if len(B) else np.zeros(B.shape[1], dtype=bool)
-        B = self._ext_transform(B)
-        self.ext_center_ = np.median(B, axis=0)
-        mad = np.median(np.abs(B - self.ext_center_), axis=0) * SIGMA_PER_MAD
-        # Resolution floor: a column that is mostly one value (zero-inflated counts) is judged by
-        # the spread of its upper tail (99th percentile = 2.33 sigma), and never by less than 0.1.
-        upper = (np.quantile(B, 0.99, axis=0) - self.ext_center_) / 2.326
-        self.ext_scale_ = np.maximum(np.maximum(mad, upper), 0.1)
-
-    def _ext_transform(self, B: np.ndarray) -> np.ndarray:
-        return np.where(self.ext_log_, np.log1p(np.clip(B, 0.0, None)), B)
-
-    def _extremeness(self, X: pd.DataFrame) -> np.ndarray:
-        B = self._ext_transform(self._impute(X)[:, self.ext_cols_])
-        return np.clip((B - self.ext_center_) / self.ext_scale_, 0.0, None).max(axis=1)
 
     def _model_raw(self, X: pd.DataFrame) -> np.ndarray:
         return -self.model_.score_samples(self._impute(X))
 
     def score(self, X: pd.DataFrame) -> np.ndarray:
-        forest = super().score(X)
-        ext = getattr(self, "ext_calibration_", None)
-        return forest if self.naive_ or ext is None else np.maximum(forest, ext.score(self._extremeness(X)))
+        return self._with_rules(X, self._max_extreme(X, super().score(X)))
 
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         s = self.score(X)
@@ -292,12 +341,16 @@ class BehaviorBaselineModel(_Unsupervised):
                                 early_stopping=False, alpha=1e-3)
         sample = Z if len(Z) <= 20000 else Z[np.random.default_rng(self.seed).choice(len(Z), 20000, replace=False)]
         self.ae_.fit(sample, sample)
+        self._fit_extreme_calibration(train, X, default=False)
         self._fit_calibration(train)
         return self
 
     def _model_raw(self, X: pd.DataFrame) -> np.ndarray:
         Z = np.clip((self._impute(X) - self.mu_) / self.sd_, -10, 10)
         return np.sqrt(np.mean((self.ae_.predict(Z) - Z) ** 2, axis=1))
+
+    def score(self, X: pd.DataFrame) -> np.ndarray:
+        return self._with_rules(X, self._max_extreme(X, super().score(X)))
 
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         Z = np.clip((self._impute(X) - self.mu_) / self.sd_, -10, 10)

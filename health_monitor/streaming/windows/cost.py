@@ -56,6 +56,7 @@ def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[f
     days = min(7, int((start_ms - hist[0][0]) // DAY_MS)) if hist else 0
     b_hour = (max(sum(same_day) / days, sum(same_week) / 4 if days >= 7 and start_ms - hist[0][0] >= 28 * DAY_MS
                   else 0.0) if days >= 2 else float("nan"))
+    routine = b7 if math.isnan(b_hour) else max(b_hour, b7)  # NaN while the key has no 7-day baseline
     skus = acc.get("skus", {})
     jobs = acc.get("jobs", {})
     top_sku = max(skus, key=skus.get) if skus else None
@@ -86,6 +87,9 @@ def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[f
         "zscore_7d": (cost - b7) / s7 if enough and s7 > 0 else float("nan"),
         "pct_change_7d": (cost - b7) / b7 * 100 if enough and b7 > 0 else float("nan"),
         "ratio_7d": cost / b7 if enough and b7 > 0 else float("nan"),
+        # Against the key's routine at this hour (never below its 7-day hourly mean): a nightly
+        # run is 5x the 7-day mean every night, but 1x what this key spends at 03:00.
+        "routine_ratio": cost / routine if enough and routine > 0 else float("nan"),
         "untagged_cost_usd": acc.get("untagged", 0.0),
         "untagged_cost_pct": acc.get("untagged", 0.0) / cost * 100 if cost > 0 else 0.0,
         "mtd_cost_usd": mtd[month_key],
@@ -107,6 +111,10 @@ def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[f
             ks.history["name"] = name = name or ks.history.get("name")
             f["job_name"] = name or ks.entity_id
         f["key_label"] = _key_label(ks, f.get("job_name"))
+    else:
+        # unit_z is a champion input (cost_anomaly_detector): every key's window carries it, null
+        # off the unit keys, so a micro-batch of workspace keys still has every input to blend.
+        f["unit_z"] = float("nan")
     hist.append((start_ms, cost))
     return cost, f
 
