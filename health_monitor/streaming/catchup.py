@@ -284,6 +284,7 @@ def prepare(lake: Lakehouse, domain: str, rules: Any) -> CatchupPlan | None:
         checkpoints.write_catchup_plan(loc, asdict(plan))
     if plan.step == "scored":
         _write(lake, plan, rules)
+        _mark_next_versions(lake, plan)
         plan.step = "done"
         checkpoints.write_catchup_plan(loc, asdict(plan))
         # The scored rows are in the monitor tables now; only the handed-over states stay.
@@ -301,8 +302,7 @@ def _plan(lake: Lakehouse, domain: str) -> CatchupPlan:
     from health_monitor.features.windows import watermark_ms
 
     dom = spec(domain)
-    versions = {t: int(lake.spark.sql(f"DESCRIBE HISTORY {lake.table_name(t)} LIMIT 1").first()["version"])
-                for t in dom.sources if lake.exists(t)}
+    versions = {t: _latest_version(lake, t) for t in dom.sources if lake.exists(t)}
     keyed = dom.open_input(_VersionedGold(lake, versions, backlog=True)).keyed  # type: ignore[arg-type]
     newest = keyed.agg(F.max(F.unix_millis(F.col("event_time").cast("timestamp")))).first()[0]
     wm = watermark_ms(domain, pd.Timestamp(int(newest), unit="ms")) if newest is not None else 0
@@ -329,6 +329,30 @@ def _score(lake: Lakehouse, plan: CatchupPlan) -> None:
 
     scored = keyed.groupBy("entity_type", "entity_id").applyInPandas(per_key, OUTPUT_SCHEMA + ", state binary")
     scored.write.mode("overwrite").partitionBy("kind").parquet(str(out))
+
+
+def _latest_version(lake: Lakehouse, table: str) -> int:
+    return int(lake.spark.sql(f"DESCRIBE HISTORY {lake.table_name(table)} LIMIT 1").first()["version"])
+
+
+def _mark_next_versions(lake: Lakehouse, plan: CatchupPlan) -> None:
+    """Make sure version V + 1 of every source table exists: a table property records the
+    catch-up where no commit followed V.
+
+    Delta refuses ``startingVersion`` beyond the latest version, ``"latest"`` would be resolved
+    only when the query first runs (a commit landing in between would be skipped), and it skips
+    an empty append. A property change adds no rows and keeps the schema, so streams reading the
+    table go on.
+    """
+    for table, v in plan.versions.items():
+        if _latest_version(lake, table) <= v:
+            with lake.writer_lock(table, "gold"):
+                lake.spark.sql(f"ALTER TABLE {lake.table_name(table)} SET TBLPROPERTIES "
+                               f"('health_monitor.catchup.{plan.domain}' = '{v}')")
+            if _latest_version(lake, table) <= v:
+                from health_monitor.errors import HealthMonitorError
+
+                raise HealthMonitorError(f"could not commit version {v + 1} of gold.{table} for the catch-up's handover")
 
 
 def _write(lake: Lakehouse, plan: CatchupPlan, rules: Any) -> None:

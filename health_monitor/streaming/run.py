@@ -155,8 +155,6 @@ def start_streams(lake: Lakehouse, domains: list[str] | tuple[str, ...] = STREAM
         from health_monitor.rules import load_rules
 
         rules = load_rules(lake.settings)
-    # Before any query starts: a catch-up's handover is the stream's first input.
-    plans = {d: catchup.prepare(lake, d, rules) if catch_up else catchup.load_plan(lake, d) for d in todo}
     queries, sinks = {}, {}
     conf = lake.spark.conf
     previous = conf.get("spark.sql.shuffle.partitions")
@@ -164,6 +162,8 @@ def start_streams(lake: Lakehouse, domains: list[str] | tuple[str, ...] = STREAM
         # Each query clones the session conf when it starts; the checkpoint then keeps the value.
         conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions))
     try:
+        # Before any query starts: a catch-up's handover is the stream's first input.
+        plans = {d: catchup.prepare(lake, d, rules) if catch_up else catchup.load_plan(lake, d) for d in todo}
         for domain in todo:
             log_blend(lake, domain)  # which champions this stream blends in, or why not
             sink = BatchSink(lake, domain, rules)
