@@ -17,8 +17,9 @@ from test_streaming import ALERT_KEY, T0, _alerts, load_usage, usage_rows
 
 from health_monitor import checkpoints
 from health_monitor.errors import HealthMonitorError
+from health_monitor.rules import load_rules
 from health_monitor.runtime import Lakehouse
-from health_monitor.streaming import engine
+from health_monitor.streaming import catchup, engine
 from health_monitor.streaming.sink import BatchSink
 
 # The spike is hours 80-83. Backlog = hours before 85: its watermark (newest event minus the 3 h
@@ -37,10 +38,10 @@ def test_catch_up_then_stream_writes_the_alerts_and_scores_of_one_plain_stream(l
     backlog = [r for r in rows if r["usage_start_time"] < seam]
     after = [r for r in rows if r["usage_start_time"] >= seam]
 
-    # One plain stream: the backlog's commit in one micro-batch, the next commit in the next.
+    # One plain stream over both commits (tests/unit/test_catchup.py plays it batch by batch).
     load_usage(lake, backlog, tmp_path / "a")
     load_usage(lake, after, tmp_path / "a")
-    engine.run_available_now(lake, ["cost"], max_files_per_trigger=1, shuffle_partitions=1)
+    engine.run_available_now(lake, ["cost"], shuffle_partitions=1)
     expected, expected_scores = _alerts(lake), _scores(lake)
     assert not expected.empty, "the spike must raise alerts for this test to mean anything"
 
@@ -60,8 +61,8 @@ def test_catch_up_then_stream_writes_the_alerts_and_scores_of_one_plain_stream(l
     assert checkpoints.read_catchup_plan(loc)["step"] == "scored"
     with pytest.raises(HealthMonitorError, match="stream start --catch-up' to finish it"):
         engine.run_available_now(other, ["cost"])  # a plain start never streams over a half catch-up
-    # Resumes (the scores' write is skipped) and starts the stream on the handed-over states alone.
-    engine.run_available_now(other, ["cost"], catch_up=True, shuffle_partitions=1)
+    # `--catch-up` again resumes at the recorded step (the scores' write is skipped by Delta).
+    catchup.prepare(other, "cost", load_rules(other.settings))
     plan = checkpoints.read_catchup_plan(loc)
     assert plan["step"] == "done" and plan["versions"] == {"fact_usage": 0}
     # No commit followed V: a table property made version V + 1 for the stream to start at.
@@ -72,8 +73,11 @@ def test_catch_up_then_stream_writes_the_alerts_and_scores_of_one_plain_stream(l
     backlog_scores = _scores(other)
     assert len(backlog_scores) > 0 and backlog_scores["window_end"].max() == cut
 
+    # The stream (started without the flag: a finished catch-up is always honoured) reads the
+    # handed-over states and the rows committed after V.
     load_usage(other, after, tmp_path / "b")
-    engine.run_available_now(other, ["cost"])  # a restart honours the finished catch-up without the flag
+    engine.run_available_now(other, ["cost"])
+    assert other.count("late_rows", "monitor") == 0
 
     got, scores = _alerts(other), _scores(other)
     pd.testing.assert_frame_equal(got[ALERT_KEY], expected[ALERT_KEY])
