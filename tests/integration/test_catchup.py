@@ -31,6 +31,7 @@ def _scores(lake: Lakehouse) -> pd.DataFrame:
     return lake.read("anomaly_scores", "monitor").toPandas().sort_values("score_id").reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_catch_up_then_stream_writes_the_alerts_and_scores_of_one_plain_stream(lake, tmp_path, settings,
                                                                                monkeypatch):
     rows = usage_rows(range(0, 120), skus=(("JOBS_COMPUTE", 20.0), ("SQL_COMPUTE", 6.0)), spike=range(80, 84))
