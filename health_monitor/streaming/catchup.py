@@ -29,8 +29,8 @@ The seam: windows ending by W were scored once, by the batch path; later ones cl
 stream, with everything the key learned in the backlog. The handover rows carry event time M, so
 the stream's watermark starts where a plain stream's would be after the backlog: keys with no
 rows after V still get their event-time timeout and their open windows close. Rows after V at or
-behind W are late, as in a plain stream: kept in ``monitor.late_rows`` (the sink's late floor),
-not scored.
+behind W are late, as for a plain stream whose batch after the backlog has moved its watermark
+to W: kept in ``monitor.late_rows`` (the sink's late floor), not scored.
 
 Crash safety: each step records its end in the plan; ``stream start --catch-up`` resumes an
 interrupted catch-up at its step (all writes idempotent), and a start without ``--catch-up``

@@ -2,8 +2,9 @@
 
 The same hourly usage rows go through one plain stream and through catch-up + stream, with the
 seam (the Delta version the catch-up records) cutting through a cost spike, so an incident opens
-in the backlog and continues in the stream. The catch-up is interrupted once between its score
-and alert writes, as a crash would, and resumed.
+in the backlog and continues in the stream; rows written after V land in a window the batch path
+closed (late) and in one still open at the seam. The catch-up is interrupted once between its
+score and alert writes, as a crash would, and resumed.
 """
 
 from __future__ import annotations
@@ -37,12 +38,17 @@ def test_catch_up_then_stream_writes_the_alerts_and_scores_of_one_plain_stream(l
     rows = usage_rows(range(0, 120), skus=(("JOBS_COMPUTE", 20.0), ("SQL_COMPUTE", 6.0)), spike=range(80, 84))
     seam = (T0 + timedelta(hours=SEAM_HOUR)).isoformat()
     backlog = [r for r in rows if r["usage_start_time"] < seam]
-    after = [r for r in rows if r["usage_start_time"] >= seam]
+    # Written after V: a row for a window the batch path closed (late, as in a plain stream) and
+    # one for a window still open at the seam (it must join the handed-over window).
+    late, inside = usage_rows(range(78, 79), tag="late"), usage_rows(range(83, 84), tag="inside")
+    after = [r for r in rows if r["usage_start_time"] >= seam] + late + inside
 
-    # One plain stream over both commits (tests/unit/test_catchup.py plays it batch by batch).
+    # One plain stream: over the backlog (its closing batch moves the watermark to W and closes
+    # the windows ending by then), then over the rows written after it.
     load_usage(lake, backlog, tmp_path / "a")
-    load_usage(lake, after, tmp_path / "a")
     engine.run_available_now(lake, ["cost"], shuffle_partitions=1)
+    load_usage(lake, after, tmp_path / "a")
+    engine.run_available_now(lake, ["cost"])
     expected, expected_scores = _alerts(lake), _scores(lake)
     assert not expected.empty, "the spike must raise alerts for this test to mean anything"
 
@@ -78,7 +84,9 @@ def test_catch_up_then_stream_writes_the_alerts_and_scores_of_one_plain_stream(l
     # handed-over states and the rows committed after V.
     load_usage(other, after, tmp_path / "b")
     engine.run_available_now(other, ["cost"])
-    assert other.count("late_rows", "monitor") == 0
+    for lh in (lake, other):
+        kept = lh.read("late_rows", "monitor").toPandas()
+        assert [json.loads(r)["record_id"] for r in kept["row_json"]] == [late[0]["record_id"]]
 
     got, scores = _alerts(other), _scores(other)
     pd.testing.assert_frame_equal(got[ALERT_KEY], expected[ALERT_KEY])
