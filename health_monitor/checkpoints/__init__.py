@@ -9,6 +9,7 @@ from health_monitor.checkpoints.manager import (
     app_id,
     backup_checkpoint,
     batch_watermark_ms,
+    catchup_dir,
     checkpoint_info,
     checkpoint_location,
     checkpoint_root,
@@ -16,15 +17,17 @@ from health_monitor.checkpoints.manager import (
     last_offset_batch,
     late_event_watermark_ms,
     list_checkpoints,
+    read_catchup_plan,
     read_status,
     reset_checkpoint,
     restore_checkpoint,
+    write_catchup_plan,
     write_status,
 )
 
 __all__ = [
-    "CheckpointInfo", "app_id", "backup_checkpoint", "batch_watermark_ms", "checkpoint_info",
+    "CheckpointInfo", "app_id", "backup_checkpoint", "batch_watermark_ms", "catchup_dir", "checkpoint_info",
     "checkpoint_location", "checkpoint_root", "last_committed_batch", "last_offset_batch",
-    "late_event_watermark_ms", "list_checkpoints", "read_status", "reset_checkpoint",
-    "restore_checkpoint", "write_status",
+    "late_event_watermark_ms", "list_checkpoints", "read_catchup_plan", "read_status",
+    "reset_checkpoint", "restore_checkpoint", "write_catchup_plan", "write_status",
 ]

@@ -12,6 +12,10 @@ Besides Spark's files, a checkpoint folder holds two small files of ours:
   the checkpoint and draws a new one, so restarted batch ids (which start again at 0) are never
   mistaken for batches the old query already wrote.
 * ``hm_status.json``: the last micro-batch as the running process saw it, for ``stream status``.
+* ``hm_catchup/``: a first start's catch-up (``stream start --catch-up``): ``plan.json`` records
+  each source table's Delta version V and how far the batch scoring of the backlog got; the
+  folder also holds the backlog's scored rows and the per-key state handed to the stream
+  (:mod:`health_monitor.streaming.catchup`). A reset deletes it with the rest.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from health_monitor.settings import Settings
 
 APP_ID_FILE = "hm_app_id"
 STATUS_FILE = "hm_status.json"
+CATCHUP_DIR = "hm_catchup"
+CATCHUP_PLAN = "plan.json"
 BACKUP_DIR = "checkpoint-backups"
 
 
@@ -144,12 +150,38 @@ def read_status(location: Path) -> dict:
         return {}
 
 
+def _replace_json(path: Path, data: dict) -> None:
+    """Replace a small JSON file atomically (readers never see half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, default=str, indent=1))
+    os.replace(tmp, path)
+
+
 def write_status(location: Path, status: dict) -> None:
     """Replace the query's status file atomically (readers never see half a file)."""
-    location.mkdir(parents=True, exist_ok=True)
-    tmp = location / (STATUS_FILE + ".tmp")
-    tmp.write_text(json.dumps(status, default=str, indent=1))
-    os.replace(tmp, location / STATUS_FILE)
+    _replace_json(location / STATUS_FILE, status)
+
+
+def catchup_dir(location: Path) -> Path:
+    """The folder of a query's first-start catch-up (plan, backlog scores, handed-over state)."""
+    return location / CATCHUP_DIR
+
+
+def read_catchup_plan(location: Path) -> dict | None:
+    """The query's catch-up plan (see :mod:`health_monitor.streaming.catchup`), or None if none."""
+    path = catchup_dir(location) / CATCHUP_PLAN
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise HealthMonitorError(f"unreadable catch-up plan {path}: {exc}; 'stream reset' the domain") from exc
+
+
+def write_catchup_plan(location: Path, plan: dict) -> None:
+    """Record the query's catch-up plan atomically (each step of the catch-up rewrites it)."""
+    _replace_json(catchup_dir(location) / CATCHUP_PLAN, plan)
 
 
 def checkpoint_info(settings: Settings, query_name: str) -> CheckpointInfo:

@@ -35,6 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="process everything available now, then exit")
     s.add_argument("--max-files-per-trigger", type=int, default=None,
                    help="cap on Delta files per micro-batch (smaller batches)")
+    s.add_argument("--catch-up", action="store_true",
+                   help="first start over a long history: score the backlog with the batch path, then "
+                        "stream from the Delta versions after it (resumes an interrupted catch-up; "
+                        "no effect on a stream that has already run)")
     s.set_defaults(func=run_start)
     st = ss.add_parser("status", help="queries, last batch, offsets, rows, late rows and alerts")
     st.set_defaults(func=run_status)
@@ -111,7 +115,8 @@ def run_start(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         run = engine.start_streams(lake, domains, trigger=trigger, available_now=args.available_now,
-                                   max_files_per_trigger=args.max_files_per_trigger)
+                                   max_files_per_trigger=args.max_files_per_trigger,
+                                   catch_up=args.catch_up)
         mode = "available-now" if args.available_now else f"trigger every {trigger}"
         progress.info(f"streaming {', '.join(run.queries)} ({mode}); pid {os.getpid()}; "
                       "stop with Ctrl-C or 'health-monitor stream stop'")

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -26,20 +27,25 @@ def query_name(domain: str) -> str:
 
 
 def build_stream(lake: Lakehouse, domain: str, max_files: int | None = None,
-                 heartbeat_dir: Path | None = None) -> DataFrame:
+                 heartbeat_dir: Path | None = None, catchup: Any = None) -> DataFrame:
     """The streaming DataFrame of a domain: scored windows unioned with the raw rows.
 
     ``heartbeat_dir``: a folder of JSON files ``{"event_time": ...}`` streamed alongside the Gold
     rows. A heartbeat only moves the watermark (the scorer ignores it): a finite recording uses
     one to say "the recording ends here", so its last windows close as they would in a live
     estate where other entities' events move the watermark on.
+
+    ``catchup``: a finished :class:`~health_monitor.streaming.catchup.CatchupPlan`: the sources
+    are read from the versions after its backlog and the keys' handed-over states join the input.
     """
     if domain not in STREAM_DOMAINS:
         raise HealthMonitorError(f"unknown stream domain {domain!r}; expected one of {', '.join(STREAM_DOMAINS)}")
     dom = spec(domain)
-    inp = dom.open_input(lake, max_files)
+    inp = dom.open_input(catchup.stream_lake(lake) if catchup is not None else lake, max_files)
     ctx = dom.static_context(lake)
     keyed = inp.keyed
+    if catchup is not None:
+        keyed = catchup.with_handover(lake, keyed)
     if heartbeat_dir is not None:
         beats = lake.spark.readStream.schema("event_time timestamp").json(str(heartbeat_dir))
         keyed = keyed.unionByName(beats.select(*[

@@ -17,6 +17,7 @@ from health_monitor.domains import STREAM_DOMAINS, spec
 from health_monitor.errors import HealthMonitorError
 from health_monitor.runtime import Lakehouse, start_query
 from health_monitor.settings import Settings
+from health_monitor.streaming import catchup
 from health_monitor.streaming.query import build_stream, query_name
 from health_monitor.streaming.registered import log_blend
 from health_monitor.streaming.sink import BatchSink, BatchStats
@@ -124,7 +125,8 @@ def available_domains(lake: Lakehouse, domains: list[str] | tuple[str, ...] = ST
 def start_streams(lake: Lakehouse, domains: list[str] | tuple[str, ...] = STREAM_DOMAINS,
                   trigger: str | None = "30 seconds", available_now: bool = False,
                   max_files_per_trigger: int | None = None, rules: Any = None,
-                  shuffle_partitions: int | None = None, heartbeat_dir: Path | None = None) -> StreamRun:
+                  shuffle_partitions: int | None = None, heartbeat_dir: Path | None = None,
+                  catch_up: bool = False) -> StreamRun:
     """Start one query per domain (those with source tables) and return them running.
 
     Args:
@@ -137,6 +139,9 @@ def start_streams(lake: Lakehouse, domains: list[str] | tuple[str, ...] = STREAM
         shuffle_partitions: state-store partitions of a *new* checkpoint (default: the session's);
             small replays run faster on one (fewer Python workers to start).
         heartbeat_dir: watermark heartbeats for finite recordings (see :func:`build_stream`).
+        catch_up: a first start scores the backlog with the batch path and the stream starts
+            after it (:mod:`~health_monitor.streaming.catchup`; resumes an interrupted catch-up,
+            a no-op for a stream that has run). A finished catch-up is honoured either way.
     """
     bad = [d for d in domains if d not in STREAM_DOMAINS]
     if bad:
@@ -157,10 +162,15 @@ def start_streams(lake: Lakehouse, domains: list[str] | tuple[str, ...] = STREAM
         # Each query clones the session conf when it starts; the checkpoint then keeps the value.
         conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions))
     try:
+        # Before any query starts: a catch-up's handover is the stream's first input.
+        plans = {d: catchup.prepare(lake, d, rules) if catch_up else catchup.load_plan(lake, d) for d in todo}
         for domain in todo:
             log_blend(lake, domain)  # which champions this stream blends in, or why not
             sink = BatchSink(lake, domain, rules)
-            writer = (build_stream(lake, domain, max_files_per_trigger, heartbeat_dir).writeStream
+            plan = plans[domain]
+            if plan is not None:
+                sink.late_floor_ms = plan.late_floor_ms
+            writer = (build_stream(lake, domain, max_files_per_trigger, heartbeat_dir, plan).writeStream
                       .queryName(sink.name)
                       .option("checkpointLocation", str(sink.location))
                       .outputMode("append")
@@ -199,10 +209,11 @@ def wait(run: StreamRun, stop_event: threading.Event | None = None, poll_s: floa
 def run_available_now(lake: Lakehouse, domains: list[str] | tuple[str, ...] = STREAM_DOMAINS,
                       max_files_per_trigger: int | None = None, rules: Any = None,
                       shuffle_partitions: int | None = None,
-                      heartbeat_dir: Path | None = None) -> dict[str, BatchStats]:
+                      heartbeat_dir: Path | None = None, catch_up: bool = False) -> dict[str, BatchStats]:
     """Process everything the Gold tables hold now, then return each domain's last batch stats."""
     run = start_streams(lake, domains, available_now=True, max_files_per_trigger=max_files_per_trigger,
-                        rules=rules, shuffle_partitions=shuffle_partitions, heartbeat_dir=heartbeat_dir)
+                        rules=rules, shuffle_partitions=shuffle_partitions, heartbeat_dir=heartbeat_dir,
+                        catch_up=catch_up)
     wait(run)
     return {d: s.current() for d, s in run.sinks.items()}
 

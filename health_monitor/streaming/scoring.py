@@ -20,6 +20,7 @@ import pandas as pd
 from health_monitor.alerts.policy import recent_high
 from health_monitor.domains import spec
 from health_monitor.streaming import windows
+from health_monitor.streaming.catchup import take_handover
 from health_monitor.streaming.registered import blend_scores, domain_champions
 
 # Spark's Arrow serializer warns when an output frame has an all-null column (the late-row
@@ -141,8 +142,11 @@ def make_state_function(domain: str, ctx: dict) -> Callable:
         entity_type, entity_id = key
         if entity_type == HEARTBEAT:
             return  # only there to move the watermark
+        handed, pdfs = take_handover(pdfs)  # a catch-up's state for the key (catchup.py), if any
         if state.exists:
             ks = windows.KeyState.loads(state.get[0])
+        elif handed is not None:
+            ks = handed
         else:
             ks = windows.KeyState(str(entity_type), str(entity_id))
         for pdf in pdfs:

@@ -85,6 +85,9 @@ class BatchSink:
         self.app_id = checkpoints.app_id(lake.settings, self.name)
         self.rules = rules
         self.last = BatchStats()
+        #: Rows at or behind this event time (epoch ms) are late even before the query has a
+        #: watermark: a catch-up's backlog watermark (streaming/catchup.py).
+        self.late_floor_ms = 0
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         t0 = time.monotonic()
@@ -127,7 +130,7 @@ class BatchSink:
     def _write(self, batch_df: DataFrame, batch_id: int) -> BatchStats:
         lake = self.lake
         stats = BatchStats(batch_id=batch_id)
-        late_wm = checkpoints.late_event_watermark_ms(self.location, batch_id)
+        late_wm = max(checkpoints.late_event_watermark_ms(self.location, batch_id), self.late_floor_ms)
         wanted = F.col("kind").isin("score", "prior")
         if late_wm > 0:
             stats.late_watermark = _as_ts(late_wm).isoformat()
