@@ -270,6 +270,129 @@ def loop_hst(domain: str, rows: list[dict]) -> None:
         hst.learn_one(x)
 
 
+# --------------------------------------------------------------------------- offline state function
+def keyed_frame(domain: str, rows: list[dict]) -> pd.DataFrame:
+    """The stateful operator's input in pandas: the rows as ``streaming/sources.py`` projects and
+    keys them (cost: workspace, workspace x SKU and job keys; security: users; reliability: jobs)."""
+    df = pd.DataFrame(rows)
+    if domain == "cost":
+        base = pd.DataFrame({
+            "workspace_id": df["workspace_id"], "event_time": pd.to_datetime(df["usage_start_time"].str.rstrip("Z")),
+            "cost": df["list_cost"].astype(float), "dbus": df["usage_quantity"].astype(float),
+            "sku_name": df["sku_name"], "job_id": df["job_id"], "job_name": df["job_name"],
+            "is_tagged": df["is_tagged"], "job_run_id": None, "warehouse_id": None, "cluster_id": None,
+            "job_id_source": None, "record_id": df["record_id"], "source_table": "fact_usage"})
+        return pd.concat([base.assign(entity_type="workspace", entity_id=base["workspace_id"]),
+                          base.assign(entity_type="workspace_sku",
+                                      entity_id=base["workspace_id"] + ":" + base["sku_name"]),
+                          base.assign(entity_type="job", entity_id=base["job_id"])], ignore_index=True)
+    if domain == "security":
+        action = df["action_name"]
+        login = action.str.endswith("ogin")
+        return pd.DataFrame({
+            "entity_type": "user", "entity_id": df["user_email"], "workspace_id": df["workspace_id"],
+            "event_time": pd.to_datetime(df["event_time"].str.rstrip("Z")), "source": "audit",
+            "ip": df["source_ip_address"], "is_login": login, "is_failed": df["is_failed"],
+            "is_admin": action.isin(["createUser", "updatePermissions"]), "is_grant": action == "updatePermissions",
+            "is_self_grant": False, "is_export": action == "downloadResults", "export_bytes": None,
+            "table_name": None, "is_read": None, "is_sensitive": None, "statement_id": None,
+            "read_bytes": float("nan"), "source_table": "fact_audit_events"})
+    return pd.DataFrame({
+        "entity_type": "job", "entity_id": df["job_id"], "workspace_id": df["workspace_id"],
+        "event_time": pd.to_datetime(df["period_end_time"].str.rstrip("Z")), "run_id": df["run_id"],
+        "job_name": df["run_name"], "result_state": df["result_state"], "is_failure": df["is_failure"],
+        "is_retry": df["is_retry"], "duration_s": df["duration_seconds"].astype(float),
+        "wait_s": df["queue_duration_seconds"].astype(float), "termination_code": df["termination_code"],
+        "source_table": "fact_job_run_timeline"})
+
+
+class _GroupState:
+    """Stand-in for Spark's GroupState: what the state function reads and writes."""
+
+    def __init__(self, blob: bytes | None, watermark_ms: int) -> None:
+        self.exists, self.get, self.blob, self.wm = blob is not None, (blob,), blob, watermark_ms
+
+    def getCurrentWatermarkMs(self) -> int:  # noqa: N802 - Spark's name
+        return self.wm
+
+    def update(self, row: tuple) -> None:
+        self.blob = row[0]
+
+    def setTimeoutTimestamp(self, ms: int) -> None:  # noqa: N802 - Spark's name
+        pass
+
+
+@contextlib.contextmanager
+def _timed_parts(cpu: dict[str, float]) -> Iterator[None]:
+    """CPU seconds (process_time) in the state function's parts, summed over calls."""
+    from health_monitor.streaming import scoring, windows
+
+    targets = [(windows, "accumulate"), (windows, "close_windows"), (scoring, "score_windows"),
+               (windows.KeyState, "dumps"), (windows.KeyState, "loads")]
+    saved = [(obj, name, obj.__dict__[name]) for obj, name in targets]
+
+    def wrap(label: str, fn: Callable) -> Callable:
+        def timed(*a: Any, **kw: Any) -> Any:
+            t0 = time.process_time()
+            try:
+                return fn(*a, **kw)
+            finally:
+                cpu[label] += time.process_time() - t0
+        return timed
+
+    for obj, name, fn in saved:
+        raw = fn.__func__ if isinstance(fn, staticmethod) else fn
+        w = wrap(name, raw)
+        setattr(obj, name, staticmethod(w) if isinstance(fn, staticmethod) else w)
+    try:
+        yield
+    finally:
+        for obj, name, fn in saved:
+            setattr(obj, name, fn)
+
+
+def offline_run(domain: str, n: int, keys: int, chunks: int) -> dict:
+    """The domain's stateful function over ``n`` rows in ``chunks`` micro-batches, without Spark:
+    per key and batch one call with a stand-in GroupState, the watermark trailing the previous
+    batch's newest row by the domain's delay, state pickled in between (as Spark's state store)."""
+    from health_monitor.domains import spec
+    from health_monitor.streaming.scoring import make_state_function
+
+    keyed = keyed_frame(domain, DOMAIN_ROWS[domain][1](n, keys)).sort_values("event_time", kind="stable")
+    delay_ms = int(pd.Timedelta(spec(domain).watermark).total_seconds() * 1000)
+    fn = make_state_function(domain, {})
+    batches = [keyed.iloc[p] for p in _splits(len(keyed), chunks)]
+    groups = [list(b.groupby(["entity_type", "entity_id"])) for b in batches]  # Spark's shuffle, not timed
+    states: dict[tuple, bytes] = {}
+    parts: dict[str, float] = defaultdict(float)
+    calls = windows_out = 0
+    wm = 0
+    t0 = time.process_time()
+    with Meter() as m, _timed_parts(parts):
+        for b, grouped in zip(batches, groups, strict=True):
+            for key, g in grouped:
+                st = _GroupState(states.get(key), wm)
+                for out in fn(key, iter([g.reset_index(drop=True)]), st):
+                    windows_out += int((out["kind"] == "score").sum())
+                states[key] = st.blob
+                calls += 1
+            wm = int(b["event_time"].max().value // 1_000_000) - delay_ms
+    total = time.process_time() - t0
+    state_bytes = sum(len(v) for v in states.values())
+    out = m.figures(n)
+    out.update({"domain": domain, "keys": keys, "state_keys": len(states), "calls": calls,
+                "windows": windows_out, "cpu_ms_per_window": round(total / max(windows_out, 1) * 1000, 3),
+                "cpu_ms_per_call": round(total / calls * 1000, 3),
+                "parts_pct": {k: round(v / total * 100, 1) for k, v in parts.items()},
+                "state_bytes_per_key": round(state_bytes / len(states))})
+    return out
+
+
+def _splits(n: int, chunks: int) -> list[range]:
+    step = -(-n // chunks)
+    return [range(i, min(i + step, n)) for i in range(0, n, step)]
+
+
 # --------------------------------------------------------------------------- engine
 def _delta_commits(root: Path) -> dict[str, int]:
     """Delta commits per table under ``root`` (JSON files in each ``_delta_log``)."""
@@ -362,7 +485,9 @@ def main() -> int:
     ap.add_argument("--keys", nargs="+", type=int, default=[10_000])
     ap.add_argument("--hst-sizes", nargs="+", type=int, default=[], help="extra sizes for river HST only")
     ap.add_argument("--engine-rows", type=int, default=100_000, help="0 skips the engine")
-    ap.add_argument("--engine-keys", type=int, default=1_000)
+    ap.add_argument("--engine-keys", nargs="+", type=int, default=[1_000])
+    ap.add_argument("--offline-rows", type=int, default=0,
+                    help="the state function without Spark over this many rows (0 skips; keys: --engine-keys)")
     ap.add_argument("--chunks", type=int, default=4)
     ap.add_argument("--latency-steps", type=int, default=0, help="0 skips the live latency probe")
     ap.add_argument("--trigger", type=float, default=5.0)
@@ -371,7 +496,7 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("HEALTH_MONITOR_DRIVER_MEMORY", "2g")
     results: dict = {"when": datetime.now().strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count(),
-                     "loop": [], "vector": [], "hst": [], "engine": []}
+                     "loop": [], "vector": [], "hst": [], "offline": [], "engine": []}
 
     def emit(kind: str, rec: dict) -> None:
         results[kind].append(rec)
@@ -402,11 +527,16 @@ def main() -> int:
                 loop_hst(domain, rows)
             emit("hst", {"domain": domain, "keys": args.keys[0], **m.figures(n)})
             del rows
+    if args.offline_rows:
+        for domain in args.domains:
+            for k in args.engine_keys:
+                emit("offline", offline_run(domain, args.offline_rows, k, args.chunks))
     tmp = Path(tempfile.mkdtemp(prefix="hm-bench-scale-"))
     try:
         if args.engine_rows:
             for domain in args.domains:
-                emit("engine", engine_run(domain, args.engine_rows, args.engine_keys, args.chunks, tmp))
+                for k in args.engine_keys:
+                    emit("engine", engine_run(domain, args.engine_rows, k, args.chunks, tmp))
         if args.latency_steps:
             results["latency"] = engine_latency(args.latency_steps, args.trigger, args.interval, tmp)
             print("latency", json.dumps(results["latency"]), flush=True)
