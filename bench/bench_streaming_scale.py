@@ -361,6 +361,7 @@ def offline_run(domain: str, n: int, keys: int, chunks: int) -> dict:
     keyed = keyed_frame(domain, DOMAIN_ROWS[domain][1](n, keys)).sort_values("event_time", kind="stable")
     delay_ms = int(pd.Timedelta(spec(domain).watermark).total_seconds() * 1000)
     fn = make_state_function(domain, {})
+    spec(domain).make_detector()  # imports river & co once, as a long-lived Python worker has
     batches = [keyed.iloc[p] for p in _splits(len(keyed), chunks)]
     groups = [list(b.groupby(["entity_type", "entity_id"])) for b in batches]  # Spark's shuffle, not timed
     states: dict[tuple, bytes] = {}

@@ -14,7 +14,7 @@ from health_monitor.streaming.windows.state import (
     KeyState,
     Segments,
     _calendar,
-    _flag,
+    _flags,
     _nan,
     _ts,
 )
@@ -31,7 +31,7 @@ def _cost_accumulate(open_: dict[int, dict], g: pd.DataFrame, starts: np.ndarray
     cost = np.where(np.isnan(raw), 0.0, raw)  # a sum skips nulls
     dbus = seg.floats(g["dbus"])
     dbus = np.where(np.isnan(dbus), 0.0, dbus)
-    untagged = ~seg.take(_flag(g["is_tagged"]))
+    untagged = ~seg.take(_flags(g["is_tagged"]))
     # Spend per job run, for the job keys only (a workspace's hour holds many runs; nobody reads them).
     per_run = "job_run_id" in g.columns and "entity_type" in g.columns and g["entity_type"].iloc[0] == "job"
     for acc, lo, hi in zip(seg.accs, seg.lo.tolist(), seg.hi.tolist(), strict=True):

@@ -12,7 +12,7 @@ from health_monitor.streaming.windows.state import (
     HOUR_MS,
     KeyState,
     Segments,
-    _flag,
+    _flags,
     _ms,
     _ts,
 )
@@ -30,13 +30,13 @@ def _sec_counters(g: pd.DataFrame, seg: Segments) -> dict[str, np.ndarray]:
     weekend = (ms // DAY_MS + 3) % 7 >= 5  # 1970-01-01 was a Thursday (Monday = 0)
 
     def flag(c: str) -> np.ndarray:
-        return audit & seg.take(_flag(g[c]))
+        return audit & seg.take(_flags(g[c]))
 
     login, admin = flag("is_login"), flag("is_admin")
     return {
         "events": audit,
         "logins": login,
-        "failed_logins": login & seg.take(_flag(g["is_failed"])),
+        "failed_logins": login & seg.take(_flags(g["is_failed"])),
         "off_hours_events": audit & off,
         "weekend_events": audit & weekend,
         "admin_actions": admin,
@@ -57,7 +57,7 @@ def _sec_accumulate(open_: dict[int, dict], g: pd.DataFrame, starts: np.ndarray)
     eb = np.where(np.isnan(eb), 0.0, eb)
     exports = counters["export_count"]
     lineage = seg.take(g["source"] == "lineage")
-    sens = lineage & seg.take(_flag(g["is_sensitive"]) & _flag(g["is_read"]))
+    sens = lineage & seg.take(_flags(g["is_sensitive"]) & _flags(g["is_read"]))
     sens_counts = seg.counts(sens)
     for w, (acc, lo, hi) in enumerate(zip(seg.accs, seg.lo.tolist(), seg.hi.tolist(), strict=True)):
         for k, v in counts.items():

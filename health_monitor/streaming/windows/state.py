@@ -67,6 +67,22 @@ def _flag(s: pd.Series) -> pd.Series:
     return s.astype("boolean").fillna(False).astype(bool)
 
 
+def _flags(s: pd.Series) -> np.ndarray:
+    """:func:`_flag` as a NumPy array, without pandas' nullable-boolean round trip (a millisecond
+    per column) where the column is plain bool, or bools and nulls (Arrow's nullable boolean)."""
+    v = s.to_numpy()
+    if v.dtype == bool:
+        return v
+    if v.dtype == object:
+        na = s.isna().to_numpy()
+        vals = v[~na]
+        if all(type(x) is bool or isinstance(x, np.bool_) for x in vals.tolist()):
+            out = np.zeros(len(v), dtype=bool)
+            out[~na] = vals.astype(bool)
+            return out
+    return _flag(s).to_numpy()
+
+
 @dataclass
 class Segments:
     """The rows of one call to a domain's accumulator, grouped by window: rows in a stable order by
@@ -106,9 +122,9 @@ class Segments:
             k = as_key(k) if as_key else k
             d[k] = d.get(k, 0.0) + float(v)
 
-    def take(self, s: pd.Series) -> np.ndarray:
+    def take(self, s: pd.Series | np.ndarray) -> np.ndarray:
         """A column's values in ``order`` (object columns keep their Python values)."""
-        return s.to_numpy()[self.order]
+        return (s.to_numpy() if isinstance(s, pd.Series) else s)[self.order]
 
     def floats(self, s: pd.Series) -> np.ndarray:
         """A numeric column in ``order`` as float64 (nulls NaN)."""
