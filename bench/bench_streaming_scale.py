@@ -434,7 +434,7 @@ def engine_run(domain: str, n: int, keys: int, chunks: int, tmp: Path) -> dict:
     from health_monitor.streaming import engine, recording
 
     table, make = DOMAIN_ROWS[domain]
-    settings = load_settings(tmp / f"engine-{domain}")
+    settings = load_settings(tmp / f"engine-{domain}-{keys}")
     lake = Lakehouse(settings, get_spark(settings))
     path = tmp / f"{domain}.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in make(n, keys)))
@@ -505,42 +505,50 @@ def main() -> int:
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
 
-    for domain in args.domains:
-        for n in args.sizes:
-            for k in args.keys:
-                if k > n:
-                    continue
-                rows = DOMAIN_ROWS[domain][1](n, k)
-                with Meter() as m:
-                    wins = loop_detectors(domain, rows)
-                emit("loop", {"domain": domain, "keys": k, "windows": wins, **m.figures(n)})
-                if domain != "cost":
+    def baselines() -> None:
+        for domain in args.domains:
+            for n in args.sizes:
+                for k in args.keys:
+                    if k > n:
+                        continue
+                    rows = DOMAIN_ROWS[domain][1](n, k)
                     with Meter() as m:
-                        wins = loop_vector(domain, rows)
-                    emit("vector", {"domain": domain, "keys": k, "windows": wins, **m.figures(n)})
+                        wins = loop_detectors(domain, rows)
+                    emit("loop", {"domain": domain, "keys": k, "windows": wins, **m.figures(n)})
+                    if domain != "cost":
+                        with Meter() as m:
+                            wins = loop_vector(domain, rows)
+                        emit("vector", {"domain": domain, "keys": k, "windows": wins, **m.figures(n)})
+                    with Meter() as m:
+                        loop_hst(domain, rows)
+                    emit("hst", {"domain": domain, "keys": k, **m.figures(n)})
+                    del rows
+            for n in args.hst_sizes:
+                rows = DOMAIN_ROWS[domain][1](n, args.keys[0])
                 with Meter() as m:
                     loop_hst(domain, rows)
-                emit("hst", {"domain": domain, "keys": k, **m.figures(n)})
+                emit("hst", {"domain": domain, "keys": args.keys[0], **m.figures(n)})
                 del rows
-        for n in args.hst_sizes:
-            rows = DOMAIN_ROWS[domain][1](n, args.keys[0])
-            with Meter() as m:
-                loop_hst(domain, rows)
-            emit("hst", {"domain": domain, "keys": args.keys[0], **m.figures(n)})
-            del rows
+
     if args.offline_rows:
         for domain in args.domains:
             for k in args.engine_keys:
                 emit("offline", offline_run(domain, args.offline_rows, k, args.chunks))
+    # Order: the engine at the first key count, the live probe, the baselines, then the engine at
+    # the other key counts (on a shared machine a run cut short keeps what matters most).
     tmp = Path(tempfile.mkdtemp(prefix="hm-bench-scale-"))
     try:
-        if args.engine_rows:
-            for domain in args.domains:
-                for k in args.engine_keys:
-                    emit("engine", engine_run(domain, args.engine_rows, k, args.chunks, tmp))
+        engine_keys = args.engine_keys if args.engine_rows else []
+        for domain in args.domains:
+            for k in engine_keys[:1]:
+                emit("engine", engine_run(domain, args.engine_rows, k, args.chunks, tmp))
         if args.latency_steps:
             results["latency"] = engine_latency(args.latency_steps, args.trigger, args.interval, tmp)
             print("latency", json.dumps(results["latency"]), flush=True)
+        baselines()
+        for k in engine_keys[1:]:
+            for domain in args.domains:
+                emit("engine", engine_run(domain, args.engine_rows, k, args.chunks, tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:

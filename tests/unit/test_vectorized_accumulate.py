@@ -238,3 +238,18 @@ def test_state_folded_by_the_per_window_form_keeps_adding_up(domain: str) -> Non
     assert len(new.open) >= 3
     assert _canon(old.open) == _canon(new.open)
     assert old.dumps() == new.dumps() or _canon(vars(old)) == _canon(vars(new))
+
+
+def test_state_blobs_are_compressed_and_old_plain_pickles_still_load() -> None:
+    import pickle
+
+    rng = np.random.default_rng(4)
+    ks = windows.KeyState("user", "ann@corp.com")
+    windows.accumulate("security", ks, _security_rows(rng, 300, 48, "user"))
+    windows.close_windows("security", ks, int(_ms(pd.Series([START])).max()) + 24 * windows.HOUR_MS, {})
+    blob = ks.dumps()
+    plain = pickle.dumps(ks, protocol=pickle.HIGHEST_PROTOCOL)  # what checkpoints before hold
+    assert len(blob) < len(plain) / 2
+    for b in (blob, plain, bytearray(blob)):
+        back = windows.KeyState.loads(b)
+        assert _canon(vars(back)) == _canon(vars(ks))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,11 +35,19 @@ class KeyState:
     recent: list = field(default_factory=list)  # last scored windows, for rules with ``for: N``
 
     def dumps(self) -> bytes:
-        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        """The state store's blob: the pickle, zlib-compressed (level 1: ~0.3 ms for a multivariate
+        key's 56 KB, which shrinks to ~19 KB; the detector's trees are most of it). The state
+        store holds every key's blob in the JVM for the last batches and writes each changed one
+        to the checkpoint every batch: at 10k keys that is 0.2 instead of 0.56 GB per version."""
+        return zlib.compress(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL), 1)
 
     @staticmethod
     def loads(blob: bytes) -> KeyState:
-        return pickle.loads(blob)  # noqa: S301 - our own state store
+        """A blob of :meth:`dumps`, or a plain pickle (checkpoints written before compression)."""
+        raw = bytes(blob)
+        if raw[:1] != b"\x80":  # a pickle (protocol >= 2) starts with PROTO; zlib with 0x78
+            raw = zlib.decompress(raw)
+        return pickle.loads(raw)  # noqa: S301 - our own state store
 
 
 def _ms(series: pd.Series) -> np.ndarray:
