@@ -505,10 +505,10 @@ def main() -> int:
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
 
-    def baselines() -> None:
+    def baselines(keys: list[int], hst_sizes: list[int]) -> None:
         for domain in args.domains:
             for n in args.sizes:
-                for k in args.keys:
+                for k in keys:
                     if k > n:
                         continue
                     rows = DOMAIN_ROWS[domain][1](n, k)
@@ -523,7 +523,7 @@ def main() -> int:
                         loop_hst(domain, rows)
                     emit("hst", {"domain": domain, "keys": k, **m.figures(n)})
                     del rows
-            for n in args.hst_sizes:
+            for n in hst_sizes:
                 rows = DOMAIN_ROWS[domain][1](n, args.keys[0])
                 with Meter() as m:
                     loop_hst(domain, rows)
@@ -534,18 +534,19 @@ def main() -> int:
         for domain in args.domains:
             for k in args.engine_keys:
                 emit("offline", offline_run(domain, args.offline_rows, k, args.chunks))
-    # Order: the engine at the first key count, the live probe, the baselines, then the engine at
-    # the other key counts (on a shared machine a run cut short keeps what matters most).
+    # Order: the baselines and the engine at the first key count, the live probe, then the other
+    # key counts and sizes (on a shared machine a run cut short keeps what matters most).
     tmp = Path(tempfile.mkdtemp(prefix="hm-bench-scale-"))
     try:
         engine_keys = args.engine_keys if args.engine_rows else []
+        baselines(args.keys[:1], [])
         for domain in args.domains:
             for k in engine_keys[:1]:
                 emit("engine", engine_run(domain, args.engine_rows, k, args.chunks, tmp))
         if args.latency_steps:
             results["latency"] = engine_latency(args.latency_steps, args.trigger, args.interval, tmp)
             print("latency", json.dumps(results["latency"]), flush=True)
-        baselines()
+        baselines(args.keys[1:], args.hst_sizes)
         for k in engine_keys[1:]:
             for domain in args.domains:
                 emit("engine", engine_run(domain, args.engine_rows, k, args.chunks, tmp))
