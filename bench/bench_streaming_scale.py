@@ -331,18 +331,9 @@ def _timed_parts(cpu: dict[str, float]) -> Iterator[None]:
                (windows.KeyState, "dumps"), (windows.KeyState, "loads")]
     saved = [(obj, name, obj.__dict__[name]) for obj, name in targets]
 
-    def wrap(label: str, fn: Callable) -> Callable:
-        def timed(*a: Any, **kw: Any) -> Any:
-            t0 = time.process_time()
-            try:
-                return fn(*a, **kw)
-            finally:
-                cpu[label] += time.process_time() - t0
-        return timed
-
     for obj, name, fn in saved:
         raw = fn.__func__ if isinstance(fn, staticmethod) else fn
-        w = wrap(name, raw)
+        w = _timed(raw, name, cpu, time.process_time)
         setattr(obj, name, staticmethod(w) if isinstance(fn, staticmethod) else w)
     try:
         yield
@@ -384,7 +375,7 @@ def offline_run(domain: str, n: int, keys: int, chunks: int) -> dict:
     out.update({"domain": domain, "keys": keys, "state_keys": len(states), "calls": calls,
                 "windows": windows_out, "cpu_ms_per_window": round(total / max(windows_out, 1) * 1000, 3),
                 "cpu_ms_per_call": round(total / calls * 1000, 3),
-                "parts_pct": {k: round(v / total * 100, 1) for k, v in parts.items()},
+                "parts_pct": {k: round(v / total * 100, 1) for k, v in parts.items() if not k.endswith("_calls")},
                 "state_bytes_per_key": round(state_bytes / len(states))})
     return out
 
@@ -400,6 +391,18 @@ def _delta_commits(root: Path) -> dict[str, int]:
     return {log.parent.name: len(list(log.glob("*.json"))) for log in root.rglob("_delta_log")}
 
 
+def _timed(fn: Callable, label: str, acc: dict[str, float], clock: Callable[[], float]) -> Callable:
+    """``fn`` adding its time by ``clock`` to ``acc[label]`` and its calls to ``acc[label + "_calls"]``."""
+    def timed(*a: Any, **kw: Any) -> Any:
+        t0 = clock()
+        try:
+            return fn(*a, **kw)
+        finally:
+            acc[label] += clock() - t0
+            acc[label + "_calls"] += 1
+    return timed
+
+
 @contextlib.contextmanager
 def _timed_sink(timings: dict[str, float]) -> Iterator[None]:
     """Wall seconds in the sink's parts, summed over batches (wraps BatchSink's methods)."""
@@ -408,18 +411,8 @@ def _timed_sink(timings: dict[str, float]) -> Iterator[None]:
     parts = {"sink_total": "_write", "scores_write": "_write_scores", "alerts_rules_merge": "_write_alerts"}
     saved = {name: getattr(engine.BatchSink, name) for name in parts.values()}
 
-    def wrap(label: str, fn: Callable) -> Callable:
-        def timed(*a: Any, **kw: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return fn(*a, **kw)
-            finally:
-                timings[label] += time.perf_counter() - t0
-                timings[label + "_calls"] += 1
-        return timed
-
     for label, name in parts.items():
-        setattr(engine.BatchSink, name, wrap(label, saved[name]))
+        setattr(engine.BatchSink, name, _timed(saved[name], label, timings, time.perf_counter))
     try:
         yield
     finally:
