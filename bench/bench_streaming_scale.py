@@ -33,6 +33,7 @@ import os
 import random
 import shutil
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -51,59 +52,67 @@ STATES = (("SUCCEEDED", 0.9), ("FAILED", 0.07), ("TIMED_OUT", 0.03))
 
 
 # --------------------------------------------------------------------------- CPU accounting
-def _proc_cpu(pid: str) -> tuple[float, int, str]:
-    """(utime + stime + reaped children's, in s; parent pid; command) of a process, from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        raw = f.read()
-    rest = raw[raw.rfind(")") + 2:].split()  # fields after "(comm)"; rest[0] is field 3 (state)
-    ticks = int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])
-    return ticks / CLK_TCK, int(rest[1]), raw[raw.find("(") + 1:raw.rfind(")")]
-
-
-def tree_cpu_s(root: int | None = None) -> dict[str, float]:
-    """CPU seconds of ``root`` (default: this process) and its live descendants, by kind:
-    ``driver`` (this Python), ``jvm`` (the Spark JVM) and ``workers`` (Spark's Python workers).
-
-    Descendants that already exited are in their parent's reaped-children fields, so nothing is
-    counted twice."""
-    root = root or os.getpid()
-    parents: dict[int, int] = {}
-    cpu: dict[int, float] = {}
-    comm: dict[int, str] = {}
+def _tree_own_cpu(root: int) -> dict[int, tuple[str, float]]:
+    """pid -> (kind, own utime + stime in s) for ``root`` and its live descendants."""
+    procs: dict[int, tuple[float, int, str]] = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
-            c, ppid, name = _proc_cpu(pid)
-        except (OSError, IndexError, ValueError):
+            with open(f"/proc/{pid}/stat") as f:
+                raw = f.read()
+        except OSError:
             continue  # exited while we looked
-        cpu[int(pid)], parents[int(pid)], comm[int(pid)] = c, ppid, name
-    out = {"driver": 0.0, "jvm": 0.0, "workers": 0.0}
-    for pid, c in cpu.items():
-        chain = [pid]
-        while chain[-1] and chain[-1] != root:
-            chain.append(parents.get(chain[-1], 0))
-        if chain[-1] != root:
-            continue
-        # everything below the driver that is not the JVM is Spark's Python worker daemon and workers
-        out["driver" if pid == root else "jvm" if comm[pid] == "java" else "workers"] += c
+        rest = raw[raw.rfind(")") + 2:].split()
+        procs[int(pid)] = ((int(rest[11]) + int(rest[12])) / CLK_TCK, int(rest[1]),
+                           raw[raw.find("(") + 1:raw.rfind(")")])
+    out = {}
+    for pid, (c, _, name) in procs.items():
+        p = pid
+        while p and p != root:
+            p = procs[p][1] if p in procs else 0
+        if p == root:
+            out[pid] = ("driver" if pid == root else "jvm" if name == "java" else "workers", c)
     return out
 
 
 class Meter:
-    """Wall seconds, tree CPU seconds and load averages around a block."""
+    """Wall seconds, tree CPU seconds and load averages around a block.
+
+    CPU: each process's own CPU, sampled every second by a thread (its own CPU not counted):
+    Spark's Python workers and their daemons come and go between queries, and a process that
+    exits orphaned is in no live process's reaped-children time (a start/end difference of the
+    tree went negative). A process is counted up to its last sample (<= 1 s lost per exit)."""
 
     def __enter__(self) -> Meter:
         self.load0 = os.getloadavg()[0]
-        self.cpu0 = tree_cpu_s()
+        self.root = os.getpid()
+        self.first = _tree_own_cpu(self.root)
+        self.last = dict(self.first)
+        self.sampler_cpu = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
         self.t0 = time.perf_counter()
         return self
 
+    def _sample(self) -> None:
+        while not self._stop.wait(1.0):
+            t0 = time.thread_time()
+            self.last.update(_tree_own_cpu(self.root))
+            self.sampler_cpu += time.thread_time() - t0
+
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self.t0
-        cpu1 = tree_cpu_s()
-        self.split = {k: round(cpu1[k] - self.cpu0[k], 1) for k in cpu1}
-        self.cpu = sum(cpu1.values()) - sum(self.cpu0.values())
+        self._stop.set()
+        self._thread.join()
+        self.last.update(_tree_own_cpu(self.root))
+        split = {"driver": 0.0, "jvm": 0.0, "workers": 0.0}
+        for pid, (kind, c) in self.last.items():
+            split[kind] += c - self.first.get(pid, (kind, 0.0))[1]
+        split["driver"] -= self.sampler_cpu
+        self.split = {k: round(v, 1) for k, v in split.items()}
+        self.cpu = sum(split.values())
         self.load1 = os.getloadavg()[0]
 
     def figures(self, rows: int) -> dict:
