@@ -33,6 +33,7 @@ import os
 import random
 import shutil
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -51,59 +52,67 @@ STATES = (("SUCCEEDED", 0.9), ("FAILED", 0.07), ("TIMED_OUT", 0.03))
 
 
 # --------------------------------------------------------------------------- CPU accounting
-def _proc_cpu(pid: str) -> tuple[float, int, str]:
-    """(utime + stime + reaped children's, in s; parent pid; command) of a process, from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        raw = f.read()
-    rest = raw[raw.rfind(")") + 2:].split()  # fields after "(comm)"; rest[0] is field 3 (state)
-    ticks = int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])
-    return ticks / CLK_TCK, int(rest[1]), raw[raw.find("(") + 1:raw.rfind(")")]
-
-
-def tree_cpu_s(root: int | None = None) -> dict[str, float]:
-    """CPU seconds of ``root`` (default: this process) and its live descendants, by kind:
-    ``driver`` (this Python), ``jvm`` (the Spark JVM) and ``workers`` (Spark's Python workers).
-
-    Descendants that already exited are in their parent's reaped-children fields, so nothing is
-    counted twice."""
-    root = root or os.getpid()
-    parents: dict[int, int] = {}
-    cpu: dict[int, float] = {}
-    comm: dict[int, str] = {}
+def _tree_own_cpu(root: int) -> dict[int, tuple[str, float]]:
+    """pid -> (kind, own utime + stime in s) for ``root`` and its live descendants."""
+    procs: dict[int, tuple[float, int, str]] = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
-            c, ppid, name = _proc_cpu(pid)
-        except (OSError, IndexError, ValueError):
+            with open(f"/proc/{pid}/stat") as f:
+                raw = f.read()
+        except OSError:
             continue  # exited while we looked
-        cpu[int(pid)], parents[int(pid)], comm[int(pid)] = c, ppid, name
-    out = {"driver": 0.0, "jvm": 0.0, "workers": 0.0}
-    for pid, c in cpu.items():
-        chain = [pid]
-        while chain[-1] and chain[-1] != root:
-            chain.append(parents.get(chain[-1], 0))
-        if chain[-1] != root:
-            continue
-        # everything below the driver that is not the JVM is Spark's Python worker daemon and workers
-        out["driver" if pid == root else "jvm" if comm[pid] == "java" else "workers"] += c
+        rest = raw[raw.rfind(")") + 2:].split()
+        procs[int(pid)] = ((int(rest[11]) + int(rest[12])) / CLK_TCK, int(rest[1]),
+                           raw[raw.find("(") + 1:raw.rfind(")")])
+    out = {}
+    for pid, (c, _, name) in procs.items():
+        p = pid
+        while p and p != root:
+            p = procs[p][1] if p in procs else 0
+        if p == root:
+            out[pid] = ("driver" if pid == root else "jvm" if name == "java" else "workers", c)
     return out
 
 
 class Meter:
-    """Wall seconds, tree CPU seconds and load averages around a block."""
+    """Wall seconds, tree CPU seconds and load averages around a block.
+
+    CPU: each process's own CPU, sampled every second by a thread (its own CPU not counted):
+    Spark's Python workers and their daemons come and go between queries, and a process that
+    exits orphaned is in no live process's reaped-children time (a start/end difference of the
+    tree went negative). A process is counted up to its last sample (<= 1 s lost per exit)."""
 
     def __enter__(self) -> Meter:
         self.load0 = os.getloadavg()[0]
-        self.cpu0 = tree_cpu_s()
+        self.root = os.getpid()
+        self.first = _tree_own_cpu(self.root)
+        self.last = dict(self.first)
+        self.sampler_cpu = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
         self.t0 = time.perf_counter()
         return self
 
+    def _sample(self) -> None:
+        while not self._stop.wait(1.0):
+            t0 = time.thread_time()
+            self.last.update(_tree_own_cpu(self.root))
+            self.sampler_cpu += time.thread_time() - t0
+
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self.t0
-        cpu1 = tree_cpu_s()
-        self.split = {k: round(cpu1[k] - self.cpu0[k], 1) for k in cpu1}
-        self.cpu = sum(cpu1.values()) - sum(self.cpu0.values())
+        self._stop.set()
+        self._thread.join()
+        self.last.update(_tree_own_cpu(self.root))
+        split = {"driver": 0.0, "jvm": 0.0, "workers": 0.0}
+        for pid, (kind, c) in self.last.items():
+            split[kind] += c - self.first.get(pid, (kind, 0.0))[1]
+        split["driver"] -= self.sampler_cpu
+        self.split = {k: round(v, 1) for k, v in split.items()}
+        self.cpu = sum(split.values())
         self.load1 = os.getloadavg()[0]
 
     def figures(self, rows: int) -> dict:
@@ -270,10 +279,137 @@ def loop_hst(domain: str, rows: list[dict]) -> None:
         hst.learn_one(x)
 
 
+# --------------------------------------------------------------------------- offline state function
+def keyed_frame(domain: str, rows: list[dict]) -> pd.DataFrame:
+    """The stateful operator's input in pandas: the rows as ``streaming/sources.py`` projects and
+    keys them (cost: workspace, workspace x SKU and job keys; security: users; reliability: jobs)."""
+    df = pd.DataFrame(rows)
+    if domain == "cost":
+        base = pd.DataFrame({
+            "workspace_id": df["workspace_id"], "event_time": pd.to_datetime(df["usage_start_time"].str.rstrip("Z")),
+            "cost": df["list_cost"].astype(float), "dbus": df["usage_quantity"].astype(float),
+            "sku_name": df["sku_name"], "job_id": df["job_id"], "job_name": df["job_name"],
+            "is_tagged": df["is_tagged"], "job_run_id": None, "warehouse_id": None, "cluster_id": None,
+            "job_id_source": None, "record_id": df["record_id"], "source_table": "fact_usage"})
+        return pd.concat([base.assign(entity_type="workspace", entity_id=base["workspace_id"]),
+                          base.assign(entity_type="workspace_sku",
+                                      entity_id=base["workspace_id"] + ":" + base["sku_name"]),
+                          base.assign(entity_type="job", entity_id=base["job_id"])], ignore_index=True)
+    if domain == "security":
+        action = df["action_name"]
+        login = action.str.endswith("ogin")
+        return pd.DataFrame({
+            "entity_type": "user", "entity_id": df["user_email"], "workspace_id": df["workspace_id"],
+            "event_time": pd.to_datetime(df["event_time"].str.rstrip("Z")), "source": "audit",
+            "ip": df["source_ip_address"], "is_login": login, "is_failed": df["is_failed"],
+            "is_admin": action.isin(["createUser", "updatePermissions"]), "is_grant": action == "updatePermissions",
+            "is_self_grant": False, "is_export": action == "downloadResults", "export_bytes": None,
+            "table_name": None, "is_read": None, "is_sensitive": None, "statement_id": None,
+            "read_bytes": float("nan"), "source_table": "fact_audit_events"})
+    return pd.DataFrame({
+        "entity_type": "job", "entity_id": df["job_id"], "workspace_id": df["workspace_id"],
+        "event_time": pd.to_datetime(df["period_end_time"].str.rstrip("Z")), "run_id": df["run_id"],
+        "job_name": df["run_name"], "result_state": df["result_state"], "is_failure": df["is_failure"],
+        "is_retry": df["is_retry"], "duration_s": df["duration_seconds"].astype(float),
+        "wait_s": df["queue_duration_seconds"].astype(float), "termination_code": df["termination_code"],
+        "source_table": "fact_job_run_timeline"})
+
+
+class _GroupState:
+    """Stand-in for Spark's GroupState: what the state function reads and writes."""
+
+    def __init__(self, blob: bytes | None, watermark_ms: int) -> None:
+        self.exists, self.get, self.blob, self.wm = blob is not None, (blob,), blob, watermark_ms
+
+    def getCurrentWatermarkMs(self) -> int:  # noqa: N802 - Spark's name
+        return self.wm
+
+    def update(self, row: tuple) -> None:
+        self.blob = row[0]
+
+    def setTimeoutTimestamp(self, ms: int) -> None:  # noqa: N802 - Spark's name
+        pass
+
+
+@contextlib.contextmanager
+def _timed_parts(cpu: dict[str, float]) -> Iterator[None]:
+    """CPU seconds (process_time) in the state function's parts, summed over calls."""
+    from health_monitor.streaming import scoring, windows
+
+    targets = [(windows, "accumulate"), (windows, "close_windows"), (scoring, "score_windows"),
+               (windows.KeyState, "dumps"), (windows.KeyState, "loads")]
+    saved = [(obj, name, obj.__dict__[name]) for obj, name in targets]
+
+    for obj, name, fn in saved:
+        raw = fn.__func__ if isinstance(fn, staticmethod) else fn
+        w = _timed(raw, name, cpu, time.process_time)
+        setattr(obj, name, staticmethod(w) if isinstance(fn, staticmethod) else w)
+    try:
+        yield
+    finally:
+        for obj, name, fn in saved:
+            setattr(obj, name, fn)
+
+
+def offline_run(domain: str, n: int, keys: int, chunks: int) -> dict:
+    """The domain's stateful function over ``n`` rows in ``chunks`` micro-batches, without Spark:
+    per key and batch one call with a stand-in GroupState, the watermark trailing the previous
+    batch's newest row by the domain's delay, state pickled in between (as Spark's state store)."""
+    from health_monitor.domains import spec
+    from health_monitor.streaming.scoring import make_state_function
+
+    keyed = keyed_frame(domain, DOMAIN_ROWS[domain][1](n, keys)).sort_values("event_time", kind="stable")
+    delay_ms = int(pd.Timedelta(spec(domain).watermark).total_seconds() * 1000)
+    fn = make_state_function(domain, {})
+    spec(domain).make_detector()  # imports river & co once, as a long-lived Python worker has
+    batches = [keyed.iloc[p] for p in _splits(len(keyed), chunks)]
+    groups = [list(b.groupby(["entity_type", "entity_id"])) for b in batches]  # Spark's shuffle, not timed
+    states: dict[tuple, bytes] = {}
+    parts: dict[str, float] = defaultdict(float)
+    calls = windows_out = 0
+    wm = 0
+    t0 = time.process_time()
+    with Meter() as m, _timed_parts(parts):
+        for b, grouped in zip(batches, groups, strict=True):
+            for key, g in grouped:
+                st = _GroupState(states.get(key), wm)
+                for out in fn(key, iter([g.reset_index(drop=True)]), st):
+                    windows_out += int((out["kind"] == "score").sum())
+                states[key] = st.blob
+                calls += 1
+            wm = int(b["event_time"].max().value // 1_000_000) - delay_ms
+    total = time.process_time() - t0
+    state_bytes = sum(len(v) for v in states.values())
+    out = m.figures(n)
+    out.update({"domain": domain, "keys": keys, "state_keys": len(states), "calls": calls,
+                "windows": windows_out, "cpu_ms_per_window": round(total / max(windows_out, 1) * 1000, 3),
+                "cpu_ms_per_call": round(total / calls * 1000, 3),
+                "parts_pct": {k: round(v / total * 100, 1) for k, v in parts.items() if not k.endswith("_calls")},
+                "state_bytes_per_key": round(state_bytes / len(states))})
+    return out
+
+
+def _splits(n: int, chunks: int) -> list[range]:
+    step = -(-n // chunks)
+    return [range(i, min(i + step, n)) for i in range(0, n, step)]
+
+
 # --------------------------------------------------------------------------- engine
 def _delta_commits(root: Path) -> dict[str, int]:
     """Delta commits per table under ``root`` (JSON files in each ``_delta_log``)."""
     return {log.parent.name: len(list(log.glob("*.json"))) for log in root.rglob("_delta_log")}
+
+
+def _timed(fn: Callable, label: str, acc: dict[str, float], clock: Callable[[], float]) -> Callable:
+    """``fn`` adding its time by ``clock`` to ``acc[label]`` and its calls to ``acc[label + "_calls"]``."""
+    def timed(*a: Any, **kw: Any) -> Any:
+        t0 = clock()
+        try:
+            return fn(*a, **kw)
+        finally:
+            acc[label] += clock() - t0
+            acc[label + "_calls"] += 1
+    return timed
 
 
 @contextlib.contextmanager
@@ -284,18 +420,8 @@ def _timed_sink(timings: dict[str, float]) -> Iterator[None]:
     parts = {"sink_total": "_write", "scores_write": "_write_scores", "alerts_rules_merge": "_write_alerts"}
     saved = {name: getattr(engine.BatchSink, name) for name in parts.values()}
 
-    def wrap(label: str, fn: Callable) -> Callable:
-        def timed(*a: Any, **kw: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return fn(*a, **kw)
-            finally:
-                timings[label] += time.perf_counter() - t0
-                timings[label + "_calls"] += 1
-        return timed
-
     for label, name in parts.items():
-        setattr(engine.BatchSink, name, wrap(label, saved[name]))
+        setattr(engine.BatchSink, name, _timed(saved[name], label, timings, time.perf_counter))
     try:
         yield
     finally:
@@ -310,7 +436,7 @@ def engine_run(domain: str, n: int, keys: int, chunks: int, tmp: Path) -> dict:
     from health_monitor.streaming import engine, recording
 
     table, make = DOMAIN_ROWS[domain]
-    settings = load_settings(tmp / f"engine-{domain}")
+    settings = load_settings(tmp / f"engine-{domain}-{keys}")
     lake = Lakehouse(settings, get_spark(settings))
     path = tmp / f"{domain}.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in make(n, keys)))
@@ -362,7 +488,9 @@ def main() -> int:
     ap.add_argument("--keys", nargs="+", type=int, default=[10_000])
     ap.add_argument("--hst-sizes", nargs="+", type=int, default=[], help="extra sizes for river HST only")
     ap.add_argument("--engine-rows", type=int, default=100_000, help="0 skips the engine")
-    ap.add_argument("--engine-keys", type=int, default=1_000)
+    ap.add_argument("--engine-keys", nargs="+", type=int, default=[1_000])
+    ap.add_argument("--offline-rows", type=int, default=0,
+                    help="the state function without Spark over this many rows (0 skips; keys: --engine-keys)")
     ap.add_argument("--chunks", type=int, default=4)
     ap.add_argument("--latency-steps", type=int, default=0, help="0 skips the live latency probe")
     ap.add_argument("--trigger", type=float, default=5.0)
@@ -371,7 +499,7 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("HEALTH_MONITOR_DRIVER_MEMORY", "2g")
     results: dict = {"when": datetime.now().strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count(),
-                     "loop": [], "vector": [], "hst": [], "engine": []}
+                     "loop": [], "vector": [], "hst": [], "offline": [], "engine": []}
 
     def emit(kind: str, rec: dict) -> None:
         results[kind].append(rec)
@@ -379,37 +507,51 @@ def main() -> int:
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
 
-    for domain in args.domains:
-        for n in args.sizes:
-            for k in args.keys:
-                if k > n:
-                    continue
-                rows = DOMAIN_ROWS[domain][1](n, k)
-                with Meter() as m:
-                    wins = loop_detectors(domain, rows)
-                emit("loop", {"domain": domain, "keys": k, "windows": wins, **m.figures(n)})
-                if domain != "cost":
+    def baselines(keys: list[int], hst_sizes: list[int]) -> None:
+        for domain in args.domains:
+            for n in args.sizes:
+                for k in keys:
+                    if k > n:
+                        continue
+                    rows = DOMAIN_ROWS[domain][1](n, k)
                     with Meter() as m:
-                        wins = loop_vector(domain, rows)
-                    emit("vector", {"domain": domain, "keys": k, "windows": wins, **m.figures(n)})
+                        wins = loop_detectors(domain, rows)
+                    emit("loop", {"domain": domain, "keys": k, "windows": wins, **m.figures(n)})
+                    if domain != "cost":
+                        with Meter() as m:
+                            wins = loop_vector(domain, rows)
+                        emit("vector", {"domain": domain, "keys": k, "windows": wins, **m.figures(n)})
+                    with Meter() as m:
+                        loop_hst(domain, rows)
+                    emit("hst", {"domain": domain, "keys": k, **m.figures(n)})
+                    del rows
+            for n in hst_sizes:
+                rows = DOMAIN_ROWS[domain][1](n, args.keys[0])
                 with Meter() as m:
                     loop_hst(domain, rows)
-                emit("hst", {"domain": domain, "keys": k, **m.figures(n)})
+                emit("hst", {"domain": domain, "keys": args.keys[0], **m.figures(n)})
                 del rows
-        for n in args.hst_sizes:
-            rows = DOMAIN_ROWS[domain][1](n, args.keys[0])
-            with Meter() as m:
-                loop_hst(domain, rows)
-            emit("hst", {"domain": domain, "keys": args.keys[0], **m.figures(n)})
-            del rows
+
+    if args.offline_rows:
+        for domain in args.domains:
+            for k in args.engine_keys:
+                emit("offline", offline_run(domain, args.offline_rows, k, args.chunks))
+    # Order: the baselines and the engine at the first key count, the live probe, then the other
+    # key counts and sizes (on a shared machine a run cut short keeps what matters most).
     tmp = Path(tempfile.mkdtemp(prefix="hm-bench-scale-"))
     try:
-        if args.engine_rows:
-            for domain in args.domains:
-                emit("engine", engine_run(domain, args.engine_rows, args.engine_keys, args.chunks, tmp))
+        engine_keys = args.engine_keys if args.engine_rows else []
+        baselines(args.keys[:1], [])
+        for domain in args.domains:
+            for k in engine_keys[:1]:
+                emit("engine", engine_run(domain, args.engine_rows, k, args.chunks, tmp))
         if args.latency_steps:
             results["latency"] = engine_latency(args.latency_steps, args.trigger, args.interval, tmp)
             print("latency", json.dumps(results["latency"]), flush=True)
+        baselines(args.keys[1:], args.hst_sizes)
+        for k in engine_keys[1:]:
+            for domain in args.domains:
+                emit("engine", engine_run(domain, args.engine_rows, k, args.chunks, tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:

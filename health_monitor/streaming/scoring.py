@@ -69,7 +69,30 @@ def _jsonable(v: Any) -> Any:
         return None if math.isnan(v) else float(v)
     if isinstance(v, np.integer):
         return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
     return v
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    """``frame.to_dict("records")``: the same values and types (Python scalars, Timestamps, objects
+    as stored), one conversion per dtype block instead of pandas' per-column Series, which cost
+    milliseconds per call on the wide feature frames (about 0.15 ms per column)."""
+    cols = frame.columns.tolist()
+    return [dict(zip(cols, map(_native, row), strict=True)) for row in frame.to_numpy(dtype=object).tolist()]
+
+
+def numeric_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns as float, anything non-numeric NaN (``apply(pd.to_numeric, errors="coerce")``);
+    a frame of numeric columns only is cast directly (the apply costs ~7 ms per call)."""
+    if all(dt.kind in "fiub" for dt in frame.dtypes):
+        return frame.astype(float)
+    return frame.apply(pd.to_numeric, errors="coerce").astype(float)
+
+
+def _native(v: Any) -> Any:
+    """A NumPy scalar inside an object column as its Python value (as ``to_dict`` boxes it)."""
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def score_windows(domain: str, ks: windows.KeyState, closed: list[dict], ctx: dict) -> pd.DataFrame:
@@ -84,7 +107,7 @@ def score_windows(domain: str, ks: windows.KeyState, closed: list[dict], ctx: di
     det = _detector(domain, ks)
     dfeats = dom.detector_features
     if dfeats:
-        frame = feats[list(dfeats)].apply(pd.to_numeric, errors="coerce").astype(float)
+        frame = numeric_frame(feats[list(dfeats)])
         frame.insert(0, "timestamp", ts)
     else:
         frame = pd.DataFrame({"timestamp": ts, "value": values})
@@ -128,7 +151,7 @@ def score_windows(domain: str, ks: windows.KeyState, closed: list[dict], ctx: di
         "window_start": ts, "window_end": pd.to_datetime([c["window_end"] for c in closed], unit="ms"),
         "value": values, "expected": expected, "score": score,
         "model_name": model_name, "model_version": model_version,
-        "features": [json.dumps({k: _jsonable(v) for k, v in r.items()}) for r in feats.to_dict("records")],
+        "features": [json.dumps({k: _jsonable(v) for k, v in r.items()}) for r in records(feats)],
         "evidence": [json.dumps(e) for e in evidence],
         "event_time": pd.NaT, "source_table": None, "row_json": None,
     })
@@ -155,7 +178,8 @@ def make_state_function(domain: str, ctx: dict) -> Callable:
         scored = score_windows(domain, ks, closed, ctx)
         prior = pd.DataFrame(list(ks.recent), columns=OUTPUT_COLUMNS) if closed and ks.recent else None
         if not scored.empty:
-            ks.recent.extend(scored.to_dict("records"))
+            # only the newest PRIOR_WINDOWS are kept: convert no more than those
+            ks.recent.extend(records(scored.iloc[-PRIOR_WINDOWS:]))
             while len(ks.recent) > PRIOR_WINDOWS:
                 ks.recent.pop(0)
         state.update((ks.dumps(),))

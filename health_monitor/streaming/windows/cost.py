@@ -12,29 +12,43 @@ from health_monitor.streaming.windows.state import (
     DAY_MS,
     HOUR_MS,
     KeyState,
+    Segments,
     _calendar,
-    _flag,
+    _flags,
     _nan,
     _ts,
 )
 
 
-def _cost_accumulate(acc: dict, g: pd.DataFrame) -> None:
-    acc["cost"] = acc.get("cost", 0.0) + float(g["cost"].sum())
-    acc["dbus"] = acc.get("dbus", 0.0) + float(g["dbus"].sum())
-    acc["untagged"] = acc.get("untagged", 0.0) + float(g.loc[~_flag(g["is_tagged"]), "cost"].sum())
-    skus = acc.setdefault("skus", {})
-    for sku, c in g.groupby("sku_name", dropna=True)["cost"].sum().items():
-        skus[sku] = skus.get(sku, 0.0) + float(c)
-    jobs = acc.setdefault("jobs", {})
-    with_job = g[g["job_id"].notna()]
-    for (jid, jname), c in with_job.groupby(["job_id", with_job["job_name"].fillna("")])["cost"].sum().items():
-        jobs[(jid, jname)] = jobs.get((jid, jname), 0.0) + float(c)
+def _cost_accumulate(open_: dict[int, dict], g: pd.DataFrame, starts: np.ndarray) -> None:
+    """Fold one call's usage rows into their hourly windows, all hours at once.
+
+    Per window: spend, DBUs and untagged spend (NumPy sums over the window's rows), spend per SKU,
+    per job (id, name) and, for job keys, per job run (summed per (window, sub-key) in one pass).
+    """
+    seg = Segments.of(open_, starts)
+    raw = seg.floats(g["cost"])
+    cost = np.where(np.isnan(raw), 0.0, raw)  # a sum skips nulls
+    dbus = seg.floats(g["dbus"])
+    dbus = np.where(np.isnan(dbus), 0.0, dbus)
+    untagged = ~seg.take(_flags(g["is_tagged"]))
     # Spend per job run, for the job keys only (a workspace's hour holds many runs; nobody reads them).
-    if "job_run_id" in g.columns and "entity_type" in g.columns and g["entity_type"].iloc[0] == "job":
-        runs = acc.setdefault("runs", {})
-        for rid, c in g[g["job_run_id"].notna()].groupby("job_run_id")["cost"].sum().items():
-            runs[str(rid)] = runs.get(str(rid), 0.0) + float(c)
+    per_run = "job_run_id" in g.columns and "entity_type" in g.columns and g["entity_type"].iloc[0] == "job"
+    for acc, lo, hi in zip(seg.accs, seg.lo.tolist(), seg.hi.tolist(), strict=True):
+        c = cost[lo:hi]
+        acc["cost"] = acc.get("cost", 0.0) + float(c.sum())
+        acc["dbus"] = acc.get("dbus", 0.0) + float(dbus[lo:hi].sum())
+        acc["untagged"] = acc.get("untagged", 0.0) + float(c[untagged[lo:hi]].sum())
+        acc.setdefault("skus", {})
+        acc.setdefault("jobs", {})
+        if per_run:
+            acc.setdefault("runs", {})
+    seg.sub_sums("skus", seg.take(g["sku_name"]).tolist(), seg.take(g["sku_name"].notna()).tolist(), raw)
+    jobs = list(zip(seg.take(g["job_id"]).tolist(), seg.take(g["job_name"].fillna("")).tolist(), strict=True))
+    seg.sub_sums("jobs", jobs, seg.take(g["job_id"].notna()).tolist(), raw)
+    if per_run:
+        seg.sub_sums("runs", seg.take(g["job_run_id"]).tolist(), seg.take(g["job_run_id"].notna()).tolist(),
+                     raw, as_key=str)
 
 
 def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[float, dict]:

@@ -12,22 +12,29 @@ from health_monitor.streaming.windows.state import (
     DAY_MS,
     HOUR_MS,
     KeyState,
+    Segments,
     _nan,
     _str,
 )
 
 
-def _rel_accumulate(acc: dict, g: pd.DataFrame) -> None:
-    runs = acc.setdefault("runs", {})
-    cols = ["run_id", "event_time", "job_name", "result_state", "is_failure", "is_retry", "duration_s"]
+def _rel_accumulate(open_: dict[int, dict], g: pd.DataFrame, starts: np.ndarray) -> None:
+    """Fold one call's finished runs into the job's hourly windows, all hours at once (one pass
+    over the rows; a window's ``runs`` is keyed by run id)."""
+    seg = Segments.of(open_, starts)
+    for acc in seg.accs:
+        acc.setdefault("runs", {})
+    t_ms = (pd.to_datetime(g["event_time"]).to_numpy(dtype="datetime64[ns]").astype(np.int64) // 1_000_000)
+    cols = [seg.take(g[c]).tolist() for c in ("run_id", "job_name", "result_state", "is_failure", "is_retry",
+                                              "duration_s")]
     # Optional columns (recordings and frames made before they were kept lack them).
-    more = [g[c] if c in g.columns else pd.Series(None, index=g.index, dtype=object)
-            for c in ("wait_s", "termination_code")]
-    for (run_id, t, name, state, fail, retry, dur), wait, code in zip(
-            g[cols].itertuples(index=False), *more, strict=True):
+    more = [seg.take(g[c]).tolist() if c in g.columns else [None] * len(g) for c in ("wait_s", "termination_code")]
+    win = seg.window_of_rows()
+    for i, (run_id, t, name, state, fail, retry, dur, wait, code) in enumerate(zip(
+            cols[0], t_ms[seg.order].tolist(), *cols[1:], *more, strict=True)):
         # A run re-delivered (restated) replaces itself: keyed by run id.
-        runs[run_id] = (int(pd.Timestamp(t).value // 1_000_000), name, state, bool(fail),
-                        bool(retry), _nan(dur), _nan(wait), _str(code))
+        seg.accs[win[i]]["runs"][run_id] = (t, name, state, bool(fail), bool(retry), _nan(dur), _nan(wait),
+                                            _str(code))
 
 
 #: Floor of a job's log-duration spread: runs within ~10% of each other are not "variable".

@@ -4,48 +4,97 @@ from __future__ import annotations
 
 from collections import deque
 
+import numpy as np
 import pandas as pd
 
 from health_monitor.streaming.windows.state import (
     DAY_MS,
+    HOUR_MS,
     KeyState,
-    _flag,
+    Segments,
+    _flags,
+    _ms,
     _ts,
 )
 
 
-def _sec_accumulate(acc: dict, g: pd.DataFrame) -> None:
-    audit = g[g["source"] == "audit"]
-    lineage = g[g["source"] == "lineage"]
-    hours = pd.to_datetime(g["event_time"]).dt.hour
-    off = (hours < 6) | (hours >= 22)
-    dow = pd.to_datetime(g["event_time"]).dt.dayofweek
-    for k, v in {
-        "events": len(audit),
-        "logins": int(audit["is_login"].sum()),
-        "failed_logins": int((audit["is_login"] & audit["is_failed"]).sum()),
-        "off_hours_events": int(off[audit.index].sum()) if len(audit) else 0,
-        "weekend_events": int((dow[audit.index] >= 5).sum()) if len(audit) else 0,
-        "admin_actions": int(audit["is_admin"].sum()),
-        "off_hours_admin_actions": int((audit["is_admin"] & off[audit.index]).sum()) if len(audit) else 0,
-        "grants": int(audit["is_grant"].sum()),
-        "self_grants": int(audit["is_self_grant"].sum()),
-        "export_count": int(audit["is_export"].sum()),
-        "export_bytes": float(audit.loc[audit["is_export"], "export_bytes"].fillna(0).sum()),
-    }.items():
-        acc[k] = acc.get(k, 0) + v
-    acc.setdefault("ips", set()).update(audit["ip"].dropna().tolist())
-    acc.setdefault("tables", set()).update(lineage["table_name"].dropna().tolist())
-    reads = lineage[_flag(lineage["is_sensitive"]) & _flag(lineage["is_read"])]
-    acc["sensitive_reads"] = acc.get("sensitive_reads", 0) + len(reads)
-    acc.setdefault("sensitive_tables", set()).update(reads["table_name"].dropna().tolist())
-    stm = acc.setdefault("statements", {})
-    for sid, b in lineage[lineage["statement_id"].notna()][["statement_id", "read_bytes"]].itertuples(
-            index=False):
-        stm[sid] = max(stm.get(sid, 0.0), 0.0 if b is None or b != b else float(b))
-    wss = acc.setdefault("workspaces", {})
-    for ws, n in g["workspace_id"].value_counts().items():
-        wss[ws] = wss.get(ws, 0) + int(n)
+def _sec_counters(g: pd.DataFrame, seg: Segments) -> dict[str, np.ndarray]:
+    """Per row (in ``seg.order``), whether it counts towards each of a window's event counters.
+
+    The window's counters, in the order the accumulator keeps them: a new counter is one more
+    entry here (nulls in the flag columns count as False)."""
+    audit = seg.take(g["source"] == "audit")
+    ms = _ms(g["event_time"])[seg.order]
+    hour = (ms // HOUR_MS) % 24
+    off = (hour < 6) | (hour >= 22)
+    weekend = (ms // DAY_MS + 3) % 7 >= 5  # 1970-01-01 was a Thursday (Monday = 0)
+
+    def flag(c: str) -> np.ndarray:
+        return audit & seg.take(_flags(g[c]))
+
+    login, admin = flag("is_login"), flag("is_admin")
+    return {
+        "events": audit,
+        "logins": login,
+        "failed_logins": login & seg.take(_flags(g["is_failed"])),
+        "off_hours_events": audit & off,
+        "weekend_events": audit & weekend,
+        "admin_actions": admin,
+        "off_hours_admin_actions": admin & off,
+        "grants": flag("is_grant"),
+        "self_grants": flag("is_self_grant"),
+        "export_count": flag("is_export"),
+    }
+
+
+def _sec_accumulate(open_: dict[int, dict], g: pd.DataFrame, starts: np.ndarray) -> None:
+    """Fold one call's audit and lineage rows into the user's hourly windows, all hours at once:
+    counters per window with NumPy, then the sets and per-statement bytes in one pass over rows."""
+    seg = Segments.of(open_, starts)
+    counters = _sec_counters(g, seg)
+    counts = {k: seg.counts(m) for k, m in counters.items()}
+    eb = seg.floats(g["export_bytes"])
+    eb = np.where(np.isnan(eb), 0.0, eb)
+    exports = counters["export_count"]
+    lineage = seg.take(g["source"] == "lineage")
+    sens = lineage & seg.take(_flags(g["is_sensitive"]) & _flags(g["is_read"]))
+    sens_counts = seg.counts(sens)
+    for w, (acc, lo, hi) in enumerate(zip(seg.accs, seg.lo.tolist(), seg.hi.tolist(), strict=True)):
+        for k, v in counts.items():
+            acc[k] = acc.get(k, 0) + v[w]
+        acc["export_bytes"] = acc.get("export_bytes", 0) + float(eb[lo:hi][exports[lo:hi]].sum())
+        acc.setdefault("ips", set())
+        acc.setdefault("tables", set())
+        acc["sensitive_reads"] = acc.get("sensitive_reads", 0) + sens_counts[w]
+        acc.setdefault("sensitive_tables", set())
+        acc.setdefault("statements", {})
+        acc.setdefault("workspaces", {})
+    win = seg.window_of_rows()
+    accs = seg.accs
+    ip, table, sid = (seg.take(g[c]).tolist() for c in ("ip", "table_name", "statement_id"))
+    has_ip, has_table, has_sid = (seg.take(g[c].notna()).tolist() for c in ("ip", "table_name", "statement_id"))
+    read_bytes = seg.take(g["read_bytes"]).tolist()
+    ws, has_ws = seg.take(g["workspace_id"]).tolist(), seg.take(g["workspace_id"].notna()).tolist()
+    per_ws: list[dict] = [{} for _ in accs]
+    for i, (a, ln, sr) in enumerate(zip(counters["events"].tolist(), lineage.tolist(), sens.tolist(), strict=True)):
+        acc = accs[win[i]]
+        if a and has_ip[i]:
+            acc["ips"].add(ip[i])
+        if ln and has_table[i]:
+            acc["tables"].add(table[i])
+            if sr:
+                acc["sensitive_tables"].add(table[i])
+        if ln and has_sid[i]:
+            stm, b = acc["statements"], read_bytes[i]
+            stm[sid[i]] = max(stm.get(sid[i], 0.0), 0.0 if b is None or b != b else float(b))
+        if has_ws[i]:
+            c = per_ws[win[i]]
+            c[ws[i]] = c.get(ws[i], 0) + 1
+    for acc, c in zip(accs, per_ws, strict=True):
+        wss = acc["workspaces"]
+        # most rows first, ties in order of appearance (as value_counts ordered them)
+        for w, n in sorted(c.items(), key=lambda kv: -kv[1]):
+            wss[w] = wss.get(w, 0) + n
 
 
 def _is_service_principal(user: str) -> bool:
