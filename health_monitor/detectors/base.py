@@ -59,6 +59,10 @@ class StreamingDetector(ABC):
     name: str = "detector"
     #: Bumped when the algorithm changes so old scores stay attributable.
     version: str = "1"
+    #: Earlier versions whose saved state this code continues as it is (only defaults changed, the
+    #: state layout did not): a stream upgraded under a running checkpoint keeps what its keys
+    #: learned instead of starting them afresh. The restored detector keeps its own parameters.
+    continues: tuple[str, ...] = ()
 
     @abstractmethod
     def score_learn(self, frame: pd.DataFrame) -> Scores:

@@ -119,6 +119,8 @@ class UnivariateDetector(StreamingDetector):
 
     name = "univariate_robust_ensemble"
     version = "3"
+    # v3 changed two defaults (calibration rows, scale weight), not the state: v2 keys go on.
+    continues = ("2",)
 
     def __init__(self, threshold: float = 0.8, min_history: int = 12, warmup_ramp: int = 24,
                  scale_alpha: float = 0.01, huber: float = 3.0, cusum_k: float = 1.0,

@@ -53,7 +53,8 @@ def _detector(domain: str, ks: windows.KeyState):  # noqa: ANN202 - StreamingDet
             det = StreamingDetector.from_state(ks.detector)
             # The class attribute comes from today's code; the saved tag from the code that learned.
             # ...and the features it judges must still be the domain's (a spec may swap one)
-            if (ks.history.get("detector_version") == f"{det.name}:{type(det).version}"
+            known = {f"{det.name}:{v}" for v in (type(det).version, *type(det).continues)}
+            if (ks.history.get("detector_version") in known
                     and list(getattr(det, "features", ())) == list(spec(domain).detector_features)):
                 return det
         except Exception:  # noqa: BLE001 - state of a detector class that no longer loads
