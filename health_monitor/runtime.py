@@ -339,6 +339,15 @@ class Lakehouse:
             shutil.rmtree(path, ignore_errors=True)
             write_deltalake(str(path), data, mode="overwrite", configuration=options or None)
 
+    def latest_version(self, table: str, layer: str = "gold") -> int:
+        """The table's newest Delta version (-1 while it has no commit)."""
+        if not self.settings.is_databricks:
+            # Locally the newest commit file names the version: a listing instead of a Spark job.
+            log = self.location(table, layer) / "_delta_log"
+            return max((int(p.stem) for p in log.glob("*.json") if p.stem.isdigit()), default=-1)
+        row = self.spark.sql(f"DESCRIBE HISTORY {self.table_name(table, layer)} LIMIT 1").first()
+        return int(row["version"]) if row else -1
+
     def last_commit_rows(self, table: str, layer: str = "gold") -> int:
         """Rows written by the table's latest commit (Delta's ``numOutputRows`` metric).
 

@@ -209,12 +209,7 @@ def _cache_commit(lake: Lakehouse, before: int, after: int, rows: pd.DataFrame) 
 
 def _table_version(lake: Lakehouse) -> int:
     """Current version of the alerts table (a skipped idempotent write does not advance it)."""
-    if not lake.settings.is_databricks:
-        # Locally the newest commit file names the version: a listing instead of a Spark job.
-        log = lake.location(ALERTS.name, LAYER) / "_delta_log"
-        return max((int(p.stem) for p in log.glob("*.json") if p.stem.isdigit()), default=-1)
-    row = lake.spark.sql(f"DESCRIBE HISTORY {lake.table_name(ALERTS.name, LAYER)} LIMIT 1").first()
-    return int(row["version"]) if row else -1
+    return lake.latest_version(ALERTS.name, LAYER)
 
 
 def _existing_for(lake: Lakehouse, candidates: pd.DataFrame, version: int) -> pd.DataFrame:

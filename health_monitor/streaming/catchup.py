@@ -302,7 +302,7 @@ def _plan(lake: Lakehouse, domain: str) -> CatchupPlan:
     from health_monitor.features.windows import watermark_ms
 
     dom = spec(domain)
-    versions = {t: _latest_version(lake, t) for t in dom.sources if lake.exists(t)}
+    versions = {t: lake.latest_version(t) for t in dom.sources if lake.exists(t)}
     keyed = dom.open_input(_VersionedGold(lake, versions, backlog=True)).keyed  # type: ignore[arg-type]
     newest = keyed.agg(F.max(F.unix_millis(F.col("event_time").cast("timestamp")))).first()[0]
     wm = watermark_ms(domain, pd.Timestamp(int(newest), unit="ms")) if newest is not None else 0
@@ -331,10 +331,6 @@ def _score(lake: Lakehouse, plan: CatchupPlan) -> None:
     scored.write.mode("overwrite").partitionBy("kind").parquet(str(out))
 
 
-def _latest_version(lake: Lakehouse, table: str) -> int:
-    return int(lake.spark.sql(f"DESCRIBE HISTORY {lake.table_name(table)} LIMIT 1").first()["version"])
-
-
 def _mark_next_versions(lake: Lakehouse, plan: CatchupPlan) -> None:
     """Make sure version V + 1 of every source table exists: a table property records the
     catch-up where no commit followed V.
@@ -345,11 +341,11 @@ def _mark_next_versions(lake: Lakehouse, plan: CatchupPlan) -> None:
     table go on.
     """
     for table, v in plan.versions.items():
-        if _latest_version(lake, table) <= v:
+        if lake.latest_version(table) <= v:
             with lake.writer_lock(table, "gold"):
                 lake.spark.sql(f"ALTER TABLE {lake.table_name(table)} SET TBLPROPERTIES "
                                f"('health_monitor.catchup.{plan.domain}' = '{v}')")
-            if _latest_version(lake, table) <= v:
+            if lake.latest_version(table) <= v:
                 from health_monitor.errors import HealthMonitorError
 
                 raise HealthMonitorError(f"could not commit version {v + 1} of gold.{table} for the catch-up's handover")

@@ -79,10 +79,7 @@ class GoldSink:
     prune_partitions: bool = True
     def version(self) -> int:
         """The table's latest Delta version (-1 while it does not exist)."""
-        if not self.exists:
-            return -1
-        row = self.lake.spark.sql(f"DESCRIBE HISTORY {self._name} LIMIT 1").first()
-        return int(row["version"]) if row else -1
+        return self.lake.latest_version(self.spec.name, "gold") if self.exists else -1
 
     @property
     def _name(self) -> str:

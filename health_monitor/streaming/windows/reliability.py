@@ -13,6 +13,7 @@ from health_monitor.streaming.windows.state import (
     HOUR_MS,
     KeyState,
     Segments,
+    _ms,
     _nan,
     _str,
 )
@@ -24,7 +25,7 @@ def _rel_accumulate(open_: dict[int, dict], g: pd.DataFrame, starts: np.ndarray)
     seg = Segments.of(open_, starts)
     for acc in seg.accs:
         acc.setdefault("runs", {})
-    t_ms = (pd.to_datetime(g["event_time"]).to_numpy(dtype="datetime64[ns]").astype(np.int64) // 1_000_000)
+    t_ms = _ms(g["event_time"])
     cols = [seg.take(g[c]).tolist() for c in ("run_id", "job_name", "result_state", "is_failure", "is_retry",
                                               "duration_s")]
     # Optional columns (recordings and frames made before they were kept lack them).
