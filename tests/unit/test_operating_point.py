@@ -133,3 +133,22 @@ def test_a_key_day_is_flagged_on_min_windows_hours_at_the_threshold() -> None:
     np.testing.assert_array_equal(detector_flags(COST, pred, 0.6, rows, min_windows=2), two)
     with pytest.raises(ValueError, match="min_windows"):
         detector_flags(COST, pred, 0.6, None, min_windows=2)
+
+
+def test_the_threat_detector_flags_a_bulk_export_hour() -> None:
+    # Exports are rare (under 1% of a user's hours export anything); an hour with a dozen is the
+    # bulk export the spec's "unusual_data_export" names, even when its access signals are ordinary.
+    from health_monitor.batch.algorithms import build_model
+
+    train = _quiet_rows("security_threat_detector", 3000, 4)
+    rng = np.random.default_rng(5)
+    train["export_count"] = (rng.random(len(train)) < 0.008).astype(float)
+    model = build_model(THREAT, {**THREAT.params, "n_estimators": 50}).fit(train)
+    fresh = _quiet_rows("security_threat_detector", 500, 6)
+    fresh["export_count"] = 0.0
+    assert (model.score(fresh[model.features]) >= model.threshold).mean() <= 0.01
+    fresh.loc[:2, "export_count"] = 12.0
+    fresh.loc[:2, ["failed_logins", "failed_login_rate"]] = 0.0  # no credential signal in these hours
+    out = model.predict(fresh[model.features])
+    assert out["is_threat"][:3].all()
+    assert (out["threat_type"][:3] == "bulk_export").all()

@@ -278,6 +278,7 @@ def _threat_type(X: pd.DataFrame) -> np.ndarray:
     kinds = np.where(c("new_networks") >= 1, "unusual_location", kinds)
     kinds = np.where(c("grants") >= 3, "privilege_change", kinds)
     kinds = np.where(c("sensitive_table_access") >= 5, "sensitive_data_access", kinds)
+    kinds = np.where(c("export_count") >= 5, "bulk_export", kinds)
     kinds = np.where((c("failed_logins") >= 5) | (c("failed_login_rate") > 0.5), "credential_attack", kinds)
     return kinds
 
