@@ -188,7 +188,8 @@ MODELS: tuple[ModelSpec, ...] = (
         algorithm="Isolation Forest", trainer="isolation_forest",
         gold_tables=("fact_usage", "commit_configurations"),
         feature_table="cost_window_features", entity_keys=("workspace_id", "entity_type", "entity_id"),
-        time_key="window_start", features=_COST_WINDOW + ("routine_ratio", "unit_z"), label=None,
+        time_key="window_start", features=_COST_WINDOW + ("routine_ratio", "unit_z", "history_days", "unit_cost_usd"),
+        label=None,
         label_definition="none (unsupervised); validated on planted cost spikes, evaluated on ground truth",
         outputs=("anomaly_score", "is_anomaly", "deviation_pct"),
         refresh="scored by the cost stream every closed hour (blended champion), daily retraining",
@@ -200,7 +201,12 @@ MODELS: tuple[ModelSpec, ...] = (
         params={"n_estimators": 200, "contamination": 0.03, "baseline_col": "zscore_7d",
                 "score_features": ("routine_ratio", "unit_z", "untagged_cost_pct", "sku_count", "job_count",
                                    "hour_sin", "hour_cos", "dow_sin", "dow_cos", "is_weekend"),
-                "min_windows": 2},
+                "min_windows": 2,
+                # A key younger than a day has no history to be judged against: it flags when its
+                # unit so far costs more than 90% of established keys' units and is mostly untagged.
+                "new_key": {"age_col": "history_days", "max_age_days": 1.0, "cost_col": "unit_cost_usd",
+                            "established_days": 7.0, "quantile": 0.9, "untagged_col": "untagged_cost_pct",
+                            "min_untagged_pct": 50.0, "floor": 0.7}},
         description="Unusual hourly spend per workspace, workspace x SKU, job, warehouse and cluster (the cost "
                     "stream's windows).",
     ),

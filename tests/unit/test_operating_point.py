@@ -152,3 +152,32 @@ def test_the_threat_detector_flags_a_bulk_export_hour() -> None:
     out = model.predict(fresh[model.features])
     assert out["is_threat"][:3].all()
     assert (out["threat_type"][:3] == "bulk_export").all()
+
+
+def test_a_new_key_flags_only_when_expensive_and_untagged() -> None:
+    # Issue 12 item 3: a new key's first windows alert only when expensive in absolute terms; the
+    # bar is what established keys' units cost (their 90th percentile in training), and only
+    # spend nobody owns (untagged) is an unplanned cluster rather than a team's new job.
+    from health_monitor.batch.algorithms import build_model
+
+    spec = COST
+    rng = np.random.default_rng(7)
+    n = 3000
+    train = pd.DataFrame({c: rng.normal(1.0, 0.1, n) for c in spec.features})
+    train["history_days"] = rng.uniform(0, 60, n)
+    train["unit_cost_usd"] = rng.uniform(0, 100, n)  # the bar: about 90 for established keys
+    train["untagged_cost_pct"] = 0.0
+    train["window_start"] = pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(n), unit="h")
+    model = build_model(spec, {**spec.params, "n_estimators": 50}).fit(train)
+    assert 85 < model.new_key_cut_ < 95
+    row = train.head(1).copy()
+    cases = {  # (history_days, unit_cost_usd, untagged_cost_pct) -> flagged
+        (0.5, 120.0, 100.0): True,   # a cluster nobody tagged, a day old, costing more than most days
+        (0.5, 120.0, 0.0): False,    # a team's new (tagged) job: its first runs are its own business
+        (0.5, 40.0, 100.0): False,   # new and untagged but cheap
+        (30.0, 120.0, 100.0): False,  # established: judged on its own history, not on this bar
+    }
+    for (age, usd, untagged), flagged in cases.items():
+        row[["history_days", "unit_cost_usd", "untagged_cost_pct"]] = [age, usd, untagged]
+        assert bool(model.predict(row[model.features])["is_anomaly"].iloc[0]) is flagged, (age, usd, untagged)
+    assert model.naive(servable=False).score(row)[0] < model.threshold  # the baseline has no rules

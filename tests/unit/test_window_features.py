@@ -107,7 +107,7 @@ def test_declared_window_columns_are_what_a_replay_produces(domain: str) -> None
         assert (filled > 0.4).all(), filled[filled <= 0.4]
 
 
-UNIT_FEATURES = ("unit_z",)
+UNIT_FEATURES = ("unit_z", "unit_cost_usd")
 
 
 def test_a_jobs_run_is_judged_against_its_usual_runs_once_it_has_five() -> None:

@@ -206,6 +206,34 @@ class _Unsupervised(BatchModel):
             out = np.where(hit, np.maximum(out, float(floor)), out)
         return out
 
+    def _fit_new_key(self, train: pd.DataFrame) -> None:
+        """Learn the new-key rule's bar (param ``new_key``): what a unit of work of an established
+        key (at least ``established_days`` of history) costs at the ``quantile`` of the training rows."""
+        rule = self.params.get("new_key")
+        self.new_key_cut_ = None
+        if rule:
+            num = lambda c: pd.to_numeric(train[c], errors="coerce")  # noqa: E731
+            cost = num(rule["cost_col"])[num(rule["age_col"]) >= float(rule.get("established_days", 7.0))].dropna()
+            self.new_key_cut_ = float(cost.quantile(float(rule.get("quantile", 0.9)))) if len(cost) else None
+
+    def _with_new_key(self, X: pd.DataFrame, s: np.ndarray) -> np.ndarray:
+        """``s`` raised to the rule's floor on a new key's windows that are already expensive in
+        absolute terms and mostly untagged (param ``new_key``). Why: a key younger than a day has
+        no history of its own to be judged against (its ratios are null, so neither the forest nor
+        the extremeness term can see it), and issue 12 asks that a new job or cluster alert only
+        when it is expensive: its unit so far costs more than most established keys' units (the
+        bar learned at fit), and nobody owns the spend (untagged), the signature of an unplanned
+        all-purpose cluster left running. An established key is judged on its own history."""
+        rule = self.params.get("new_key")
+        cut = getattr(self, "new_key_cut_", None)
+        if self.naive_ or not rule or cut is None:
+            return s
+        num = lambda c: pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float)  # noqa: E731
+        with np.errstate(invalid="ignore"):
+            hit = ((num(rule["age_col"]) < float(rule.get("max_age_days", 1.0))) & (num(rule["cost_col"]) >= cut)
+                   & (num(rule["untagged_col"]) >= float(rule.get("min_untagged_pct", 50.0))))
+        return np.where(hit, np.maximum(s, float(rule.get("floor", 0.7))), s)
+
     def _planted(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         return plant_anomalies(frame, self.scored_features, self.reference_, seed=self.seed + 1)
 
@@ -239,13 +267,14 @@ class IsolationForestModel(_Unsupervised):
                                       contamination="auto", random_state=self.seed, n_jobs=1).fit(X)
         self._fit_extreme_calibration(train, X)
         self._fit_calibration(train)
+        self._fit_new_key(train)
         return self
 
     def _model_raw(self, X: pd.DataFrame) -> np.ndarray:
         return -self.model_.score_samples(self._impute(X))
 
     def score(self, X: pd.DataFrame) -> np.ndarray:
-        return self._with_rules(X, self._max_extreme(X, super().score(X)))
+        return self._with_new_key(X, self._with_rules(X, self._max_extreme(X, super().score(X))))
 
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         s = self.score(X)

@@ -126,9 +126,10 @@ def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[f
             f["job_name"] = name or ks.entity_id
         f["key_label"] = _key_label(ks, f.get("job_name"))
     else:
-        # unit_z is a champion input (cost_anomaly_detector): every key's window carries it, null
-        # off the unit keys, so a micro-batch of workspace keys still has every input to blend.
-        f["unit_z"] = float("nan")
+        # unit_z and unit_cost_usd are champion inputs (cost_anomaly_detector): every key's window
+        # carries them, null off the unit keys, so a micro-batch of workspace keys still has every
+        # input to blend.
+        f["unit_z"] = f["unit_cost_usd"] = float("nan")
     hist.append((start_ms, cost))
     return cost, f
 
