@@ -181,3 +181,20 @@ def test_a_new_key_flags_only_when_expensive_and_untagged() -> None:
         row[["history_days", "unit_cost_usd", "untagged_cost_pct"]] = [age, usd, untagged]
         assert bool(model.predict(row[model.features])["is_anomaly"].iloc[0]) is flagged, (age, usd, untagged)
     assert model.naive(servable=False).score(row)[0] < model.threshold  # the baseline has no rules
+
+
+def test_one_count_above_the_usual_is_a_step_of_the_measurement_not_an_excursion() -> None:
+    # Distinct IPs per user-day: 1, sometimes 2. A day with 3 is one step of a quantized count
+    # (seed 31: two users with 3 IPs on six days were 6 of 13 flags); a day with 12 is not.
+    from health_monitor.batch.algorithms import build_model
+
+    name = "user_behavior_baseline"
+    spec = get_model(name)
+    train = _quiet_rows(name, 3000, 8)
+    rng = np.random.default_rng(9)
+    train["unique_ip_count"] = 1.0 + (rng.random(len(train)) < 0.03)
+    model = build_model(spec, {**spec.params, "max_iter": 30}).fit(train)
+    fresh = train.head(3).copy()
+    fresh["unique_ip_count"] = [1.0, 3.0, 12.0]
+    flagged = model.score(fresh[model.features]) >= model.threshold
+    assert flagged.tolist() == [False, False, True]

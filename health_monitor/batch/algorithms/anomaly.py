@@ -164,6 +164,13 @@ class _Unsupervised(BatchModel):
         # the spread of its upper tail (99th percentile = 2.33 sigma), and never by less than 0.1.
         upper = (np.quantile(B, 0.99, axis=0) - self.ext_center_) / 2.326
         self.ext_scale_ = np.maximum(np.maximum(mad, upper), 0.1)
+        # Counts are quantized: one more than the 99th percentile's count is one step of the
+        # measurement, not an excursion (a user with 3 IPs where most have at most 2).
+        raw = X[:, self.ext_cols_]
+        counts = self.ext_log_ & np.all(np.isclose(raw, np.round(raw)), axis=0)
+        q99 = np.clip(np.quantile(raw, 0.99, axis=0), 0.0, None)
+        step = np.log1p(q99 + 1.0) - np.log1p(q99)
+        self.ext_scale_ = np.where(counts, np.maximum(self.ext_scale_, step), self.ext_scale_)
 
     def _ext_transform(self, B: np.ndarray) -> np.ndarray:
         return np.where(self.ext_log_, np.log1p(np.clip(B, 0.0, None)), B)
