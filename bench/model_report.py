@@ -109,7 +109,7 @@ def operating_point_section(per_seed: dict[int, list[ReportRow]]) -> str:
     lines = ["## Detectors at their operating point", "",
              "Flag = the detector's own operating point: calibrated score >= 0.6 (a tail probability of 1e-3 "
              "among the training rows, on the streaming detectors' scale; they alert at 0.8 = 1e-4 per hourly "
-             "window), or a rule that flags by itself (a self-grant); the cost detector, whose rows are hourly "
+             "window), or a rule that flags by itself (a self-grant; a new key's expensive untagged spend); the cost detector, whose rows are hourly "
              "windows of bursty keys, flags a key's day when two of its hours are at the threshold "
              "(`min_windows`). Hourly windows roll up to entity-days: precision = flagged entity-days inside an "
              "incident of that entity (cost: of that workspace), recall = incidents with at least one flagged "
