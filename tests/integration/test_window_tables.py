@@ -31,7 +31,7 @@ def test_stream_and_replay_agree_and_the_stream_blends_the_champion_trained_on_t
     model = get_model("cost_anomaly_detector")
     result = train_model(lake, model, {"n_estimators": 12})
     assert result.version == "1"
-    assert log_blend(lake, "cost") == ["blends cost_anomaly_detector v1 (13 window features)"]
+    assert log_blend(lake, "cost") == ["blends cost_anomaly_detector v1 (15 window features)"]
 
     engine.run_available_now(lake, ["cost"], shuffle_partitions=1)
     scores = lake.read("anomaly_scores", "monitor").toPandas()
