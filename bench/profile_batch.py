@@ -93,16 +93,14 @@ def profile(domain: str, rows: int, keys: int, chunks: int, tmp: Path, plan: boo
         rec["job_ids"]["sink action (stateful plan + late rows)"] = [j for j in new if j not in inner]
         rec["jobs"] = {k: _describe(store, v) for k, v in rec.pop("job_ids").items()}
 
-    from pyspark.sql import DataFrame
+    from pyspark.sql.classic.dataframe import DataFrame  # the classic session's class (bench only)
 
     to_pandas = DataFrame.toPandas
 
     def traced(df: DataFrame) -> Any:
         res = to_pandas(df)
-        if plan and len(plans) < 2:  # the plan as run, with its scans' pushed filters (bench only)
-            text = df._jdf.queryExecution().executedPlan().toString()
-            if "PandasWithState" in text:
-                plans.append(text)
+        if plan and batches and not plans:  # the sink's action as run (bench only): what it scans
+            plans.append(df._jdf.queryExecution().executedPlan().toString())
         return res
 
     for name in parts:

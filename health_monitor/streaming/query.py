@@ -20,13 +20,14 @@ from health_monitor.errors import HealthMonitorError
 from health_monitor.runtime import Lakehouse
 from health_monitor.streaming.scoring import HEARTBEAT, OUTPUT_SCHEMA, STATE_SCHEMA, make_state_function
 
-#: The raw branch's source row (a struct); null on scored rows. The sink writes it as ``row_json``.
-RAW_ROW = "raw_row"
-
 
 def query_name(domain: str) -> str:
     """Stable name of a domain's query (also its checkpoint folder)."""
     return f"hm_{domain}"
+
+
+#: The raw branch's source row (a struct); null on scored rows. The sink writes it as ``row_json``.
+RAW_ROW = "raw_row"
 
 
 def build_stream(lake: Lakehouse, domain: str, max_files: int | None = None,
