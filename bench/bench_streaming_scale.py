@@ -472,13 +472,55 @@ def engine_run(domain: str, n: int, keys: int, chunks: int, tmp: Path) -> dict:
 
 
 def engine_latency(steps: int, trigger_s: float, interval_s: float, tmp: Path) -> dict:
-    """p50/p99 from the commit of a window's enabling rows to its score row (cost domain, live)."""
+    """p50/p99 from the commit of a window's enabling rows to its score row (cost domain, live),
+    with where the seconds of a live micro-batch go: the query's ``durationMs`` per batch (data
+    batches and the no-data batches that close windows apart), the sink's parts, Spark jobs."""
     import bench_streaming  # the live probe is shared with the earlier bench
 
-    with Meter() as m:
-        lat = bench_streaming.latency(30, steps, trigger_s, interval_s, tmp)
+    from health_monitor.streaming import engine
+
+    runs: list = []
+    start = engine.start_streams
+
+    def keep(*a: Any, **kw: Any) -> Any:
+        runs.append(start(*a, **kw))
+        return runs[-1]
+
+    timings: dict[str, float] = defaultdict(float)
+    bench_streaming.engine.start_streams = keep
+    try:
+        with Meter() as m, _timed_sink(timings):
+            lat = bench_streaming.latency(30, steps, trigger_s, interval_s, tmp)
+    finally:
+        bench_streaming.engine.start_streams = start
     lat.update({"cpu_s": round(m.cpu, 1), "wall_s": round(m.wall, 1), "load": f"{m.load0:.1f}->{m.load1:.1f}"})
+    if runs:
+        q = runs[0].queries["cost"]
+        lat.update(_live_batches(q.recentProgress, timings))
+        tracker = runs[0].lake.spark.sparkContext.statusTracker()  # bench only: classic session
+        # Per sink call (a micro-batch that ran): progress also lists idle triggers.
+        calls = max(1, int(timings.get("sink_total_calls", 0)))
+        lat["spark_jobs_per_batch"] = round(len(tracker.getJobIdsForGroup(str(q.runId))) / calls, 1)
     return lat
+
+
+def _live_batches(progress: list[dict], timings: dict[str, float]) -> dict:
+    """Mean seconds per live batch by part (``durationMs``), data and no-data batches apart."""
+    out: dict[str, Any] = {}
+    for label, keep in (("data", lambda p: p["numInputRows"] > 0), ("no_data", lambda p: p["numInputRows"] == 0)):
+        ps = [p for p in progress if keep(p)]
+        if not ps:
+            continue
+        keys = sorted({k for p in ps for k in p["durationMs"]})
+        out[f"{label}_batches"] = len(ps)
+        out[f"{label}_seconds_per_batch"] = {k: round(sum(p["durationMs"].get(k, 0) for p in ps) / len(ps) / 1000, 2)
+                                             for k in keys}
+    calls = timings.get("sink_total_calls", 0)
+    if calls:
+        out["sink_seconds_per_call"] = {k: round(v / max(1, timings[k + "_calls"]), 2) for k, v in timings.items()
+                                        if not k.endswith("_calls")}
+        out["sink_calls"] = int(calls)
+    return out
 
 
 def main() -> int:

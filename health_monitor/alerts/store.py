@@ -127,7 +127,8 @@ def apply_alerts(lake: Lakehouse, alerts_pdf: pd.DataFrame, batch_id: int, app_i
     """Fold one micro-batch's candidate alerts into ``monitor.alerts``, exactly once.
 
     The folded rows replace the table's rows with the same alert ids in one Delta commit
-    (``replaceWhere`` on those ids: an upsert), written with the DataFrameWriter options
+    (``replaceWhere`` on those ids: an upsert; a plain append when every row is a new incident),
+    written with the DataFrameWriter options
     ``txnAppId`` / ``txnVersion`` (``app_id`` / ``batch_id``): a batch that already committed is
     skipped by Delta when the stream replays it after a crash. Writer options, not session confs,
     so it works on Spark Connect and serverless, and concurrent queries cannot see each other's.
@@ -149,9 +150,15 @@ def apply_alerts(lake: Lakehouse, alerts_pdf: pd.DataFrame, batch_id: int, app_i
         if bad:  # ids are sha256 prefixes (alert_id_for): anything else would not be safe to inline
             raise ValueError(f"unexpected alert id {bad[0]!r}")
         df = lake.spark.createDataFrame(_to_spark_rows(rows), ALERTS.schema)
-        lake.write(df, ALERTS.name, LAYER, mode="overwrite", options={
-            "replaceWhere": f"alert_id IN ({', '.join(repr(str(i)) for i in ids)})",
-            "txnAppId": app_id, "txnVersion": str(int(batch_id))})
+        txn = {"txnAppId": app_id, "txnVersion": str(int(batch_id))}
+        if existing.empty or not rows["alert_id"].isin(set(existing["alert_id"])).any():
+            # Only new incidents: an append, which skips replaceWhere's scan of the table for rows
+            # to replace (an id is its incident's first window, so a stored row with one of these
+            # ids would be among `existing`, which holds the candidates' entities back to the gap).
+            lake.write(df, ALERTS.name, LAYER, mode="append", options=txn)
+        else:
+            lake.write(df, ALERTS.name, LAYER, mode="overwrite", options={
+                "replaceWhere": f"alert_id IN ({', '.join(repr(str(i)) for i in ids)})", **txn})
         after = _table_version(lake)
         _cache_commit(lake, before, after, rows)
         # Delta skips a write whose (txnAppId, txnVersion) it has already committed.

@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 
 from health_monitor import checkpoints
 from health_monitor.runtime import Lakehouse, is_connect
-from health_monitor.streaming.query import query_name
+from health_monitor.streaming.query import RAW_ROW, query_name
 from health_monitor.streaming.tables import ANOMALY_SCORES, LATE_ROWS, STREAM_BATCHES
 
 # Queries of one process share the monitor tables; their sinks take turns (Delta commits to one
@@ -131,15 +131,10 @@ class BatchSink:
         lake = self.lake
         stats = BatchStats(batch_id=batch_id)
         late_wm = max(checkpoints.late_event_watermark_ms(self.location, batch_id), self.late_floor_ms)
-        wanted = F.col("kind").isin("score", "prior")
         if late_wm > 0:
             stats.late_watermark = _as_ts(late_wm).isoformat()
-            # The late-row audit rides in the same action as the scores: the filter is pushed
-            # into the raw branch of the union, so only late rows are turned into JSON and
-            # the batch is computed once (before: a cached union, a count, then the scores).
-            wanted = wanted | ((F.col("kind") == "raw")
-                               & (F.col("event_time") <= F.expr(f"timestamp_millis({late_wm})")))
-        out = batch_df.filter(wanted).toPandas()
+        # The late-row audit rides in the same action as the scores (the stateful plan runs once).
+        out = wanted_rows(batch_df, late_wm).toPandas()
         late = out[out["kind"] == "raw"]
         out = out[out["kind"] != "raw"]
         stats.late_rows = len(late)
@@ -189,6 +184,25 @@ class BatchSink:
         new = frame[current].reset_index(drop=True)
         alerts = make_alerts(new, hits, self.domain)
         return apply_alerts(self.lake, alerts, batch_id, self.app_id)
+
+
+def wanted_rows(batch_df: DataFrame, late_wm_ms: int) -> DataFrame:
+    """The rows of a micro-batch the sink writes: scored windows, their priors, and the raw rows
+    at or behind the late-event watermark (none while there is no watermark), with ``row_json``.
+
+    The query's raw branch carries each input row as a struct (``query.RAW_ROW``): the filter
+    runs first, so only late rows are serialized to JSON. A frame without that column (the
+    catch-up's backlog) already has ``row_json``.
+    """
+    wanted = F.col("kind").isin("score", "prior")
+    if late_wm_ms > 0:
+        wanted = wanted | ((F.col("kind") == "raw")
+                           & (F.col("event_time") <= F.expr(f"timestamp_millis({int(late_wm_ms)})")))
+    out = batch_df.filter(wanted)
+    if RAW_ROW in out.columns:
+        out = out.withColumn("row_json", F.when(F.col("kind") == "raw", F.to_json(F.col(RAW_ROW)))
+                             .otherwise(F.col("row_json"))).drop(RAW_ROW)
+    return out
 
 
 def _numeric_features(features: str | None) -> dict[str, float]:

@@ -30,9 +30,16 @@ def _table(lake) -> pd.DataFrame:  # noqa: ANN001
     return lake.read("alerts", "monitor").toPandas().sort_values("alert_id", ignore_index=True)
 
 
+def _last_write_mode(lake) -> str:  # noqa: ANN001
+    """How the alerts table's newest commit wrote: Append (new incidents only) or Overwrite."""
+    row = lake.spark.sql(f"DESCRIBE HISTORY delta.`{lake.location('alerts', 'monitor')}` LIMIT 1").first()
+    return row["operationParameters"]["mode"]
+
+
 def test_continuing_incident_updates_one_row_and_replay_is_a_no_op(lake) -> None:  # noqa: ANN001
     # Batch 0: two consecutive windows in one micro-batch fold into one alert.
     assert apply_alerts(lake, candidates(cost_window(13, 412.0), cost_window(14, 300.0)), 0, "app-a") == 1
+    assert _last_write_mode(lake) == "Append"  # a new incident: no rows to replace
     first = _table(lake)
     assert len(first) == 1 and first.occurrences[0] == 2
     alert_id = first.alert_id[0]
@@ -41,6 +48,7 @@ def test_continuing_incident_updates_one_row_and_replay_is_a_no_op(lake) -> None
     # Batch 1: the incident continues 3 h later (inside the 6 h gap) and gets worse.
     batch1 = candidates(cost_window(17, 13_000.0, score=0.97))
     assert apply_alerts(lake, batch1, 1, "app-a") == 1
+    assert _last_write_mode(lake) == "Overwrite"  # replaceWhere on the continued incident's id
     after = _table(lake)
     assert len(after) == 1
     row = after.iloc[0]
@@ -60,6 +68,7 @@ def test_continuing_incident_updates_one_row_and_replay_is_a_no_op(lake) -> None
                                        budget_usd=10_000.0, run_rate_month_usd=18_000.0, history_days=30.0)])
     later = pd.concat([later, make_alerts(budget, RULES.evaluate("cost", budget), "cost", now=NOW)])
     assert apply_alerts(lake, later, 2, "app-a") == 2
+    assert _last_write_mode(lake) == "Append"
     final = _table(lake)
     assert sorted(final.alert_type) == ["budget_burn", "cost_spike", "cost_spike"]
     assert final.alert_id.is_unique

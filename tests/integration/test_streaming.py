@@ -82,6 +82,11 @@ def test_late_rows_are_counted_and_kept_and_rows_inside_the_watermark_update_win
     kept = lake.read("late_rows", "monitor").toPandas()
     assert sorted(json.loads(r)["record_id"] for r in kept["row_json"]) == sorted(r["record_id"] for r in late)
     assert set(kept["query_name"]) == {"hm_cost"} and set(kept["source_table"]) == {"fact_usage"}
+    # The row as the stream projected it (serialized by the sink from the raw branch's struct).
+    first = json.loads(kept["row_json"].iloc[0])
+    src = next(r for r in late if r["record_id"] == first["record_id"])
+    assert {"workspace_id", "event_time", "cost", "dbus", "sku_name", "record_id"} <= set(first)
+    assert first["cost"] == pytest.approx(src["list_cost"]) and "source_table" not in first
     # Spark counts the keyed rows it dropped: each usage row feeds three entities (workspace, SKU, job).
     assert _dropped(run, "cost") == 3 * len(late)
 
