@@ -111,6 +111,10 @@ class _Model:
 
 #: The stretch statistic is 1.5x its distance ratio (see :meth:`_Subsequences.tail_p`).
 _STRETCH_SCALE = 1.5
+#: Its defaults (chosen on half of NAB, docs/detection-quality.md): stretch length, neighbours
+#: averaged (2: one earlier look-alike, the same incident last week, does not hide a stretch),
+#: earlier stretches searched, share of the false-alarm budget.
+_SUBSEQ_LEN, _SUBSEQ_K, _SUBSEQ_HISTORY, _SUBSEQ_WEIGHT = 10, 2, 1000, 0.8
 
 
 class _Subsequences:
@@ -231,8 +235,8 @@ class UnivariateDetector(StreamingDetector):
                  scale_alpha: float = 0.01, huber: float = 3.0, cusum_k: float = 1.0,
                  cusum_h: float = 8.0, rel_floor: float = 1e-3, calib_window: int = 5000,
                  seasonal: bool = True,
-                 shift_hold: int = 6, subseq_len: int = 10, subseq_k: int = 5,
-                 subseq_history: int = 1000, subseq_weight: float = 0.8) -> None:
+                 shift_hold: int = 6, subseq_len: int = _SUBSEQ_LEN, subseq_k: int = _SUBSEQ_K,
+                 subseq_history: int = _SUBSEQ_HISTORY, subseq_weight: float = _SUBSEQ_WEIGHT) -> None:
         if subseq_len < 2 or subseq_k < 1 or subseq_history < subseq_k or not 0.0 <= subseq_weight < 1.0:
             raise ValueError("subseq_len must be >= 2, subseq_k >= 1, subseq_history >= subseq_k and "
                              "subseq_weight in [0, 1)")
@@ -316,8 +320,9 @@ class UnivariateDetector(StreamingDetector):
     def _subsequences(self) -> _Subsequences | None:
         # state continued from v2/v3 has no stretch statistic: start one with today's defaults
         if "subseq_" not in self.__dict__:
-            self.subseq_weight = 0.8
-            self.subseq_ = _Subsequences(10, 5, 1000, self.__dict__.get("calib_window", 5000))
+            self.subseq_weight = _SUBSEQ_WEIGHT
+            self.subseq_ = _Subsequences(_SUBSEQ_LEN, _SUBSEQ_K, _SUBSEQ_HISTORY,
+                                         self.__dict__.get("calib_window", 5000))
         return self.subseq_ if self.subseq_weight > 0 else None
 
     def _index(self, t: float) -> int:
