@@ -137,44 +137,56 @@ class _Subsequences:
         self.recent_p_: deque[float] = deque(maxlen=length - 1)
         self.d2_: np.ndarray | None = None  # squared distances to the earlier stretches, once full
         self.since_full_ = 0
+        self.big_ = 0.0  # largest squared difference added to d2_ since it was last computed
 
-    def _distances(self, x: float) -> np.ndarray | None:
-        """Append ``x``; squared distances of the current stretch to every earlier one (None while
-        the buffer holds too few values). Once the buffer is full they are updated in place (the
-        current stretch and each earlier one move by one row: add the new pair of values, drop the
-        oldest), recomputed every 256 rows so float round-off cannot drift."""
-        buf, L = self.buf_, self.length
+    def _nearest(self, x: float) -> float | None:
+        """Append ``x``; the mean squared distance of the current stretch to its ``k`` nearest
+        earlier ones (None while the buffer holds too few values).
+
+        Once the buffer is full the distances to every earlier stretch are updated in place (the
+        current stretch and each earlier one move by one row: add the new pair of values, drop
+        the oldest) instead of recomputed, a third of the cost. Round-off of those updates is
+        about 1e-13 of the largest term added since the last full computation, so they are
+        recomputed every 256 rows, and at once when that could matter against the nearest
+        distance (a huge spike in the buffer next to exact repeats)."""
+        x = -1e150 if x < -1e150 else (1e150 if x > 1e150 else x)  # squares stay finite
+        buf, L, k = self.buf_, self.length, self.k
         size = len(buf)
         h = size - 2 * L + 1
         d2 = self.d2_ if "d2_" in self.__dict__ else None
-        full = self.filled_ == size
-        if full and d2 is not None and self.since_full_ < 256:
+        if self.filled_ == size and d2 is not None and self.since_full_ < 256:
             d2 -= (buf[:h] - buf[size - L]) ** 2
             buf[:-1] = buf[1:]
             buf[-1] = x
-            d2 += (buf[L - 1:L - 1 + h] - x) ** 2
+            add = (buf[L - 1:L - 1 + h] - x) ** 2
+            d2 += add
             self.since_full_ += 1
-            return d2
-        buf[:-1] = buf[1:]
-        buf[-1] = x
-        self.filled_ = min(self.filled_ + 1, size)
-        if self.filled_ < 2 * L + self.k - 1:
+            big = float(add.max())
+            self.big_ = big if big > self.big_ else self.big_
+            near2 = float(np.partition(d2, k - 1)[:k].mean())
+            if self.big_ * 1e-12 <= near2:
+                return near2
+            self.since_full_ = 256  # round-off could matter: recompute below
+        else:
+            buf[:-1] = buf[1:]
+            buf[-1] = x
+            self.filled_ = min(self.filled_ + 1, size)
+        if self.filled_ < 2 * L + k - 1:
             return None
         vals = buf[size - self.filled_:]
         diff = sliding_window_view(vals[:-L], L) - vals[-L:]
         d2 = np.einsum("ij,ij->i", diff, diff)
         if self.filled_ == size:
-            self.d2_, self.since_full_ = d2, 0
-        return d2
+            self.d2_, self.since_full_, self.big_ = d2, 0, float(d2.max())
+        return float(np.partition(d2, k - 1)[:k].mean())
 
     def tail_p(self, x: float, floor: float) -> tuple[float, float]:
         """Add ``x`` (the row being scored) to the stretch; return the stretch's tail probability
         (1 while warming up or when an earlier row of the same stretch was rarer) and its statistic."""
-        d2 = self._distances(x)
-        if d2 is None:
+        near2 = self._nearest(x)
+        if near2 is None:
             return 1.0, math.nan
-        k = self.k
-        near = math.sqrt(max(0.0, float(np.partition(d2, k - 1)[:k].mean())) / self.length)
+        near = math.sqrt((near2 if near2 > 0 else 0.0) / self.length)
         usual = self.usual_
         if usual != usual:  # first stretch: nothing to compare with yet
             self.usual_ = near
