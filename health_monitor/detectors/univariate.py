@@ -145,7 +145,7 @@ class _Subsequences:
 
         Once the buffer is full the distances to every earlier stretch are updated in place (the
         current stretch and each earlier one move by one row: add the new pair of values, drop
-        the oldest) instead of recomputed, a third of the cost. Round-off of those updates is
+        the oldest) instead of recomputed, which is cheaper. Round-off of those updates is
         about 1e-13 of the largest term added since the last full computation, so they are
         recomputed every 256 rows, and at once when that could matter against the nearest
         distance (a huge spike in the buffer next to exact repeats)."""
@@ -482,7 +482,8 @@ class UnivariateDetector(StreamingDetector):
                 calib.learn(az)
             if score >= 0.5 or shift_flag:
                 evidence = self._evidence(x, expected, z_best, best, shift_flag)
-                if sub is not None and p_sub * (1.0 - self.subseq_weight) < p_z * self.subseq_weight:
+                # the stretch decided the score (it counts, and its share of the budget is the rarer)
+                if sub is not None and p_sub < 1.0 and p_sub * (1.0 - self.subseq_weight) < p_z * self.subseq_weight:
                     evidence.append(f"the last {sub.length} values unlike the key's earlier stretches "
                                     f"({sub_stat / _STRETCH_SCALE:.1f}x their usual distance)")
         if sub is not None:

@@ -126,3 +126,4 @@ def test_state_of_a_v3_detector_continues_with_an_empty_stretch_statistic() -> N
 def test_bad_parameters_are_one_clear_error(bad: dict) -> None:
     with pytest.raises(ValueError, match="subseq_"):
         UnivariateDetector(**bad)
+
