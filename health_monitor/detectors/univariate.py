@@ -482,9 +482,14 @@ class UnivariateDetector(StreamingDetector):
                 calib.learn(az)
             if score >= 0.5 or shift_flag:
                 evidence = self._evidence(x, expected, z_best, best, shift_flag)
-                # the stretch decided the score (it counts, and its share of the budget is the rarer)
-                if sub is not None and p_sub < 1.0 and p_sub * (1.0 - self.subseq_weight) < p_z * self.subseq_weight:
-                    evidence.append(f"the last {sub.length} values unlike the key's earlier stretches "
+                # the stretch decided the score (it counts, and its share of the budget is the rarer);
+                # where the forecast alone would not have scored 0.5 it is the reason, so it goes
+                # before the forecast's z (`detect` prints the first two entries)
+                w = self.subseq_weight
+                if sub is not None and p_sub < 1.0 and p_sub * (1.0 - w) < p_z * w:
+                    alone = p_z / (1.0 - w) > 10 ** (-0.5 * DECADES)
+                    evidence.insert(len(evidence) - (1 + shift_flag if alone else 0),
+                                    f"the last {sub.length} values unlike the key's earlier stretches "
                                     f"({sub_stat / _STRETCH_SCALE:.1f}x their usual distance)")
         if sub is not None:
             sub.learn(sub_stat)
