@@ -26,13 +26,19 @@ Each is scored two ways, one threshold swept over all files together in both:
   row), and the best threshold is then re-scored with NAB's ``calcScoreByThreshold`` on the 0/1
   alarms, which must agree.
 
-Run: ``nice -n 10 .venv/bin/python bench/bench_nab.py --nab /path/to/NAB [--out result.csv]``.
+Split-half check (does one threshold transfer?): the files, sorted by name, go alternately into
+halves A and B; the best grid threshold on one half is applied to the other.
+
+Run: ``nice -n 10 .venv/bin/python bench/bench_nab.py --nab /path/to/NAB [--out result.csv]
+[--param subseq_weight=0]`` (``--param``: a detector parameter for every file; ``subseq_weight=0``
+is detector v3, the forecast residual alone).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import sys
 import time
@@ -57,15 +63,28 @@ def rolling_z(values: np.ndarray, window: int) -> np.ndarray:
     return z / (1.0 + z)
 
 
-def detect_scores(frame: pd.DataFrame) -> np.ndarray:
-    """The `detect` command's scores for one file (fresh detector, defaults)."""
-    return UnivariateDetector().score_learn(frame[["timestamp", "value"]]).score
+def detect_scores(frame: pd.DataFrame, params: dict[str, float] | None = None) -> np.ndarray:
+    """The `detect` command's scores for one file (fresh detector, defaults unless ``params``)."""
+    return UnivariateDetector(**(params or {})).score_learn(frame[["timestamp", "value"]]).score
 
 
-def alarm_sweep(points: dict[str, list], scores: dict[str, np.ndarray], rearm: int,
-                fn_weight: float) -> tuple[float, float]:
-    """Best (raw NAB score, threshold) of the episode alarms over a threshold grid (see the module
-    docstring). ``points``: each file's ``calcSweepScore`` output; ``scores``: its scores."""
+def _param(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not sep or not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"expected NAME=NUMBER, got {text!r}")
+    return name, int(number) if number.is_integer() and "." not in value else number
+
+
+def sweep_grid(points: dict[str, list], scores: dict[str, np.ndarray], rearm: int,
+               fn_weight: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Raw NAB score of the episode alarms at each threshold of a grid (steps of 0.001, see the
+    module docstring; ``rearm=0``: every row at or above the threshold). ``points``: each file's
+    ``calcSweepScore`` output; ``scores``: its scores. Returns thresholds, raw scores and the
+    number of windows."""
     s_all, peak_all, win_all, reward_all = [], [], [], []
     names: dict[str, int] = {}
     for rel, lst in points.items():
@@ -79,15 +98,40 @@ def alarm_sweep(points: dict[str, list], scores: dict[str, np.ndarray], rearm: i
         reward_all.append(np.array([p.sweepScore for p in lst])[keep])
     s, peak, win, reward = (np.concatenate(a) for a in (s_all, peak_all, win_all, reward_all))
     inside = win >= 0
-    best = (-np.inf, 1.0)
-    for t in np.round(np.arange(1.0, 0.0, -0.001), 3):
+    grid = np.round(np.arange(1.0, 0.0, -0.001), 3)
+    raw = np.empty(len(grid))
+    for i, t in enumerate(grid):
         alarm = (s >= t) & (peak < t)  # episode_alarms(scores, t, rearm), all files at once
         per_window = np.full(len(names), -fn_weight)
         np.maximum.at(per_window, win[alarm & inside], reward[alarm & inside])
-        raw = float(reward[alarm & ~inside].sum() + per_window.sum())
-        if raw > best[0]:
-            best = (raw, float(t))
-    return best
+        raw[i] = float(reward[alarm & ~inside].sum() + per_window.sum())
+    return grid, raw, len(names)
+
+
+def alarm_sweep(points: dict[str, list], scores: dict[str, np.ndarray], rearm: int,
+                fn_weight: float) -> tuple[float, float]:
+    """Best (raw NAB score, threshold) of the episode alarms over the grid of :func:`sweep_grid`."""
+    grid, raw, _ = sweep_grid(points, scores, rearm, fn_weight)
+    i = int(np.argmax(raw))  # the highest threshold among equals, as a sweep from the top finds it
+    return float(raw[i]), float(grid[i])
+
+
+def split_half(points: dict[str, list], scores: dict[str, np.ndarray], rearm: int,
+               fn_weight: float) -> dict[str, float]:
+    """Does one threshold transfer? The files, sorted by name, are split alternately into halves A
+    and B; the best threshold on one half is applied to the other (normalised NAB scores)."""
+    rels = sorted(points)
+    halves = {"A": rels[0::2], "B": rels[1::2]}
+    res = {}
+    for h, part in halves.items():
+        grid, raw, n_win = sweep_grid({r: points[r] for r in part}, scores, rearm, fn_weight)
+        res[h] = (grid, 100 * (raw + fn_weight * n_win) / (2 * n_win))
+    out = {}
+    for h, other in (("A", "B"), ("B", "A")):
+        best = int(np.argmax(res[h][1]))
+        out[f"own {h}"] = float(res[h][1][best])
+        out[f"{h}->{other}"] = float(res[other][1][best])  # same grid: index = threshold
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,7 +140,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--z-window", type=int, default=100)
     ap.add_argument("--rearm", type=int, default=REARM_ROWS, help="quiet rows before a new alarm")
     ap.add_argument("--out", type=Path, help="per-file CSV of both detectors at their best threshold")
+    ap.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=NUMBER",
+                    help="a UnivariateDetector parameter for every file (e.g. subseq_weight=0: detector v3)")
     args = ap.parse_args(argv)
+    params = dict(args.param)
+    try:
+        UnivariateDetector(**params)
+    except (TypeError, ValueError) as exc:
+        sys.exit(f"--param: {exc}")
     if not (args.nab / "nab" / "sweeper.py").is_file():
         sys.exit(f"{args.nab} is not a NAB checkout (no nab/sweeper.py)")
     sys.path.insert(0, str(args.nab))
@@ -104,8 +155,8 @@ def main(argv: list[str] | None = None) -> None:
 
     windows = json.loads((args.nab / "labels" / "combined_windows.json").read_text())
     sweeper = Sweeper(probationPercent=0.15, costMatrix=COST_STANDARD)
-    detectors = {"detect": detect_scores, "rolling_z": lambda f: rolling_z(f["value"].to_numpy(float),
-                                                                            args.z_window)}
+    detectors = {"detect": lambda f: detect_scores(f, params),
+                 "rolling_z": lambda f: rolling_z(f["value"].to_numpy(float), args.z_window)}
     points: dict[str, dict[str, list]] = {d: {} for d in detectors}
     scores: dict[str, dict[str, np.ndarray]] = {d: {} for d in detectors}
     cpu: dict[str, float] = dict.fromkeys(detectors, 0.0)
@@ -141,8 +192,11 @@ def main(argv: list[str] | None = None) -> None:
                 ("rows", best, best.threshold, {rel: scores[d][rel] >= best.threshold for rel in points[d]}),
                 ("alarm", by_nab, t_alarm, alarms)):
             norm = 100 * (res.score - null) / (perfect - null)
+            halves = split_half(points[d], scores[d], args.rearm if mode == "alarm" else 0,
+                                COST_STANDARD["fnWeight"])
             print(f"{d:10s} {mode:5s} NAB score {norm:5.1f}  threshold {threshold:.4f}  detections in "
-                  f"windows {res.tp}  fp rows {res.fp}  cpu {cpu[d]:.1f}s")
+                  f"windows {res.tp}  fp rows {res.fp}  cpu {cpu[d]:.1f}s  split half: "
+                  + "  ".join(f"{k} {v:.1f}" for k, v in halves.items()))
             for rel, lst in points[d].items():
                 scored = [(p, f) for p, f in zip(lst, flagged[rel], strict=True) if p.windowName != "probationary"]
                 hit = {p.windowName for p, f in scored if p.windowName and f}

@@ -25,6 +25,18 @@ calibrated tail probability of this series (:class:`~health_monitor.detectors.ba
 score 0.8 = p 1e-4, so a series without anomalies stays under 1 alarm per 1,000 rows), damped
 during warm-up. Rows are scored before they are learned.
 
+A second, complementary statistic watches the *shape* of the recent stretch rather than one
+row's distance from a forecast (:class:`_Subsequences`, what the published KNN CAD detector does):
+the distance of the last ``subseq_len`` values to their nearest neighbours among the key's
+earlier stretches, calibrated by its own :class:`TailCalibrator`. A forecaster tracks a changed
+daily shape or a multi-row burst after its first row; the stretch has no neighbour in the key's
+history. The two tail probabilities are combined by a weighted Bonferroni rule,
+``p = min(p_forecast / (1 - w), p_subsequence / w)`` with ``w = subseq_weight``, which is a valid
+tail probability whatever the dependence between the two, so the score keeps its meaning and the
+false-alarm budget. A stretch stays unusual for ``subseq_len`` rows after one odd value; only a
+row whose stretch is rarer than each of the previous ``subseq_len - 1`` rows' counts (it adds to
+the excursion), so one spike is not reported ten times.
+
 NaN values (and NaT timestamps) are not scored and not learned: score 0 and ``is_anomaly``
 False; ``expected`` is still given. Missing timestamps need no filling: seasonal phases come from
 the timestamps themselves. Known weakness (see bench/bench_detect_quality.py): a slow trend
@@ -41,9 +53,10 @@ from collections import deque
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
+from health_monitor.detectors.base import DECADES, Scores, StreamingDetector, TailCalibrator
 from health_monitor.detectors.base import SIGMA_PER_MAD as _SIGMA_PER_MAD
-from health_monitor.detectors.base import Scores, StreamingDetector, TailCalibrator
 
 _DAY = 86400.0
 _WEEK = 7 * _DAY
@@ -96,6 +109,107 @@ class _Model:
         return self.level + self.trend * _damped_sum(self.phi, k) + self.season[ph]
 
 
+#: The stretch statistic is 1.5x its distance ratio (see :meth:`_Subsequences.tail_p`).
+_STRETCH_SCALE = 1.5
+#: Its defaults (chosen on half of NAB, docs/detection-quality.md): stretch length, neighbours
+#: averaged (2: one earlier look-alike, the same incident last week, does not hide a stretch),
+#: earlier stretches searched, share of the false-alarm budget.
+_SUBSEQ_LEN, _SUBSEQ_K, _SUBSEQ_HISTORY, _SUBSEQ_WEIGHT = 10, 2, 1000, 0.8
+
+
+class _Subsequences:
+    """The stretch statistic: how far the last ``length`` values are from their ``k`` nearest
+    neighbours among the key's earlier stretches (RMS distance, stretches ending at least
+    ``length`` rows back so none overlaps the current one), relative to its usual value.
+
+    Why: a forecaster judges one row at a time and follows a changed shape after its first row;
+    a stretch unlike anything in the key's recent history stays visible as one. State is a fixed
+    buffer of ``history + 2 * length - 1`` values, an EW mean and a :class:`TailCalibrator`.
+    """
+
+    def __init__(self, length: int, k: int, history: int, calib_window: int) -> None:
+        self.length = length
+        self.k = k
+        self.buf_ = np.zeros(history + 2 * length - 1)
+        self.filled_ = 0
+        self.usual_ = math.nan  # EW mean of the neighbour distance: what "far" is measured against
+        self.calib_ = TailCalibrator(window=calib_window)
+        self.recent_p_: deque[float] = deque(maxlen=length - 1)
+        self.d2_: np.ndarray | None = None  # squared distances to the earlier stretches, once full
+        self.since_full_ = 0
+        self.big_ = 0.0  # largest squared difference added to d2_ since it was last computed
+
+    def _nearest(self, x: float) -> float | None:
+        """Append ``x``; the mean squared distance of the current stretch to its ``k`` nearest
+        earlier ones (None while the buffer holds too few values).
+
+        Once the buffer is full the distances to every earlier stretch are updated in place (the
+        current stretch and each earlier one move by one row: add the new pair of values, drop
+        the oldest) instead of recomputed, which is cheaper. Round-off of those updates is
+        about 1e-13 of the largest term added since the last full computation, so they are
+        recomputed every 256 rows, and at once when that could matter against the nearest
+        distance (a huge spike in the buffer next to exact repeats)."""
+        x = -1e150 if x < -1e150 else (1e150 if x > 1e150 else x)  # squares stay finite
+        buf, L, k = self.buf_, self.length, self.k
+        size = len(buf)
+        h = size - 2 * L + 1
+        d2 = self.d2_ if "d2_" in self.__dict__ else None
+        if self.filled_ == size and d2 is not None and self.since_full_ < 256:
+            d2 -= (buf[:h] - buf[size - L]) ** 2
+            buf[:-1] = buf[1:]
+            buf[-1] = x
+            add = (buf[L - 1:L - 1 + h] - x) ** 2
+            d2 += add
+            self.since_full_ += 1
+            big = float(add.max())
+            self.big_ = big if big > self.big_ else self.big_
+            near2 = float(np.partition(d2, k - 1)[:k].mean())
+            if self.big_ * 1e-12 <= near2:
+                return near2
+            self.since_full_ = 256  # round-off could matter: recompute below
+        else:
+            buf[:-1] = buf[1:]
+            buf[-1] = x
+            self.filled_ = min(self.filled_ + 1, size)
+        if self.filled_ < 2 * L + k - 1:
+            return None
+        vals = buf[size - self.filled_:]
+        diff = sliding_window_view(vals[:-L], L) - vals[-L:]
+        d2 = np.einsum("ij,ij->i", diff, diff)
+        if self.filled_ == size:
+            self.d2_, self.since_full_, self.big_ = d2, 0, float(d2.max())
+        return float(np.partition(d2, k - 1)[:k].mean())
+
+    def tail_p(self, x: float, floor: float) -> tuple[float, float]:
+        """Add ``x`` (the row being scored) to the stretch; return the stretch's tail probability
+        (1 while warming up or when an earlier row of the same stretch was rarer) and its statistic."""
+        near2 = self._nearest(x)
+        if near2 is None:
+            return 1.0, math.nan
+        near = math.sqrt((near2 if near2 > 0 else 0.0) / self.length)
+        usual = self.usual_
+        if usual != usual:  # first stretch: nothing to compare with yet
+            self.usual_ = near
+            return 1.0, math.nan
+        # 1.5x: the calibrator treats |z| under 1.645 as ordinary until the key's own 90th percentile
+        # is known to be higher; at 1x the ratio (usually near 1) hid a 20-sigma spike on a
+        # seasonal series (tests/unit/test_calibration.py)
+        stat = _STRETCH_SCALE * near / (usual if usual > floor else floor)
+        self.usual_ = usual + 0.01 * (near - usual)
+        if len(self.calib_.buf_) < self.calib_.min_rows:
+            return 1.0, stat
+        p = self.calib_.tail_p(stat)
+        recent = self.recent_p_
+        counts = not recent or p < min(recent)
+        recent.append(p)
+        return (p if counts else 1.0), stat
+
+    def learn(self, stat: float) -> None:
+        """Learn the stretch statistic of the row just scored (NaN while warming up: skipped)."""
+        if stat == stat:
+            self.calib_.learn(stat)
+
+
 class UnivariateDetector(StreamingDetector):
     """Causal anomaly scores for one numeric series; see the module docstring for the method.
 
@@ -115,18 +229,29 @@ class UnivariateDetector(StreamingDetector):
         shift_hold: rows after a confirmed level shift whose score stays at least a linearly
             decaying share of the shift's score (0 disables).
         seasonal: look for daily/weekly/autocorrelation seasonality.
+        subseq_len, subseq_k, subseq_history: the stretch statistic's length (rows), number of
+            nearest neighbours averaged, and how many earlier stretches it searches (a fixed-size
+            buffer: subseq_history + 2 * subseq_len values).
+        subseq_weight: share of the false-alarm budget given to the stretch statistic in the
+            weighted Bonferroni combination (0 = forecast residual only, the v3 detector).
     """
 
     name = "univariate_robust_ensemble"
-    version = "3"
-    # v3 changed two defaults (calibration rows, scale weight), not the state: v2 keys go on.
-    continues = ("2",)
+    version = "4"
+    # v3 changed two defaults (calibration rows, scale weight), not the state: v2 keys go on. v4
+    # adds the stretch statistic; the state it had still means the same, and a continued key
+    # starts the new statistic's buffers empty (it counts once it has learned 100 stretches).
+    continues = ("2", "3")
 
     def __init__(self, threshold: float = 0.8, min_history: int = 12, warmup_ramp: int = 24,
                  scale_alpha: float = 0.01, huber: float = 3.0, cusum_k: float = 1.0,
                  cusum_h: float = 8.0, rel_floor: float = 1e-3, calib_window: int = 5000,
                  seasonal: bool = True,
-                 shift_hold: int = 6) -> None:
+                 shift_hold: int = 6, subseq_len: int = _SUBSEQ_LEN, subseq_k: int = _SUBSEQ_K,
+                 subseq_history: int = _SUBSEQ_HISTORY, subseq_weight: float = _SUBSEQ_WEIGHT) -> None:
+        if subseq_len < 2 or subseq_k < 1 or subseq_history < subseq_k or not 0.0 <= subseq_weight < 1.0:
+            raise ValueError("subseq_len must be >= 2, subseq_k >= 1, subseq_history >= subseq_k and "
+                             "subseq_weight in [0, 1)")
         self.threshold = threshold
         self.min_history = min_history
         self.warmup_ramp = warmup_ramp
@@ -138,6 +263,10 @@ class UnivariateDetector(StreamingDetector):
         self.calib_window = calib_window
         self.seasonal = seasonal
         self.shift_hold = shift_hold
+        self.subseq_len = subseq_len
+        self.subseq_k = subseq_k
+        self.subseq_history = subseq_history
+        self.subseq_weight = subseq_weight
         # learned state (scikit-learn convention: trailing underscore)
         self.n_ = 0
         self.t0_ = math.nan
@@ -159,6 +288,7 @@ class UnivariateDetector(StreamingDetector):
         self._last_x = math.nan
         self.hold_score_ = 0.0
         self.hold_left_ = 0
+        self.subseq_ = _Subsequences(subseq_len, subseq_k, subseq_history, calib_window)
 
     # ------------------------------------------------------------------ public API
     def is_anomaly(self, scores: Scores) -> np.ndarray:
@@ -198,6 +328,14 @@ class UnivariateDetector(StreamingDetector):
         if "calib_" not in self.__dict__:
             self.calib_ = TailCalibrator(window=self.__dict__.get("calib_window", 2000))
         return self.calib_
+
+    def _subsequences(self) -> _Subsequences | None:
+        # state continued from v2/v3 has no stretch statistic: start one with today's defaults
+        if "subseq_" not in self.__dict__:
+            self.subseq_weight = _SUBSEQ_WEIGHT
+            self.subseq_ = _Subsequences(_SUBSEQ_LEN, _SUBSEQ_K, _SUBSEQ_HISTORY,
+                                         self.__dict__.get("calib_window", 5000))
+        return self.subseq_ if self.subseq_weight > 0 else None
 
     def _index(self, t: float) -> int:
         if math.isnan(self.step_) or math.isnan(self.t0_):
@@ -318,12 +456,19 @@ class UnivariateDetector(StreamingDetector):
             m.n = n_m + 1
 
         n_before = self.n_
+        sub = self._subsequences()
+        p_sub, sub_stat = (sub.tail_p(x, floor) if sub is not None else (1.0, math.nan))
         if n_before >= 2:
             az = abs(z_best)
             calib = self._calibrator()
             warm = (n_before - self.min_history) / self.warmup_ramp
             warm = 0.0 if warm < 0 else (1.0 if warm > 1 else warm)
-            score = calib.score(az) * warm
+            p = p_z = calib.tail_p(az)
+            if sub is not None:
+                # weighted Bonferroni: a valid tail probability whatever the two statistics' dependence
+                w = self.subseq_weight
+                p = min(1.0, p / (1.0 - w), p_sub / w)
+            score = (0.0 if p >= 1.0 else min(1.0, -math.log10(max(p, 1e-300)) / DECADES)) * warm
             # after a confirmed shift the next rows are still off the *old* normal: hold the alarm
             # for a few rows, decaying, so the change is reported as one event of sensible length
             if self.hold_left_ > 0:
@@ -337,6 +482,17 @@ class UnivariateDetector(StreamingDetector):
                 calib.learn(az)
             if score >= 0.5 or shift_flag:
                 evidence = self._evidence(x, expected, z_best, best, shift_flag)
+                # the stretch decided the score (it counts, and its share of the budget is the rarer);
+                # where the forecast alone would not have scored 0.5 it is the reason, so it goes
+                # before the forecast's z (`detect` prints the first two entries)
+                w = self.subseq_weight
+                if sub is not None and p_sub < 1.0 and p_sub * (1.0 - w) < p_z * w:
+                    alone = p_z / (1.0 - w) > 10 ** (-0.5 * DECADES)
+                    evidence.insert(len(evidence) - (1 + shift_flag if alone else 0),
+                                    f"the last {sub.length} values unlike the key's earlier stretches "
+                                    f"({sub_stat / _STRETCH_SCALE:.1f}x their usual distance)")
+        if sub is not None:
+            sub.learn(sub_stat)
 
         # series-level state
         # the scale floors must not be poisoned by one absurd value (a 1000x spike would blind the
