@@ -157,12 +157,12 @@ class BucketScorer:
                 for i, n in enumerate(lengths.tolist())]
 
 
-def _split(pdfs: Iterator[pd.DataFrame]) -> tuple[dict[Key, pd.DataFrame], dict[Key, bytes]]:
-    """A bucket's input: data rows per key (in arrival order), and the states a catch-up handed
-    over (the first per key), heartbeat rows dropped."""
+def _split(pdfs: Iterator[pd.DataFrame]) -> tuple[pd.DataFrame | None, dict[Key, np.ndarray], dict[Key, bytes]]:
+    """A bucket's input: its data rows, each key's positions among them (arrival order), and
+    the states a catch-up handed over (the first per key); heartbeat rows dropped."""
     frames = [p for p in pdfs if not p.empty]
     if not frames:
-        return {}, {}
+        return None, {}, {}
     pdf = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     et = pdf["entity_type"].to_numpy()
     pdf = pdf.loc[et != HEARTBEAT] if (et == HEARTBEAT).any() else pdf
@@ -177,9 +177,50 @@ def _split(pdfs: Iterator[pd.DataFrame]) -> tuple[dict[Key, pd.DataFrame], dict[
     else:
         pdf = pdf.drop(columns=[BUCKET], errors="ignore")
     if pdf.empty:
-        return {}, handed
-    groups = pdf.groupby(["entity_type", "entity_id"], sort=False).indices
-    return {(str(k[0]), str(k[1])): pdf.take(at) for k, at in groups.items()}, handed
+        return None, {}, handed
+    pdf = pdf.reset_index(drop=True)
+    # dropna=False: a key with a null id is a key, as Spark's groupBy has it
+    groups = pdf.groupby(["entity_type", "entity_id"], sort=False, dropna=False).indices
+    return pdf, {(str(k[0]), str(k[1])): at for k, at in groups.items()}, handed
+
+
+#: A key's index in the upper bits of a window start (epoch ms < 2**42, the year 2109).
+_KEY_SHIFT = 42
+
+
+def accumulate_keys(domain: str, rows: pd.DataFrame, at: dict[Key, np.ndarray], keys: dict[Key, windows.KeyState],
+                    window_ms: int = windows.HOUR_MS) -> None:
+    """:func:`~health_monitor.streaming.windows.accumulate` for many keys in one accumulator call
+    per entity type: each row's window is told apart by its key's index in the upper bits of the
+    window start, so the domain's accumulator (the one definition of the window aggregates) folds
+    every key's rows into that key's own windows, in the rows' order, as one call per key does."""
+    logic = windows._logic(domain)
+    ms = windows._ms(rows["event_time"])
+    starts = (ms // window_ms) * window_ms
+    has_ws = rows["workspace_id"].notna().to_numpy() if "workspace_id" in rows else None
+    by_type: dict[str, list[Key]] = {}
+    for k in at:
+        by_type.setdefault(k[0], []).append(k)
+    for members in by_type.values():
+        code = np.empty(len(rows), dtype=np.int64)
+        pos, states, combined = [], [], {}
+        for i, k in enumerate(members):
+            ks, p = keys[k], at[k]
+            if ks.workspace_id is None and has_ws is not None and has_ws[p].any():
+                ks.workspace_id = str(rows["workspace_id"].to_numpy()[p[has_ws[p]][0]])
+            # rows behind the key's closed windows: Spark drops them first, this is the belt to its braces
+            keep = p[starts[p] >= ks.closed_until_ms]
+            code[keep] = i
+            pos.append(keep)
+            states.append(ks)
+            combined.update({(i << _KEY_SHIFT) + s: acc for s, acc in ks.open.items()})
+        take = np.sort(np.concatenate(pos)) if pos else np.zeros(0, dtype=np.int64)
+        if not len(take):
+            continue
+        logic.accumulate(combined, rows.take(take), (code[take] << _KEY_SHIFT) + starts[take])
+        mask = (1 << _KEY_SHIFT) - 1
+        for c, acc in combined.items():
+            states[c >> _KEY_SHIFT].open[c & mask] = acc
 
 
 def make_bucket_state_function(domain: str, ctx: dict) -> Callable:
@@ -190,7 +231,7 @@ def make_bucket_state_function(domain: str, ctx: dict) -> Callable:
     def fn(key: tuple, pdfs: Iterator[pd.DataFrame], state) -> Iterator[pd.DataFrame]:  # noqa: ANN001
         bs = BucketState.loads(state.get[0]) if state.exists else BucketState()
         scorer.prepare(bs)
-        data, handed = _split(pdfs)
+        rows, data, handed = _split(pdfs)
         wm = state.getCurrentWatermarkMs()
         # The keys Spark would call the per-key function for: rows, a handover, or a timeout.
         due = set(data) | set(handed)
@@ -198,14 +239,14 @@ def make_bucket_state_function(domain: str, ctx: dict) -> Callable:
             nxt = windows.next_timeout_ms(ks)
             if nxt is not None and nxt < wm:
                 due.add(k)
+        for k in sorted(due):
+            if k not in bs.keys:
+                scorer.adopt(bs, k, windows.KeyState.loads(handed[k]) if k in handed else windows.KeyState(*k))
+        if rows is not None:
+            accumulate_keys(domain, rows, data, bs.keys)
         work, priors = [], []
         for k in sorted(due):
-            ks = bs.keys.get(k)
-            if ks is None:
-                ks = windows.KeyState.loads(handed[k]) if k in handed else windows.KeyState(*k)
-                scorer.adopt(bs, k, ks)
-            if k in data:
-                windows.accumulate(domain, ks, data[k])
+            ks = bs.keys[k]
             closed = windows.close_windows(domain, ks, wm, ctx)
             if closed:
                 if ks.recent:
