@@ -379,6 +379,11 @@ class VectorMultivariateDetector:
         self.keys += n
         return first
 
+    def reset_key(self, k: int) -> None:
+        """Row ``k`` back to a fresh detector's state."""
+        params = {n: v for n, v in vars(self.proto).items() if not n.endswith("_") and n != "features"}
+        self.load_key(k, MultivariateDetector(self.features, **params))
+
     def load_key(self, k: int, det: MultivariateDetector) -> None:
         """Put a per-key detector's learned state into row ``k`` (a catch-up's handed-over key,
         a key moving from the per-key layout): from here on row ``k`` scores as ``det`` would."""

@@ -132,7 +132,12 @@ class BucketScorer:
         if ks.detector is not None:
             det = _detector(self.domain, ks)  # resets a detector of another version, as per key
             if ks.detector is not None:
-                bs.vec.load_key(row, det)
+                try:
+                    bs.vec.load_key(row, det)
+                except (AttributeError, KeyError, TypeError, ValueError):
+                    # state of older code that lacks what today's needs: relearn, as per key
+                    bs.vec.reset_key(row)
+                    ks.history["detector_reset"] = True
             ks.detector = None
         ks.history["detector_version"] = self.tag
 

@@ -305,3 +305,22 @@ def test_a_key_whose_timeout_equals_the_watermark_waits_as_spark_would_leave_it(
         assert not ((two["entity_id"] == "job0") & (two["kind"] == "score")).any(), "job0's last window waits"
         assert ((two["entity_id"] == "job1") & (two["kind"] == "score")).any()
     assert ((want["entity_id"] == "job0") & (want["window_end"] == last)).any()
+
+
+def test_a_handed_over_detector_that_cannot_be_loaded_relearns_as_per_key() -> None:
+    keyed = _security_rows(users=1, days=3)
+    key = ("user", keyed["entity_id"].iloc[0])
+    ks = windows.KeyState(*key)
+    det = spec("security").make_detector()
+    det.score_learn(pd.DataFrame({"timestamp": pd.date_range(START, periods=150, freq="h"),
+                                  **{f: np.arange(150.0) % 7 for f in det.features}}))
+    del det.__dict__["spread_"]  # state of code that kept no spread
+    ks.detector = det.get_state()
+    ks.history["detector_version"] = f"{det.name}:{det.version}"
+    st = BacklogState(0)
+    fn = make_bucket_state_function("security", {})
+    beat = pd.DataFrame([{"entity_type": key[0], "entity_id": key[1], "event_time": START, HANDOVER: ks.dumps()}])
+    list(fn((0,), iter([beat]), st))
+    bs = BucketState.loads(st.blob)
+    assert bs.keys[key].history["detector_reset"] is True
+    assert bs.vec.n_[bs.rows[key]] == 0 and np.isnan(bs.vec.center_[bs.rows[key]]).all()
