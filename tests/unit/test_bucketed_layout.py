@@ -51,6 +51,11 @@ def _cost_rows(days: int = 6, seed: int = 5) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+#: What a lineage row of the security input carries besides its user, time, table and statement.
+LINEAGE = {"source": "lineage", "ip": None, "export_bytes": None, "is_read": True, "source_table": "fact_table_lineage",
+           **dict.fromkeys(("is_login", "is_failed", "is_admin", "is_grant", "is_self_grant", "is_export"), False)}
+
+
 def _security_rows(users: int = 7, days: int = 9, seed: int = 7) -> pd.DataFrame:
     """Audit and lineage rows of a few users over enough hours for the detector's warm-up, its
     trees' first windows and its calibrator's tail (bursts late in the run)."""
@@ -72,12 +77,10 @@ def _security_rows(users: int = 7, days: int = 9, seed: int = 7) -> pd.DataFrame
                              "export_bytes": float(rng.integers(1, 5)) * (1e10 if burst else 1e7),
                              "table_name": None, "is_read": None, "is_sensitive": None, "statement_id": None,
                              "read_bytes": None, "source_table": "fact_audit_events"})
-            rows.append({"entity_id": user, "workspace_id": f"ws{u % 2}", "event_time": t + pd.Timedelta(minutes=1),
-                         "source": "lineage", "ip": None, "is_login": False, "is_failed": False, "is_admin": False,
-                         "is_grant": False, "is_self_grant": False, "is_export": False, "export_bytes": None,
+            rows.append({**LINEAGE, "entity_id": user, "workspace_id": f"ws{u % 2}",
+                         "event_time": t + pd.Timedelta(minutes=1), "is_sensitive": h % 6 == 0,
                          "table_name": "main.hr.employees_pii" if h % 6 == 0 else f"main.sales.t{h % 4}",
-                         "is_read": True, "is_sensitive": h % 6 == 0, "statement_id": f"s{u}-{h}",
-                         "read_bytes": float(rng.integers(1, 50)) * 1e6, "source_table": "fact_table_lineage"})
+                         "statement_id": f"s{u}-{h}", "read_bytes": float(rng.integers(1, 50)) * 1e6})
     return pd.DataFrame(rows).assign(entity_type="user")
 
 
