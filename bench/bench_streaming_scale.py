@@ -14,7 +14,10 @@ run and on rows of the three domains' real shapes (``fact_usage``, ``fact_audit_
   dicts (no pandas per row), each key's closed windows scored in one call per key;
 * ``hst``: river's Half-Space Trees, ``score_one`` + ``learn_one`` row by row;
 
-for each size in ``--sizes`` (rows) and ``--keys`` (distinct keys). Every figure carries rows/s,
+for each size in ``--sizes`` (rows) and ``--keys`` (distinct keys). ``--layout`` runs the engine
+(and ``--offline-rows``) once per state layout on the same rows: ``per-key`` (one
+``applyInPandasWithState`` call per key and batch) and ``bucketed`` (one per bucket of keys,
+:mod:`health_monitor.streaming.bucketed`). Every figure carries rows/s,
 CPU-seconds per million rows (this process plus its descendants: the Spark JVM and its Python
 workers, from /proc, so it is stable on a shared machine where wall time is not) and the load
 average at the start and end of the measurement.
