@@ -14,6 +14,12 @@ River's Half-Space Trees have a NumPy form here too (:class:`VectorHalfSpaceTree
 every key share one structure, so only their masses are per key). What stays per key: the rare
 tail refinement of the calibrator (only rows already rarer than 1%, where it needs the key's own
 buffer) and the evidence strings of high scores.
+
+The stream's bucketed layout (:mod:`health_monitor.streaming.bucketed`) keeps one
+:class:`VectorMultivariateDetector` per bucket of keys: keys are appended as they appear
+(:meth:`~VectorMultivariateDetector.add_keys`), a per-key detector's learned state can be copied
+into a key's row (:meth:`~VectorMultivariateDetector.load_key`: a catch-up's handover), and a call
+scores only the keys that have closed windows (``rows``).
 """
 
 from __future__ import annotations
