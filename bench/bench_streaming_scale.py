@@ -14,7 +14,10 @@ run and on rows of the three domains' real shapes (``fact_usage``, ``fact_audit_
   dicts (no pandas per row), each key's closed windows scored in one call per key;
 * ``hst``: river's Half-Space Trees, ``score_one`` + ``learn_one`` row by row;
 
-for each size in ``--sizes`` (rows) and ``--keys`` (distinct keys). Every figure carries rows/s,
+for each size in ``--sizes`` (rows) and ``--keys`` (distinct keys). ``--layout`` runs the engine
+(and ``--offline-rows``) once per state layout on the same rows: ``per-key`` (one
+``applyInPandasWithState`` call per key and batch) and ``bucketed`` (one per bucket of keys,
+:mod:`health_monitor.streaming.bucketed`). Every figure carries rows/s,
 CPU-seconds per million rows (this process plus its descendants: the Spark JVM and its Python
 workers, from /proc, so it is stable on a shared machine where wall time is not) and the load
 average at the start and end of the measurement.
@@ -334,10 +337,12 @@ class _GroupState:
 @contextlib.contextmanager
 def _timed_parts(cpu: dict[str, float]) -> Iterator[None]:
     """CPU seconds (process_time) in the state function's parts, summed over calls."""
-    from health_monitor.streaming import scoring, windows
+    from health_monitor.streaming import bucketed, scoring, windows
 
-    targets = [(windows, "accumulate"), (windows, "close_windows"), (scoring, "score_windows"),
-               (windows.KeyState, "dumps"), (windows.KeyState, "loads")]
+    targets = [(windows, "accumulate"), (windows, "close_windows"), (scoring, "detect_key"), (scoring, "emit"),
+               (bucketed.BucketScorer, "detect"), (bucketed, "emit"),
+               (windows.KeyState, "dumps"), (windows.KeyState, "loads"),
+               (bucketed.BucketState, "dumps"), (bucketed.BucketState, "loads")]
     saved = [(obj, name, obj.__dict__[name]) for obj, name in targets]
 
     for obj, name, fn in saved:
@@ -351,19 +356,29 @@ def _timed_parts(cpu: dict[str, float]) -> Iterator[None]:
             setattr(obj, name, fn)
 
 
-def offline_run(domain: str, n: int, keys: int, chunks: int) -> dict:
+def offline_run(domain: str, n: int, keys: int, chunks: int, layout: str = "per-key") -> dict:
     """The domain's stateful function over ``n`` rows in ``chunks`` micro-batches, without Spark:
-    per key and batch one call with a stand-in GroupState, the watermark trailing the previous
-    batch's newest row by the domain's delay, state pickled in between (as Spark's state store)."""
+    per group (a key, or a bucket of keys) and batch one call with a stand-in GroupState, the
+    watermark trailing the previous batch's newest row by the domain's delay, state pickled in
+    between (as Spark's state store). Groups without rows are not called (no timeouts here)."""
+    import zlib
+
     from health_monitor.domains import spec
+    from health_monitor.streaming.bucketed import bucket_count, make_bucket_state_function
     from health_monitor.streaming.scoring import make_state_function
 
     keyed = keyed_frame(domain, DOMAIN_ROWS[domain][1](n, keys)).sort_values("event_time", kind="stable")
     delay_ms = int(pd.Timedelta(spec(domain).watermark).total_seconds() * 1000)
-    fn = make_state_function(domain, {})
+    if layout == "per-key":
+        fn, by = make_state_function(domain, {}), ["entity_type", "entity_id"]
+    else:
+        fn, by, b = make_bucket_state_function(domain, {}), ["_b"], bucket_count(4)
+        keyed["_b"] = [zlib.crc32(f"{t}|{i}".encode()) % b for t, i in zip(keyed["entity_type"], keyed["entity_id"],
+                                                                             strict=True)]
     spec(domain).make_detector()  # imports river & co once, as a long-lived Python worker has
     batches = [keyed.iloc[p] for p in _splits(len(keyed), chunks)]
-    groups = [list(b.groupby(["entity_type", "entity_id"])) for b in batches]  # Spark's shuffle, not timed
+    groups = [[((k,) if layout != "per-key" else k, g) for k, g in b.groupby(by[0] if len(by) == 1 else by)]
+              for b in batches]  # Spark's shuffle, not timed
     states: dict[tuple, bytes] = {}
     parts: dict[str, float] = defaultdict(float)
     calls = windows_out = 0
@@ -381,11 +396,11 @@ def offline_run(domain: str, n: int, keys: int, chunks: int) -> dict:
     total = time.process_time() - t0
     state_bytes = sum(len(v) for v in states.values())
     out = m.figures(n)
-    out.update({"domain": domain, "keys": keys, "state_keys": len(states), "calls": calls,
+    out.update({"domain": domain, "layout": layout, "keys": keys, "state_groups": len(states), "calls": calls,
                 "windows": windows_out, "cpu_ms_per_window": round(total / max(windows_out, 1) * 1000, 3),
                 "cpu_ms_per_call": round(total / calls * 1000, 3),
                 "parts_pct": {k: round(v / total * 100, 1) for k, v in parts.items() if not k.endswith("_calls")},
-                "state_bytes_per_key": round(state_bytes / len(states))})
+                "state_bytes_per_key": round(state_bytes / keys)})
     return out
 
 
@@ -429,14 +444,17 @@ def _timed_sink(timings: dict[str, float]) -> Iterator[None]:
             setattr(engine.BatchSink, name, fn)
 
 
-def engine_run(domain: str, n: int, keys: int, chunks: int, tmp: Path) -> dict:
-    """Available-now over ``n`` rows in ``chunks`` commits; figures and a per-batch profile."""
+def engine_run(domain: str, n: int, keys: int, chunks: int, tmp: Path, layout: str = "bucketed") -> dict:
+    """Available-now over ``n`` rows in ``chunks`` commits with a new checkpoint of ``layout``
+    (per-key or bucketed state); figures and a per-batch profile."""
     from health_monitor.runtime import Lakehouse, get_spark
     from health_monitor.settings import load_settings
     from health_monitor.streaming import engine, recording
+    from health_monitor.streaming.bucketed import LAYOUT_ENV
 
+    os.environ[LAYOUT_ENV] = layout  # read when the query is built: the new checkpoint records it
     table, make = DOMAIN_ROWS[domain]
-    settings = load_settings(tmp / f"engine-{domain}-{keys}")
+    settings = load_settings(tmp / f"engine-{domain}-{keys}-{layout}")
     lake = Lakehouse(settings, get_spark(settings))
     path = tmp / f"{domain}.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in make(n, keys)))
@@ -459,7 +477,7 @@ def engine_run(domain: str, n: int, keys: int, chunks: int, tmp: Path) -> dict:
             durations[k] += v / batches / 1000
     stats = run.sinks[domain].last.totals
     out = m.figures(n)
-    out.update({"domain": domain, "keys": keys, "batches": len(prog), "windows": stats["windows"],
+    out.update({"domain": domain, "layout": layout, "keys": keys, "batches": len(prog), "windows": stats["windows"],
                 "alerts": stats["alerts"],
                 "spark_jobs_per_batch": round(jobs / batches, 1),
                 "sink_seconds_per_call": {k: round(v / timings[k + "_calls"], 2) for k, v in timings.items()
@@ -537,6 +555,8 @@ def main() -> int:
     ap.add_argument("--latency-steps", type=int, default=0, help="0 skips the live latency probe")
     ap.add_argument("--trigger", type=float, default=5.0)
     ap.add_argument("--interval", type=float, default=10.0)
+    ap.add_argument("--layout", nargs="+", choices=("per-key", "bucketed"), default=["per-key", "bucketed"],
+                    help="state layouts the engine (and --offline-rows) run, each on the same rows")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     os.environ.setdefault("HEALTH_MONITOR_DRIVER_MEMORY", "2g")
@@ -577,7 +597,8 @@ def main() -> int:
     if args.offline_rows:
         for domain in args.domains:
             for k in args.engine_keys:
-                emit("offline", offline_run(domain, args.offline_rows, k, args.chunks))
+                for layout in args.layout:
+                    emit("offline", offline_run(domain, args.offline_rows, k, args.chunks, layout))
     # Order: the baselines and the engine at the first key count, the live probe, then the other
     # key counts and sizes (on a shared machine a run cut short keeps what matters most).
     tmp = Path(tempfile.mkdtemp(prefix="hm-bench-scale-"))
@@ -586,14 +607,16 @@ def main() -> int:
         baselines(args.keys[:1], [])
         for domain in args.domains:
             for k in engine_keys[:1]:
-                emit("engine", engine_run(domain, args.engine_rows, k, args.chunks, tmp))
+                for layout in args.layout:
+                    emit("engine", engine_run(domain, args.engine_rows, k, args.chunks, tmp, layout))
         if args.latency_steps:
             results["latency"] = engine_latency(args.latency_steps, args.trigger, args.interval, tmp)
             print("latency", json.dumps(results["latency"]), flush=True)
         baselines(args.keys[1:], args.hst_sizes)
         for k in engine_keys[1:]:
             for domain in args.domains:
-                emit("engine", engine_run(domain, args.engine_rows, k, args.chunks, tmp))
+                for layout in args.layout:
+                    emit("engine", engine_run(domain, args.engine_rows, k, args.chunks, tmp, layout))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:

@@ -18,9 +18,11 @@ from health_monitor.checkpoints.manager import (
     late_event_watermark_ms,
     list_checkpoints,
     read_catchup_plan,
+    read_layout,
     read_status,
     reset_checkpoint,
     restore_checkpoint,
+    state_layout,
     write_catchup_plan,
     write_status,
 )
@@ -28,6 +30,6 @@ from health_monitor.checkpoints.manager import (
 __all__ = [
     "CheckpointInfo", "app_id", "backup_checkpoint", "batch_watermark_ms", "catchup_dir", "checkpoint_info",
     "checkpoint_location", "checkpoint_root", "last_committed_batch", "last_offset_batch",
-    "late_event_watermark_ms", "list_checkpoints", "read_catchup_plan", "read_status",
-    "reset_checkpoint", "restore_checkpoint", "write_catchup_plan", "write_status",
+    "late_event_watermark_ms", "list_checkpoints", "read_catchup_plan", "read_layout", "read_status",
+    "reset_checkpoint", "restore_checkpoint", "state_layout", "write_catchup_plan", "write_status",
 ]

@@ -16,6 +16,10 @@ Besides Spark's files, a checkpoint folder holds two small files of ours:
   each source table's Delta version V and how far the batch scoring of the backlog got; the
   folder also holds the backlog's scored rows and the per-key state handed to the stream
   (:mod:`health_monitor.streaming.catchup`). A reset deletes it with the rest.
+* ``hm_layout.json``: how the query's state store is keyed (``per-key``: a row per entity;
+  ``bucketed``: a row per bucket of entities, with the bucket count), written before the query
+  first runs and read on every start: a state store can only be read with the layout that wrote
+  it. A checkpoint that ran before layouts were recorded is ``per-key``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ STATUS_FILE = "hm_status.json"
 CATCHUP_DIR = "hm_catchup"
 CATCHUP_PLAN = "plan.json"
 BACKUP_DIR = "checkpoint-backups"
+LAYOUT_FILE = "hm_layout.json"
+#: State layouts of the scoring operator (:mod:`health_monitor.streaming.bucketed`).
+LAYOUTS = ("per-key", "bucketed")
 
 
 def checkpoint_root(settings: Settings) -> Path:
@@ -130,6 +137,7 @@ class CheckpointInfo:
     watermark: datetime | None
     size_bytes: int
     status: dict
+    layout: dict | None = None
 
     @property
     def in_flight(self) -> bool:
@@ -163,6 +171,34 @@ def write_status(location: Path, status: dict) -> None:
     _replace_json(location / STATUS_FILE, status)
 
 
+def read_layout(location: Path) -> dict | None:
+    """The state layout recorded in a checkpoint (``{"layout": ..., "buckets": ...}``), or None:
+    none recorded yet, or (``layout`` ``per-key`` implied) a checkpoint from before layouts were."""
+    path = location / LAYOUT_FILE
+    if not path.exists():
+        return {"layout": "per-key", "recorded": False} if last_offset_batch(location) is not None else None
+    try:
+        rec = json.loads(path.read_text())
+    except ValueError as exc:
+        raise HealthMonitorError(f"unreadable state layout {path}: {exc}; 'stream reset' the domain") from exc
+    if rec.get("layout") not in LAYOUTS or (rec["layout"] == "bucketed" and int(rec.get("buckets", 0)) < 1):
+        raise HealthMonitorError(f"unknown state layout {rec!r} in {path}; expected one of {', '.join(LAYOUTS)}")
+    return rec
+
+
+def state_layout(location: Path, new: dict) -> dict:
+    """The query's state layout: the one recorded in its checkpoint, ``per-key`` for a checkpoint
+    that ran before layouts were recorded, else ``new``; recorded before the query runs."""
+    rec = read_layout(location)
+    if rec is not None and rec.get("recorded", True):
+        return rec
+    rec = {"layout": "per-key"} if rec is not None else dict(new)
+    if rec.get("layout") not in LAYOUTS:
+        raise HealthMonitorError(f"unknown state layout {rec.get('layout')!r}; expected one of {', '.join(LAYOUTS)}")
+    _replace_json(location / LAYOUT_FILE, rec)
+    return rec
+
+
 def catchup_dir(location: Path) -> Path:
     """The folder of a query's first-start catch-up (plan, backlog scores, handed-over state)."""
     return location / CATCHUP_DIR
@@ -192,7 +228,7 @@ def checkpoint_info(settings: Settings, query_name: str) -> CheckpointInfo:
     wm_ms = batch_watermark_ms(loc, last) if last is not None else 0
     wm = datetime.fromtimestamp(wm_ms / 1000, UTC) if wm_ms else None
     return CheckpointInfo(query_name, loc, app, last, last_committed_batch(loc), wm,
-                          _size(loc) if loc.exists() else 0, read_status(loc))
+                          _size(loc) if loc.exists() else 0, read_status(loc), read_layout(loc))
 
 
 def list_checkpoints(settings: Settings) -> list[CheckpointInfo]:

@@ -166,6 +166,10 @@ def run_status(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
         state = "in flight" if info.in_flight else "committed"
         print(f"  last batch     {info.last_batch} ({state}; last committed {info.last_committed})")
         print(f"  watermark      {info.watermark or '-'}")
+        lay = info.layout or {}
+        print(f"  state layout   {lay.get('layout', '- (recorded on first start)')}"
+              + (f", {lay['buckets']} buckets of keys" if lay.get("buckets") else "")
+              + ("" if lay.get("recorded", True) else " (checkpoint from before layouts were recorded)"))
         for src in prog.get("sources") or []:
             print(f"  offsets        {src.get('description', '')[:60]} -> {src.get('endOffset')}")
         if last:

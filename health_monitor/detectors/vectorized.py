@@ -14,6 +14,12 @@ River's Half-Space Trees have a NumPy form here too (:class:`VectorHalfSpaceTree
 every key share one structure, so only their masses are per key). What stays per key: the rare
 tail refinement of the calibrator (only rows already rarer than 1%, where it needs the key's own
 buffer) and the evidence strings of high scores.
+
+The stream's bucketed layout (:mod:`health_monitor.streaming.bucketed`) keeps one
+:class:`VectorMultivariateDetector` per bucket of keys: keys are appended as they appear
+(:meth:`~VectorMultivariateDetector.add_keys`), a per-key detector's learned state can be copied
+into a key's row (:meth:`~VectorMultivariateDetector.load_key`: a catch-up's handover), and a call
+scores only the keys that have closed windows (``rows``).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import numpy as np
 import pandas as pd
 from river.anomaly import HalfSpaceTrees
 
-from health_monitor.detectors.base import _Q90, _Q99_MINUS_Q90, DECADES, tail_floor
+from health_monitor.detectors.base import _Q90, _Q99_MINUS_Q90, DECADES, DRIVER_Z, TailCalibrator, tail_floor
 from health_monitor.detectors.base import SIGMA_PER_MAD as _S
 from health_monitor.detectors.multivariate import COUNT_RESOLUTION, MultivariateDetector
 
@@ -87,6 +93,27 @@ class VectorTailCalibrator:
             q90, q99 = np.quantile(self._kept(k), [0.9, 0.99])
             self._set_q(np.array([k]), np.array([q90]), np.array([q99]))
 
+    def add_keys(self, n: int) -> None:
+        """Room for ``n`` more keys, each with a fresh calibrator's state."""
+        self.buf_ = np.concatenate([self.buf_, np.zeros((n, self.window))])
+        self.len_ = np.concatenate([self.len_, np.zeros(n, dtype=np.int64)])
+        self.pos_ = np.concatenate([self.pos_, np.zeros(n, dtype=np.int64)])
+        self.q90_ = np.concatenate([self.q90_, np.full(n, _Q90)])
+        self.q99_ = np.concatenate([self.q99_, np.full(n, _Q90 + _Q99_MINUS_Q90)])
+        self.since_fit_ = np.concatenate([self.since_fit_, np.zeros(n, dtype=np.int64)])
+
+    def load_key(self, k: int, cal: TailCalibrator) -> None:
+        """Row ``k`` takes a per-key calibrator's state (its buffer oldest first: the ring's next
+        write then replaces the oldest value, as the per-key deque drops it)."""
+        if cal.buf_.maxlen != self.window or cal.min_rows != self.min_rows:
+            raise ValueError("the per-key calibrator has another window")
+        kept = np.fromiter(cal.buf_, dtype=float, count=len(cal.buf_))
+        self.buf_[k] = 0.0
+        self.buf_[k, :len(kept)] = kept
+        self.len_[k] = len(kept)
+        self.pos_[k] = len(kept) % self.window
+        self.q90_[k], self.q99_[k], self.since_fit_[k] = cal.q90_, cal.q99_, cal.since_fit_
+
     def _set_q(self, idx: np.ndarray, q90: np.ndarray, q99: np.ndarray) -> None:
         self.q90_[idx] = np.maximum(_Q90, q90)
         self.q99_[idx] = np.maximum(self.q90_[idx] + _Q99_MINUS_Q90, q99)
@@ -126,6 +153,31 @@ class VectorHalfSpaceTrees:
         self.first_window_ = np.ones(keys, dtype=bool)
         self._trees = np.arange(n_trees)
         self._max_score = n_trees * window_size * (2 ** (height + 1) - 1)
+
+    def add_keys(self, n: int) -> None:
+        """Room for ``n`` more keys, each with fresh (empty) masses."""
+        shape = (n, *self.l_mass_.shape[1:])
+        self.l_mass_ = np.concatenate([self.l_mass_, np.zeros(shape, dtype=np.int32)])
+        self.r_mass_ = np.concatenate([self.r_mass_, np.zeros(shape, dtype=np.int32)])
+        self.counter_ = np.concatenate([self.counter_, np.zeros(n, dtype=np.int64)])
+        self.first_window_ = np.concatenate([self.first_window_, np.ones(n, dtype=bool)])
+
+    def load_key(self, k: int, river: HalfSpaceTrees) -> None:
+        """Row ``k`` takes the masses of one key's river trees (built from the same seed, so
+        with the same splits: checked node by node)."""
+        self.l_mass_[k] = 0
+        self.r_mass_[k] = 0
+        for t, root in enumerate(river.trees):  # none before river's first learn_one
+            stack = [(root, 0)]
+            while stack:
+                node, i = stack.pop()
+                self.l_mass_[k, t, i], self.r_mass_[k, t, i] = node.l_mass, node.r_mass
+                if getattr(node, "children", None):
+                    if node.threshold != self.threshold_[t, i]:
+                        raise ValueError("the river trees have other splits")
+                    stack += [(node.children[0], 2 * i + 1), (node.children[1], 2 * i + 2)]
+        self.counter_[k] = river.counter
+        self.first_window_[k] = river._first_window
 
     def _child(self, x: np.ndarray, node: np.ndarray) -> np.ndarray:
         """Next node of every (row, tree): left when the split feature is below the threshold."""
@@ -232,32 +284,41 @@ class VectorMultivariateDetector:
             return v
         return np.where(self.log_, np.sign(v) * np.expm1(np.abs(v)), v)
 
-    def score_learn(self, values: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
-        """Score and learn every key's new rows.
+    def score_learn(self, values: np.ndarray, lengths: np.ndarray,
+                    rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list, list]:
+        """Score and learn the new rows of some keys.
 
         Args:
-            values: ``(keys, steps, features)``; key ``k``'s rows (event-time order) are
-                ``values[k, :lengths[k]]``, the rest is padding. NaN features are not scored or
+            values: ``(n, steps, features)``; the ``i``-th key's rows (event-time order) are
+                ``values[i, :lengths[i]]``, the rest is padding. NaN features are not scored or
                 learned for that row, as in the per-key form.
             lengths: rows per key.
+            rows: which key (row of the state arrays) each of the ``n`` is; all keys in order
+                when None (then ``n`` must be ``keys``).
 
         Returns:
-            ``(score, expected, evidence)``: arrays ``(keys, steps)`` (0 / NaN on padding) and,
-            per key, a list of evidence lists of its rows.
+            ``(score, expected, evidence, drivers)``: arrays ``(n, steps)`` (0 / NaN on padding)
+            and, per key, a list with its rows' evidence lists and one with their driver lists
+            (the features at least ``DRIVER_Z`` sigmas out, on rows scored 0.5 or more).
         """
-        keys, steps, p = values.shape
+        n_keys, steps, p = values.shape
+        rows = np.arange(self.keys) if rows is None else np.asarray(rows, dtype=np.int64)
+        if len(rows) != n_keys:
+            raise ValueError(f"values hold {n_keys} keys, rows name {len(rows)}")
         raw = values.astype(float)
         X = np.where(self.log_, np.sign(raw) * np.log1p(np.abs(raw)), raw)
-        score = np.zeros((keys, steps))
-        expected = np.full((keys, steps), np.nan)
+        score = np.zeros((n_keys, steps))
+        expected = np.full((n_keys, steps), np.nan)
         evidence: list[list[list[str]]] = [[[] for _ in range(int(n))] for n in lengths]
+        drivers: list[list[list[str]]] = [[[] for _ in range(int(n))] for n in lengths]
         pr = self.proto
         n_prior = pr.prior_weight if pr.prior else 0.0
         for t in range(steps):
-            idx = np.flatnonzero(lengths > t)
-            if not len(idx):
+            sel = np.flatnonzero(lengths > t)
+            if not len(sel):
                 break
-            x = X[idx, t]
+            idx = rows[sel]
+            x = X[sel, t]
             ok = np.isfinite(x)
             center, sig_up, sig_down = self._baseline(idx)
             known = ok & ~np.isnan(center)
@@ -268,13 +329,13 @@ class VectorMultivariateDetector:
             top = np.sort(zdir, axis=1)[:, ::-1][:, :3]
             z_agg = np.sqrt(np.sum(top ** 2, axis=1))
             j_top = np.argmax(zdir, axis=1)
-            rows = np.arange(len(idx))
-            c_top = center[rows, j_top]
-            expected[idx, t] = np.where(np.isnan(c_top), np.nan, self._untransform(center)[rows, j_top])
+            at = np.arange(len(idx))
+            c_top = center[at, j_top]
+            expected[sel, t] = np.where(np.isnan(c_top), np.nan, self._untransform(center)[at, j_top])
             live = ok.any(axis=1)
             if not live.any():
                 continue
-            li = idx[live]
+            li, ls = idx[live], sel[live]
             n_eff = self.n_[li] + n_prior
             warm = np.clip((n_eff - pr.min_history) / pr.warmup_ramp, 0.0, 1.0)
             s_r = self.calib_.score(z_agg[live], li)
@@ -295,15 +356,51 @@ class VectorMultivariateDetector:
             learn_cal = self.n_[li] > pr.min_history
             self.calib_.learn(z_agg[live][learn_cal], li[learn_cal])
             unt = self._untransform(center[live])
+            zd_live = zdir[live]
             for i in np.flatnonzero(s >= 0.5):
-                k = li[i]
-                zi = zl[i]
-                zd = zdir[live][i]
-                evidence[k][t] = pr._evidence(raw[k, t], unt[i], zi, zd, float(s_t[i]))
+                k = ls[i]
+                zd = zd_live[i]
+                evidence[k][t] = pr._evidence(raw[k, t], unt[i], zl[i], zd, float(s_t[i]))
+                drivers[k][t] = [self.features[j] for j in np.argsort(-zd, kind="stable") if zd[j] >= DRIVER_Z]
             self._learn(li, x[live], ok[live], sigma[live])
             self.n_[li] += 1
-            score[li, t] = s
-        return score, expected, evidence
+            score[ls, t] = s
+        return score, expected, evidence, drivers
+
+    def add_keys(self, n: int) -> int:
+        """Room for ``n`` more keys (fresh state, as a new per-key detector); returns the first new row."""
+        first = self.keys
+        if n <= 0:
+            return first
+        p = len(self.features)
+        for name, fill, dtype in (("n_", 0, np.int64), ("center_", np.nan, float), ("mad_", 0.0, float),
+                                  ("spread_", 0.0, float), ("mean_abs_", 0.0, float), ("integer_", True, bool),
+                                  ("unit_", True, bool), ("q_hi_", np.nan, float), ("q_lo_", np.nan, float),
+                                  ("count_", 0, np.int64)):
+            shape = (n,) if name == "n_" else (n, p)
+            setattr(self, name, np.concatenate([getattr(self, name), np.full(shape, fill, dtype=dtype)]))
+        self.q_trees_ = np.concatenate([self.q_trees_, np.full(n, 0.5)])
+        self.calib_.add_keys(n)
+        self.trees_.add_keys(n)
+        self.keys += n
+        return first
+
+    def reset_key(self, k: int) -> None:
+        """Row ``k`` back to a fresh detector's state."""
+        params = {n: v for n, v in vars(self.proto).items() if not n.endswith("_") and n != "features"}
+        self.load_key(k, MultivariateDetector(self.features, **params))
+
+    def load_key(self, k: int, det: MultivariateDetector) -> None:
+        """Put a per-key detector's learned state into row ``k`` (a catch-up's handed-over key,
+        a key moving from the per-key layout): from here on row ``k`` scores as ``det`` would."""
+        if list(det.features) != list(self.features):
+            raise ValueError("the per-key detector judges other features")
+        for name in ("center_", "mad_", "spread_", "mean_abs_", "integer_", "unit_", "q_hi_", "q_lo_", "count_"):
+            getattr(self, name)[k] = getattr(det, name)
+        self.n_[k] = det.n_
+        self.q_trees_[k] = det.q_trees_
+        self.calib_.load_key(k, det._calibrator())
+        self.trees_.load_key(k, det.trees_)
 
     def _learn(self, idx: np.ndarray, x: np.ndarray, ok: np.ndarray, sigma: np.ndarray) -> None:
         """The per-key ``_learn`` for keys ``idx`` (one row each), masked by ``ok``."""

@@ -1,7 +1,7 @@
 """Building a domain's streaming query::
 
     readStream(Gold facts) -> project (sources.py)
-        -> withWatermark(event_time) -> groupBy(entity) -> applyInPandasWithState   [scoring.py]
+        -> withWatermark(event_time) -> groupBy(entity or bucket) -> applyInPandasWithState   [scoring.py, bucketed.py]
         union  the projected rows themselves                                          [late-row audit]
         -> foreachBatch(sink.py)
 """
@@ -13,12 +13,12 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.streaming.state import GroupStateTimeout
 
 from health_monitor.domains import STREAM_DOMAINS, spec
 from health_monitor.errors import HealthMonitorError
 from health_monitor.runtime import Lakehouse
-from health_monitor.streaming.scoring import HEARTBEAT, OUTPUT_SCHEMA, STATE_SCHEMA, make_state_function
+from health_monitor.streaming.bucketed import score_stream
+from health_monitor.streaming.scoring import HEARTBEAT
 
 
 def query_name(domain: str) -> str:
@@ -57,10 +57,8 @@ def build_stream(lake: Lakehouse, domain: str, max_files: int | None = None,
             else F.lit(HEARTBEAT).alias(f.name) if f.name in ("entity_type", "entity_id")
             else F.lit(None).cast(f.dataType).alias(f.name)
             for f in keyed.schema.fields]))
-    scored = (keyed.withWatermark("event_time", dom.watermark)
-              .groupBy("entity_type", "entity_id")
-              .applyInPandasWithState(make_state_function(domain, ctx), OUTPUT_SCHEMA, STATE_SCHEMA,
-                                      "append", GroupStateTimeout.EventTimeTimeout))
+    # per-key or bucketed state, as the checkpoint records (streaming/bucketed.py)
+    scored = score_stream(lake, domain, keyed.withWatermark("event_time", dom.watermark), ctx)
     data_cols = [c for c in inp.rows.columns if c not in ("source_table",)]
     raw = inp.rows.select(
         F.lit("raw").alias("kind"), F.lit(domain).alias("domain"), F.lit(None).cast("string").alias("entity_type"),

@@ -12,6 +12,7 @@ import json
 import math
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -96,22 +97,30 @@ def _native(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def score_windows(domain: str, ks: windows.KeyState, closed: list[dict], ctx: dict) -> pd.DataFrame:
-    """Score a key's newly closed windows (oldest first) with its online detector, learning them,
-    then blend in registered champions; returns rows in :data:`OUTPUT_SCHEMA` (kind ``score``)."""
-    if not closed:
-        return pd.DataFrame(columns=OUTPUT_COLUMNS)
-    feats = pd.DataFrame([c["features"] for c in closed])
-    ts = pd.to_datetime([c["window_start"] for c in closed], unit="ms")
-    values = np.array([c["value"] for c in closed], dtype=float)
+@dataclass
+class Detected:
+    """A key's online detector on its newly closed windows (one entry per window)."""
+
+    score: np.ndarray
+    expected: np.ndarray
+    evidence: list
+    drivers: list | None  # None: a univariate detector (no ``detector_drivers`` feature)
+    model_name: str
+    model_version: str
+
+
+def detect_key(domain: str, ks: windows.KeyState, closed: list[dict]) -> Detected:
+    """Score a key's newly closed windows (oldest first) with its own online detector, learning
+    them (the detector's state goes back into ``ks``)."""
     dom = spec(domain)
     det = _detector(domain, ks)
     dfeats = dom.detector_features
+    ts = pd.to_datetime([c["window_start"] for c in closed], unit="ms")
     if dfeats:
-        frame = numeric_frame(feats[list(dfeats)])
+        frame = numeric_frame(pd.DataFrame([c["features"] for c in closed], columns=list(dfeats)))
         frame.insert(0, "timestamp", ts)
     else:
-        frame = pd.DataFrame({"timestamp": ts, "value": values})
+        frame = pd.DataFrame({"timestamp": ts, "value": np.array([c["value"] for c in closed], dtype=float)})
     try:
         sc = det.score_learn(frame.reset_index(drop=True))
     except (AttributeError, KeyError, TypeError):
@@ -125,38 +134,97 @@ def score_windows(domain: str, ks: windows.KeyState, closed: list[dict], ctx: di
         sc = det.score_learn(frame.reset_index(drop=True))
     ks.detector = det.get_state()
     ks.history["detector_version"] = f"{det.name}:{det.version}"
-    score = np.clip(np.nan_to_num(np.asarray(sc.score, dtype=float), nan=0.0), 0.0, 1.0)
-    expected = np.asarray(sc.expected, dtype=float)
-    model_name, model_version = det.name, str(det.version)
-    evidence = [list(e) for e in sc.evidence]
-    for champ in domain_champions(ctx.get("registry_uri"), list(ctx.get("models", ()))):
-        s = champ.score(feats)
-        if s is None:
-            continue
-        # The champion adds its evidence; it cannot veto the online model's alarm (blend_scores).
-        score = blend_scores(score, s)
-        model_name += f"+{champ.name}"
-        model_version += f"+{champ.version}"
-        for i, v in enumerate(s):
-            evidence[i].append(f"{champ.name} v{champ.version} score {v:.2f}")
-    feats["recent_high_windows"] = recent_high(ks.history, score)
-    if dfeats:
-        # which features back the score (alert severity weighs how many, and which)
-        feats["detector_drivers"] = [",".join(d) for d in sc.drivers]
+    return Detected(np.asarray(sc.score, dtype=float), np.asarray(sc.expected, dtype=float),
+                    [list(e) for e in sc.evidence], [list(d) for d in sc.drivers] if dfeats else None,
+                    det.name, str(det.version))
+
+
+def emit(domain: str, parts: list[tuple[windows.KeyState, list[dict], Detected]], ctx: dict) -> pd.DataFrame:
+    """The ``score`` rows (:data:`OUTPUT_SCHEMA`) of keys' closed windows and their detectors'
+    scores: registered champions blended in, the recent-high count kept in each key's history,
+    features and evidence as JSON. One definition for the per-key and the bucketed layouts: each
+    window's features JSON is made from its own dict (never from a frame whose column types
+    depend on which windows share a call), so both layouts write the same rows."""
+    parts = [p for p in parts if p[1]]
+    if not parts:
+        return pd.DataFrame(columns=OUTPUT_COLUMNS)
+    dom = spec(domain)
+    rows = [dict(c["features"]) for _, closed, _ in parts for c in closed]
+    score = np.clip(np.nan_to_num(np.concatenate([d.score for *_, d in parts]), nan=0.0), 0.0, 1.0)
+    expected = np.concatenate([d.expected for *_, d in parts])
+    values = np.array([c["value"] for _, closed, _ in parts for c in closed], dtype=float)
+    evidence = [list(e) for *_, d in parts for e in d.evidence]
+    names = [d.model_name for _, closed, d in parts for _ in closed]
+    versions = [d.model_version for _, closed, d in parts for _ in closed]
+    champions = domain_champions(ctx.get("registry_uri"), list(ctx.get("models", ())))
+    if champions:
+        # A champion scores rows on their own; keys with the same feature columns share one call
+        # (its input coverage is judged on the columns, as it was key by key).
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(rows):
+            groups.setdefault(tuple(r), []).append(i)
+        for champ in champions:
+            for cols, at in groups.items():
+                s = champ.score(pd.DataFrame([rows[i] for i in at], columns=list(cols)))
+                if s is None:
+                    continue
+                # The champion adds its evidence; it cannot veto the online model's alarm (blend_scores).
+                score[at] = blend_scores(score[at], s)
+                for i, v in zip(at, s, strict=True):
+                    names[i] += f"+{champ.name}"
+                    versions[i] += f"+{champ.version}"
+                    evidence[i].append(f"{champ.name} v{champ.version} score {v:.2f}")
+    at = 0
+    for ks, closed, d in parts:
+        high = recent_high(ks.history, score[at:at + len(closed)])
+        for j, r in enumerate(rows[at:at + len(closed)]):
+            r["recent_high_windows"] = high[j]
+            if d.drivers is not None:
+                # which features back the score (alert severity weighs how many, and which)
+                r["detector_drivers"] = ",".join(d.drivers[j])
+        at += len(closed)
     if dom.value_is_money:
-        feats["cost_usd_at_risk"] = np.where(np.isnan(expected), np.nan, np.maximum(values - expected, 0.0))
-    ws = feats.pop("_workspace_id") if "_workspace_id" in feats else pd.Series([ks.workspace_id] * len(feats))
+        risk = np.where(np.isnan(expected), np.nan, np.maximum(values - expected, 0.0))
+        for r, v in zip(rows, risk.tolist(), strict=True):
+            r["cost_usd_at_risk"] = v
+    ks_of = [ks for ks, closed, _ in parts for _ in closed]
+    ws = []
+    for r, ks in zip(rows, ks_of, strict=True):
+        w = r.pop("_workspace_id", None)
+        ws.append(ks.workspace_id if w is None or (isinstance(w, float) and math.isnan(w)) else w)
     out = pd.DataFrame({
-        "kind": "score", "domain": domain, "entity_type": ks.entity_type, "entity_id": ks.entity_id,
-        "workspace_id": ws.astype(object).where(ws.notna(), ks.workspace_id).values,
-        "window_start": ts, "window_end": pd.to_datetime([c["window_end"] for c in closed], unit="ms"),
+        "kind": "score", "domain": domain, "entity_type": [ks.entity_type for ks in ks_of],
+        "entity_id": [ks.entity_id for ks in ks_of], "workspace_id": ws,
+        "window_start": pd.to_datetime([c["window_start"] for _, closed, _ in parts for c in closed], unit="ms"),
+        "window_end": pd.to_datetime([c["window_end"] for _, closed, _ in parts for c in closed], unit="ms"),
         "value": values, "expected": expected, "score": score,
-        "model_name": model_name, "model_version": model_version,
-        "features": [json.dumps({k: _jsonable(v) for k, v in r.items()}) for r in records(feats)],
+        "model_name": names, "model_version": versions,
+        "features": [json.dumps({k: _jsonable(_native(v)) for k, v in r.items()}) for r in rows],
         "evidence": [json.dumps(e) for e in evidence],
         "event_time": pd.NaT, "source_table": None, "row_json": None,
     })
     return out[OUTPUT_COLUMNS]
+
+
+def remember_recent(parts: list[tuple[windows.KeyState, list[dict], Detected]], scored: pd.DataFrame) -> None:
+    """Keep each key's newest :data:`PRIOR_WINDOWS` scored rows (``scored``: :func:`emit`'s rows,
+    in ``parts`` order), for the ``prior`` rows sent along with its next windows."""
+    at = 0
+    for ks, closed, _ in parts:
+        n = len(closed)
+        if n:
+            # only the newest PRIOR_WINDOWS are kept: convert no more than those
+            ks.recent.extend(records(scored.iloc[max(at, at + n - PRIOR_WINDOWS):at + n]))
+            del ks.recent[:-PRIOR_WINDOWS]
+        at += n
+
+
+def score_windows(domain: str, ks: windows.KeyState, closed: list[dict], ctx: dict) -> pd.DataFrame:
+    """Score a key's newly closed windows (oldest first) with its online detector, learning them,
+    then blend in registered champions; returns rows in :data:`OUTPUT_SCHEMA` (kind ``score``)."""
+    if not closed:
+        return pd.DataFrame(columns=OUTPUT_COLUMNS)
+    return emit(domain, [(ks, closed, detect_key(domain, ks, closed))], ctx)
 
 
 def make_state_function(domain: str, ctx: dict) -> Callable:
@@ -176,13 +244,10 @@ def make_state_function(domain: str, ctx: dict) -> Callable:
         for pdf in pdfs:
             windows.accumulate(domain, ks, pdf)
         closed = windows.close_windows(domain, ks, state.getCurrentWatermarkMs(), ctx)
-        scored = score_windows(domain, ks, closed, ctx)
         prior = pd.DataFrame(list(ks.recent), columns=OUTPUT_COLUMNS) if closed and ks.recent else None
-        if not scored.empty:
-            # only the newest PRIOR_WINDOWS are kept: convert no more than those
-            ks.recent.extend(records(scored.iloc[-PRIOR_WINDOWS:]))
-            while len(ks.recent) > PRIOR_WINDOWS:
-                ks.recent.pop(0)
+        parts = [(ks, closed, detect_key(domain, ks, closed))] if closed else []
+        scored = emit(domain, parts, ctx)
+        remember_recent(parts, scored)
         state.update((ks.dumps(),))
         nxt = windows.next_timeout_ms(ks)
         if nxt is not None:

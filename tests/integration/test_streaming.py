@@ -109,6 +109,7 @@ def test_late_rows_are_counted_and_kept_and_rows_inside_the_watermark_update_win
     out = capsys.readouterr().out
     assert "stream process: not running" in out and "hm_cost (cost)" in out
     assert "2 kept in monitor.late_rows" in out and "txnAppId health-monitor-hm_cost-" in out
+    assert "state layout   bucketed, 16 buckets of keys" in out  # new checkpoints: one call per bucket
 
 
 # ------------------------------------------------------------------------ exactly once

@@ -63,7 +63,7 @@ def test_vector_multivariate_gives_the_per_row_scores_expected_values_and_eviden
     for a, b in zip(cuts, cuts[1:], strict=False):
         part = [f.iloc[a:b] for f in frames]
         values, n = pad_keys(part, FEATURES)
-        s, e, ev = vec.score_learn(values, n)
+        s, e, ev, _ = vec.score_learn(values, n)
         got_s.append(s)
         got_e.append(e)
         got_ev.append(ev)
