@@ -444,22 +444,31 @@ def _timed_sink(timings: dict[str, float]) -> Iterator[None]:
             setattr(engine.BatchSink, name, fn)
 
 
-def engine_run(domain: str, n: int, keys: int, chunks: int, tmp: Path, layout: str = "bucketed") -> dict:
-    """Available-now over ``n`` rows in ``chunks`` commits with a new checkpoint of ``layout``
-    (per-key or bucketed state); figures and a per-batch profile."""
+def backlog_lake(domain: str, n: int, keys: int, chunks: int, data_dir: Path, tmp: Path) -> tuple[Any, dict[str, int]]:
+    """A lakehouse in ``data_dir`` whose Gold table of ``domain`` holds ``n`` generated rows of
+    ``keys`` keys appended in ``chunks`` Delta commits; with the Delta commit count per table."""
     from health_monitor.runtime import Lakehouse, get_spark
     from health_monitor.settings import load_settings
-    from health_monitor.streaming import engine, recording
-    from health_monitor.streaming.bucketed import LAYOUT_ENV
+    from health_monitor.streaming import recording
 
-    os.environ[LAYOUT_ENV] = layout  # read when the query is built: the new checkpoint records it
     table, make = DOMAIN_ROWS[domain]
-    settings = load_settings(tmp / f"engine-{domain}-{keys}-{layout}")
+    settings = load_settings(data_dir)
     lake = Lakehouse(settings, get_spark(settings))
     path = tmp / f"{domain}.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in make(n, keys)))
     recording.append_in_order(lake, table, recording.read_rows(lake, table, path), chunks)
-    commits0 = _delta_commits(settings.data_dir)
+    return lake, _delta_commits(settings.data_dir)
+
+
+def engine_run(domain: str, n: int, keys: int, chunks: int, tmp: Path, layout: str = "bucketed") -> dict:
+    """Available-now over ``n`` rows in ``chunks`` commits with a new checkpoint of ``layout``
+    (per-key or bucketed state); figures and a per-batch profile."""
+    from health_monitor.streaming import engine
+    from health_monitor.streaming.bucketed import LAYOUT_ENV
+
+    os.environ[LAYOUT_ENV] = layout  # read when the query is built: the new checkpoint records it
+    lake, commits0 = backlog_lake(domain, n, keys, chunks, tmp / f"engine-{domain}-{keys}-{layout}", tmp)
+    settings = lake.settings
     timings: dict[str, float] = defaultdict(float)
     run = engine.start_streams(lake, [domain], available_now=True, max_files_per_trigger=1)
     with Meter() as m, _timed_sink(timings):

@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_streaming_scale import DOMAIN_ROWS, Meter, _delta_commits  # noqa: E402
+from bench_streaming_scale import Meter, _delta_commits, backlog_lake  # noqa: E402
 
 
 def _jobs(tracker: Any, group: str) -> set[int]:
@@ -50,17 +50,10 @@ def _describe(store: Any, job_ids: list[int]) -> list[str]:
 
 def profile(domain: str, rows: int, keys: int, chunks: int, tmp: Path, plan: bool) -> dict:
     """Run ``domain`` available-now over ``rows`` rows in ``chunks`` commits; per-batch jobs and times."""
-    from health_monitor.runtime import Lakehouse, get_spark
-    from health_monitor.settings import load_settings
-    from health_monitor.streaming import engine, recording
+    from health_monitor.streaming import engine
 
-    table, make = DOMAIN_ROWS[domain]
-    settings = load_settings(tmp / f"profile-{domain}")
-    lake = Lakehouse(settings, get_spark(settings))
-    path = tmp / f"{domain}.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in make(rows, keys)))
-    recording.append_in_order(lake, table, recording.read_rows(lake, table, path), chunks)
-    commits0 = _delta_commits(settings.data_dir)
+    lake, commits0 = backlog_lake(domain, rows, keys, chunks, tmp / f"profile-{domain}", tmp)
+    settings = lake.settings
     tracker = lake.spark.sparkContext.statusTracker()  # bench only: the classic JVM session
     store = lake.spark.sparkContext._jsc.sc().statusStore()
     group: dict[str, str] = {}
