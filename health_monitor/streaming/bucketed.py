@@ -244,13 +244,14 @@ def make_bucket_state_function(domain: str, ctx: dict) -> Callable:
             nxt = windows.next_timeout_ms(ks)
             if nxt is not None and nxt < wm:
                 due.add(k)
-        for k in sorted(due):
+        order = sorted(due)
+        for k in order:
             if k not in bs.keys:
                 scorer.adopt(bs, k, windows.KeyState.loads(handed[k]) if k in handed else windows.KeyState(*k))
         if rows is not None:
             accumulate_keys(domain, rows, data, bs.keys)
         work, priors = [], []
-        for k in sorted(due):
+        for k in order:
             ks = bs.keys[k]
             closed = windows.close_windows(domain, ks, wm, ctx)
             if closed:

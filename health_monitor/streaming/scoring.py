@@ -67,13 +67,9 @@ def _detector(domain: str, ks: windows.KeyState):  # noqa: ANN202 - StreamingDet
 
 
 def _jsonable(v: Any) -> Any:
-    if isinstance(v, float | np.floating):
-        return None if math.isnan(v) else float(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return v
+    """A feature value as JSON takes it: NumPy scalars as Python values, NaN as null."""
+    v = _native(v)
+    return None if isinstance(v, float) and math.isnan(v) else v
 
 
 def records(frame: pd.DataFrame) -> list[dict]:
@@ -199,7 +195,7 @@ def emit(domain: str, parts: list[tuple[windows.KeyState, list[dict], Detected]]
         "window_end": pd.to_datetime([c["window_end"] for _, closed, _ in parts for c in closed], unit="ms"),
         "value": values, "expected": expected, "score": score,
         "model_name": names, "model_version": versions,
-        "features": [json.dumps({k: _jsonable(_native(v)) for k, v in r.items()}) for r in rows],
+        "features": [json.dumps({k: _jsonable(v) for k, v in r.items()}) for r in rows],
         "evidence": [json.dumps(e) for e in evidence],
         "event_time": pd.NaT, "source_table": None, "row_json": None,
     })
