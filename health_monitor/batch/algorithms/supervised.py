@@ -248,7 +248,7 @@ class XGBRegressorModel(BatchModel):
             col = self.params["baseline_col"]
             return pd.to_numeric(X[col], errors="coerce").fillna(self.fallback_).to_numpy(dtype=float)
         out = self.model_.predict(self.matrix(X)).astype(float)
-        return (np.expm1(out) if self.log_ else out) * getattr(self, "multiplier_", 1.0)
+        return (np.expm1(out) if self.log_ else out) * self.multiplier_
 
     def baseline_inputs(self) -> list[str] | None:
         col = self.params.get("baseline_col")
