@@ -27,6 +27,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -43,8 +44,12 @@ T0 = datetime(2026, 3, 2)
 
 def usage_rows(hours: range, workspaces: int, seed: int = 3) -> list[dict]:
     """Hourly fact_usage rows for ``workspaces`` x 3 SKUs with a daily cycle and rare spikes."""
+    return list(iter_usage_rows(hours, workspaces, seed))
+
+
+def iter_usage_rows(hours: range, workspaces: int, seed: int = 3) -> Iterator[dict]:
+    """The rows of :func:`usage_rows` one at a time (bench_streaming_scale streams 10M of them)."""
     rnd = random.Random(seed * 100_003 + hours.start)
-    rows = []
     for h in hours:
         t = T0 + timedelta(hours=h)
         for w in range(workspaces):
@@ -52,13 +57,12 @@ def usage_rows(hours: range, workspaces: int, seed: int = 3) -> list[dict]:
                 cost = base * (1 + 0.3 * math.sin(2 * math.pi * t.hour / 24)) * rnd.uniform(0.9, 1.1)
                 if rnd.random() < 0.002:
                     cost *= 6
-                rows.append({"record_id": f"r{h}-{w}-{sku}", "account_id": "acc", "workspace_id": str(1000 + w),
-                             "sku_name": sku, "usage_start_time": t.isoformat() + "Z",
-                             "usage_end_time": (t + timedelta(hours=1)).isoformat() + "Z",
-                             "usage_date": t.date().isoformat(), "usage_quantity": cost * 2,
-                             "record_type": "ORIGINAL", "list_price": 0.5, "list_cost": cost, "is_tagged": True,
-                             "job_id": str(w), "job_name": f"etl_{w}"})
-    return rows
+                yield {"record_id": f"r{h}-{w}-{sku}", "account_id": "acc", "workspace_id": str(1000 + w),
+                       "sku_name": sku, "usage_start_time": t.isoformat() + "Z",
+                       "usage_end_time": (t + timedelta(hours=1)).isoformat() + "Z",
+                       "usage_date": t.date().isoformat(), "usage_quantity": cost * 2,
+                       "record_type": "ORIGINAL", "list_price": 0.5, "list_cost": cost, "is_tagged": True,
+                       "job_id": str(w), "job_name": f"etl_{w}"}
 
 
 def _load(lake: Lakehouse, rows: list[dict], folder: Path, chunks: int) -> None:

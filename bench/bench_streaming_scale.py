@@ -30,7 +30,9 @@ benchmark, not product code: it needs the classic JVM session, not Spark Connect
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -39,7 +41,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,9 +57,12 @@ STATES = (("SUCCEEDED", 0.9), ("FAILED", 0.07), ("TIMED_OUT", 0.03))
 
 
 # --------------------------------------------------------------------------- CPU accounting
-def _tree_own_cpu(root: int) -> dict[int, tuple[str, float]]:
-    """pid -> (kind, own utime + stime in s) for ``root`` and its live descendants."""
-    procs: dict[int, tuple[float, int, str]] = {}
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _tree_own_cpu(root: int) -> dict[int, tuple[str, float, int]]:
+    """pid -> (kind, own utime + stime in s, resident bytes) for ``root`` and its live descendants."""
+    procs: dict[int, tuple[float, int, str, int]] = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -68,14 +73,21 @@ def _tree_own_cpu(root: int) -> dict[int, tuple[str, float]]:
             continue  # exited while we looked
         rest = raw[raw.rfind(")") + 2:].split()
         procs[int(pid)] = ((int(rest[11]) + int(rest[12])) / CLK_TCK, int(rest[1]),
-                           raw[raw.find("(") + 1:raw.rfind(")")])
+                           raw[raw.find("(") + 1:raw.rfind(")")], int(rest[21]) * PAGE)
     out = {}
-    for pid, (c, _, name) in procs.items():
+    for pid, (c, _, name, rss) in procs.items():
         p = pid
         while p and p != root:
             p = procs[p][1] if p in procs else 0
         if p == root:
-            out[pid] = ("driver" if pid == root else "jvm" if name == "java" else "workers", c)
+            out[pid] = ("driver" if pid == root else "jvm" if name == "java" else "workers", c, rss)
+    return out
+
+
+def _rss_by_kind(tree: dict[int, tuple[str, float, int]]) -> dict[str, int]:
+    out = {"driver": 0, "jvm": 0, "workers": 0}
+    for kind, _, rss in tree.values():
+        out[kind] += rss
     return out
 
 
@@ -85,14 +97,21 @@ class Meter:
     CPU: each process's own CPU, sampled every second by a thread (its own CPU not counted):
     Spark's Python workers and their daemons come and go between queries, and a process that
     exits orphaned is in no live process's reaped-children time (a start/end difference of the
-    tree went negative). A process is counted up to its last sample (<= 1 s lost per exit)."""
+    tree went negative). A process is counted up to its last sample (<= 1 s lost per exit).
+
+    Memory: the peak, over the same 1 s samples, of the resident set of the driver, of the JVM
+    and of all Python workers together (issue 16: memory bounded by keys, not by history).
+    ``exclude(s)`` takes CPU seconds the driver spent outside the measured work (generating the
+    benchmark's rows) out of the driver's figure."""
 
     def __enter__(self) -> Meter:
         self.load0 = os.getloadavg()[0]
         self.root = os.getpid()
         self.first = _tree_own_cpu(self.root)
         self.last = dict(self.first)
+        self.peak_rss = _rss_by_kind(self.first)
         self.sampler_cpu = 0.0
+        self.excluded = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -102,18 +121,26 @@ class Meter:
     def _sample(self) -> None:
         while not self._stop.wait(1.0):
             t0 = time.thread_time()
-            self.last.update(_tree_own_cpu(self.root))
+            tree = _tree_own_cpu(self.root)
+            self.last.update(tree)
+            self.peak_rss = {k: max(v, self.peak_rss[k]) for k, v in _rss_by_kind(tree).items()}
             self.sampler_cpu += time.thread_time() - t0
+
+    def exclude(self, cpu_s: float) -> None:
+        """Take ``cpu_s`` of the driver's CPU out of the figures (work that is not measured)."""
+        self.excluded += cpu_s
 
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self.t0
         self._stop.set()
         self._thread.join()
-        self.last.update(_tree_own_cpu(self.root))
+        tree = _tree_own_cpu(self.root)
+        self.last.update(tree)
+        self.peak_rss = {k: max(v, self.peak_rss[k]) for k, v in _rss_by_kind(tree).items()}
         split = {"driver": 0.0, "jvm": 0.0, "workers": 0.0}
-        for pid, (kind, c) in self.last.items():
-            split[kind] += c - self.first.get(pid, (kind, 0.0))[1]
-        split["driver"] -= self.sampler_cpu
+        for pid, (kind, c, _) in self.last.items():
+            split[kind] += c - self.first.get(pid, (kind, 0.0, 0))[1]
+        split["driver"] -= self.sampler_cpu + self.excluded
         self.split = {k: round(v, 1) for k, v in split.items()}
         self.cpu = sum(split.values())
         self.load1 = os.getloadavg()[0]
@@ -123,6 +150,7 @@ class Meter:
         return {"rows": rows, "wall_s": round(self.wall, 2), "cpu_s": round(self.cpu, 2),
                 "rows_per_s": round(rows / self.wall, 1) if self.wall else None,
                 "cpu_s_per_m_rows": round(self.cpu / rows * 1e6, 1) if rows else None, "cpu_split_s": self.split,
+                "peak_rss_mb": {k: round(v / 2**20) for k, v in self.peak_rss.items()},
                 "load": f"{self.load0:.1f}->{self.load1:.1f}"}
 
 
@@ -138,36 +166,48 @@ def _pick(rnd: random.Random, table: tuple) -> str:
 
 def usage_rows(n: int, keys: int, seed: int = 3) -> list[dict]:
     """``fact_usage`` rows: ``keys`` workspace x SKU series (keys // 3 workspaces), hourly."""
+    return list(iter_usage_rows(n, keys, seed))
+
+
+def iter_usage_rows(n: int, keys: int, seed: int = 3) -> Iterator[dict]:
+    """The rows of :func:`usage_rows`, one at a time (memory bounded whatever ``n``)."""
     import bench_streaming  # the same usage shape as the earlier bench
 
     ws = max(1, keys // 3)
-    return bench_streaming.usage_rows(range(-(-n // (3 * ws))), ws, seed)[:n]
+    return itertools.islice(bench_streaming.iter_usage_rows(range(-(-n // (3 * ws))), ws, seed), n)
 
 
 def audit_rows(n: int, keys: int, seed: int = 5) -> list[dict]:
     """``fact_audit_events`` rows: ``keys`` users, events spread so each user has ~3 per hour."""
+    return list(iter_audit_rows(n, keys, seed))
+
+
+def iter_audit_rows(n: int, keys: int, seed: int = 5) -> Iterator[dict]:
+    """The rows of :func:`audit_rows`, one at a time, in event-time order."""
     rnd = random.Random(seed)
     span_s = max(HOUR_S, int(n / keys / 3 * HOUR_S))
-    rows = []
     for i in range(n):
         u = rnd.randrange(keys)
         t = T0 + timedelta(seconds=int(i / n * span_s))
         action = _pick(rnd, ACTIONS)
         status = 401 if action.endswith("ogin") and rnd.random() < 0.05 else 200
-        rows.append({"event_id": f"e{i}", "account_id": "acc", "workspace_id": str(1000 + u % 20),
-                     "event_time": t.isoformat() + "Z", "event_date": t.date().isoformat(),
-                     "source_ip_address": f"10.{u % 250}.{rnd.randrange(4)}.{rnd.randrange(250)}",
-                     "user_email": f"user{u}@example.com", "service_name": "unityCatalog" if action == "getTable"
-                     else "accounts", "action_name": action,
-                     "request_params": {"full_name_arg": f"main.sales.t{rnd.randrange(50)}"},
-                     "status_code": status, "is_failed": status >= 400})
-    return rows
+        yield {"event_id": f"e{i}", "account_id": "acc", "workspace_id": str(1000 + u % 20),
+               "event_time": t.isoformat() + "Z", "event_date": t.date().isoformat(),
+               "source_ip_address": f"10.{u % 250}.{rnd.randrange(4)}.{rnd.randrange(250)}",
+               "user_email": f"user{u}@example.com", "service_name": "unityCatalog" if action == "getTable"
+               else "accounts", "action_name": action,
+               "request_params": {"full_name_arg": f"main.sales.t{rnd.randrange(50)}"},
+               "status_code": status, "is_failed": status >= 400}
 
 
 def job_run_rows(n: int, keys: int, seed: int = 7) -> list[dict]:
     """Finished ``fact_job_run_timeline`` rows: ``keys`` jobs, ~one run per job per hour."""
+    return list(iter_job_run_rows(n, keys, seed))
+
+
+def iter_job_run_rows(n: int, keys: int, seed: int = 7) -> Iterator[dict]:
+    """The rows of :func:`job_run_rows`, one at a time (hour by hour)."""
     rnd = random.Random(seed)
-    rows = []
     for i in range(n):
         j = i % keys
         h = i // keys
@@ -175,97 +215,146 @@ def job_run_rows(n: int, keys: int, seed: int = 7) -> list[dict]:
         start = T0 + timedelta(hours=h, minutes=j % 40)
         end = start + timedelta(seconds=dur)
         state = _pick(rnd, STATES)
-        rows.append({"account_id": "acc", "workspace_id": str(1000 + j % 20), "job_id": str(j),
-                     "run_id": f"{j}-{h}", "run_name": f"job_{j}", "run_type": "JOB_RUN",
-                     "trigger_type": "PERIODIC", "is_retry": False,
-                     "period_start_time": start.isoformat() + "Z", "period_end_time": end.isoformat() + "Z",
-                     "run_date": start.date().isoformat(), "result_state": state,
-                     "termination_code": "SUCCESS" if state == "SUCCEEDED" else "RUN_EXECUTION_ERROR",
-                     "is_success": state == "SUCCEEDED", "is_failure": state != "SUCCEEDED",
-                     "queue_duration_seconds": 5, "run_duration_seconds": dur, "duration_seconds": dur,
-                     "period_row_count": 1})
-    return rows
+        yield {"account_id": "acc", "workspace_id": str(1000 + j % 20), "job_id": str(j),
+               "run_id": f"{j}-{h}", "run_name": f"job_{j}", "run_type": "JOB_RUN",
+               "trigger_type": "PERIODIC", "is_retry": False,
+               "period_start_time": start.isoformat() + "Z", "period_end_time": end.isoformat() + "Z",
+               "run_date": start.date().isoformat(), "result_state": state,
+               "termination_code": "SUCCESS" if state == "SUCCEEDED" else "RUN_EXECUTION_ERROR",
+               "is_success": state == "SUCCEEDED", "is_failure": state != "SUCCEEDED",
+               "queue_duration_seconds": 5, "run_duration_seconds": dur, "duration_seconds": dur,
+               "period_row_count": 1}
 
 
-DOMAIN_ROWS = {"cost": ("fact_usage", usage_rows), "security": ("fact_audit_events", audit_rows),
-               "reliability": ("fact_job_run_timeline", job_run_rows)}
+#: domain -> (Gold table, row generator (n, keys) -> iterator of rows).
+DOMAIN_ROWS = {"cost": ("fact_usage", iter_usage_rows), "security": ("fact_audit_events", iter_audit_rows),
+               "reliability": ("fact_job_run_timeline", iter_job_run_rows)}
 
 
 def _epoch_s(iso: str) -> float:
     return (datetime.fromisoformat(iso.rstrip("Z")) - datetime(1970, 1, 1)).total_seconds()
 
 
-def windows_plain(domain: str, rows: list[dict]) -> dict[str, list[tuple[float, list[float]]]]:
-    """Fold rows into hourly windows per key with dicts only: key -> [(hour start s, [values])]."""
+#: The baseline's hourly windows close this long after the newest row (the domains' watermarks).
+WINDOW_DELAY_S = {"cost": 3 * HOUR_S, "security": HOUR_S, "reliability": HOUR_S}
+FEATURES = {"security": ["logins", "failed_logins", "tables_touched"],
+            "reliability": ["duration_ratio", "failures", "retries"]}
+
+
+def fold_windows(domain: str, rows: Iterable[dict], flush_rows: int = 1_000_000,
+                 ) -> Iterator[dict[str, list[tuple[float, list[float]]]]]:
+    """Fold rows into hourly windows per key with dicts only; every ``flush_rows`` rows yield the
+    windows closed so far (key -> [(hour start s, [values])], each key's in time order), the rest
+    at the end. A window closes once the newest row is ``WINDOW_DELAY_S`` past its end, so memory
+    holds the open windows (bounded by keys), not the history. A row for a window already yielded
+    raises: it would have changed that window, and the figures would not be those of one fold."""
     acc: dict[tuple[str, float], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
-    for r in rows:
+    delay = WINDOW_DELAY_S[domain]
+    newest = closed_below = -float("inf")
+    for i, r in enumerate(rows, 1):
         if domain == "cost":
             t = _epoch_s(r["usage_start_time"])
-            a = acc[(f"{r['workspace_id']}:{r['sku_name']}", t - t % HOUR_S)]
+            start = t - t % HOUR_S
+            a = acc[(f"{r['workspace_id']}:{r['sku_name']}", start)]
             a[0] += r["list_cost"]
         elif domain == "security":
             t = _epoch_s(r["event_time"])
-            a = acc[(r["user_email"], t - t % HOUR_S)]
+            start = t - t % HOUR_S
+            a = acc[(r["user_email"], start)]
             a[0] += r["action_name"].endswith("ogin")
             a[1] += r["is_failed"]
             a[2] += r["action_name"] == "getTable"
         else:
             t = _epoch_s(r["period_end_time"])
-            a = acc[(r["job_id"], t - t % HOUR_S)]
+            start = t - t % HOUR_S
+            a = acc[(r["job_id"], start)]
             a[0] += r["duration_seconds"] / 600.0
             a[1] += r["is_failure"]
             a[2] += r["is_retry"]
+        if start < closed_below:
+            raise ValueError(f"{domain} row at {t} behind a window already scored (closed below {closed_below})")
+        newest = max(newest, t)
+        if i % flush_rows == 0:
+            closed_below = newest - delay - HOUR_S  # windows starting before this have ended delay ago
+            done = sorted(k for k in acc if k[1] < closed_below)
+            yield _by_key(done, acc)
+    yield _by_key(sorted(acc), acc)
+
+
+def _by_key(done: list[tuple[str, float]], acc: dict[tuple[str, float], list[float]],
+            ) -> dict[str, list[tuple[float, list[float]]]]:
+    """The ``done`` windows (sorted by key, start) moved out of ``acc``, grouped per key."""
     out: dict[str, list[tuple[float, list[float]]]] = defaultdict(list)
-    for (key, start), vals in sorted(acc.items()):
-        out[key].append((start, vals))
+    for key, start in done:
+        out[key].append((start, acc.pop((key, start))))
     return out
 
 
-def loop_detectors(domain: str, rows: list[dict]) -> int:
-    """The domain's detector over every key's windows (state per key kept in a dict); windows scored."""
+def windows_plain(domain: str, rows: Iterable[dict]) -> dict[str, list[tuple[float, list[float]]]]:
+    """All of the rows' hourly windows per key: key -> [(hour start s, [values])] (small inputs)."""
+    out: dict[str, list[tuple[float, list[float]]]] = defaultdict(list)
+    for part in fold_windows(domain, rows):
+        for key, wins in part.items():
+            out[key].extend(wins)
+    return out
+
+
+def loop_detectors(domain: str, rows: Iterable[dict], flush_rows: int = 1_000_000) -> int:
+    """The domain's detector over every key's windows (a detector per key kept in a dict, fed
+    each key's newly closed windows in one call); windows scored."""
     from health_monitor.detectors.multivariate import MultivariateDetector
     from health_monitor.detectors.univariate import UnivariateDetector
 
-    per_key = windows_plain(domain, rows)
-    feats = {"security": ["logins", "failed_logins", "tables_touched"],
-             "reliability": ["duration_ratio", "failures", "retries"]}.get(domain)
+    feats = FEATURES.get(domain)
+    dets: dict[str, Any] = {}
     n = 0
-    for wins in per_key.values():
-        ts = pd.to_datetime([s for s, _ in wins], unit="s")
-        if feats is None:
-            det = UnivariateDetector()
-            det.score_learn(pd.DataFrame({"timestamp": ts, "value": [v[0] for _, v in wins]}))
-        else:
-            det = MultivariateDetector(feats)
-            frame = pd.DataFrame([v for _, v in wins], columns=feats)
-            frame.insert(0, "timestamp", ts)
-            det.score_learn(frame)
-        n += len(wins)
+    for part in fold_windows(domain, rows, flush_rows):
+        for key, wins in part.items():
+            ts = pd.to_datetime([s for s, _ in wins], unit="s")
+            det = dets.get(key)
+            if feats is None:
+                det = dets[key] = det or UnivariateDetector()
+                det.score_learn(pd.DataFrame({"timestamp": ts, "value": [v[0] for _, v in wins]}))
+            else:
+                det = dets[key] = det or MultivariateDetector(feats)
+                frame = pd.DataFrame([v for _, v in wins], columns=feats)
+                frame.insert(0, "timestamp", ts)
+                det.score_learn(frame)
+            n += len(wins)
     return n
 
 
-def loop_vector(domain: str, rows: list[dict]) -> int:
-    """The vectorized form of the domain's detector over the same windows: all keys at once.
+def loop_vector(domain: str, rows: Iterable[dict], flush_rows: int = 1_000_000) -> int:
+    """The vectorized form of the domain's detector over the same windows: all keys at once
+    (one ``score_learn`` per flush of :func:`fold_windows`, keys added as they appear).
 
     Only the multivariate domains have one (``VectorMultivariateDetector``); returns 0 for cost."""
     import numpy as np
 
     from health_monitor.detectors.vectorized import VectorMultivariateDetector
 
-    feats = {"security": ["logins", "failed_logins", "tables_touched"],
-             "reliability": ["duration_ratio", "failures", "retries"]}.get(domain)
+    feats = FEATURES.get(domain)
     if feats is None:
         return 0
-    per_key = windows_plain(domain, rows)
-    lengths = np.array([len(w) for w in per_key.values()], dtype=np.int64)
-    values = np.full((len(lengths), int(lengths.max()), len(feats)), np.nan)
-    for k, wins in enumerate(per_key.values()):
-        values[k, :len(wins)] = [v for _, v in wins]
-    VectorMultivariateDetector(len(lengths), feats).score_learn(values, lengths)
-    return int(lengths.sum())
+    det = VectorMultivariateDetector(0, feats)
+    index: dict[str, int] = {}
+    n = 0
+    for part in fold_windows(domain, rows, flush_rows):
+        if not part:
+            continue
+        new = [k for k in part if k not in index]
+        first = det.add_keys(len(new))
+        index.update((k, first + i) for i, k in enumerate(new))
+        lengths = np.array([len(w) for w in part.values()], dtype=np.int64)
+        values = np.full((len(lengths), int(lengths.max()), len(feats)), np.nan)
+        for k, wins in enumerate(part.values()):
+            values[k, :len(wins)] = [v for _, v in wins]
+        det.score_learn(values, lengths, np.array([index[k] for k in part], dtype=np.int64))
+        n += int(lengths.sum())
+    return n
 
 
-def loop_hst(domain: str, rows: list[dict]) -> None:
+def loop_hst(domain: str, rows: Iterable[dict]) -> None:
     """river's Half-Space Trees, score then learn, one row at a time (numeric fields of the row)."""
     from river import anomaly
 
@@ -280,6 +369,19 @@ def loop_hst(domain: str, rows: list[dict]) -> None:
             x = {"dur": min(r["duration_seconds"] / 6000.0, 1.0), "fail": float(r["is_failure"])}
         hst.score_one(x)
         hst.learn_one(x)
+
+
+def _untimed(rows: Iterable[dict], meter: Meter, block: int = 10_000) -> Iterator[dict]:
+    """``rows``, with the CPU spent producing them taken out of ``meter``'s figures (generated
+    ``block`` rows at a time, so timing them costs nothing per row)."""
+    it = iter(rows)
+    while True:
+        t0 = time.thread_time()
+        part = list(itertools.islice(it, block))
+        meter.exclude(time.thread_time() - t0)
+        if not part:
+            return
+        yield from part
 
 
 # --------------------------------------------------------------------------- offline state function
@@ -367,7 +469,7 @@ def offline_run(domain: str, n: int, keys: int, chunks: int, layout: str = "per-
     from health_monitor.streaming.bucketed import bucket_count, make_bucket_state_function
     from health_monitor.streaming.scoring import make_state_function
 
-    keyed = keyed_frame(domain, DOMAIN_ROWS[domain][1](n, keys)).sort_values("event_time", kind="stable")
+    keyed = keyed_frame(domain, list(DOMAIN_ROWS[domain][1](n, keys))).sort_values("event_time", kind="stable")
     delay_ms = int(pd.Timedelta(spec(domain).watermark).total_seconds() * 1000)
     if layout == "per-key":
         fn, by = make_state_function(domain, {}), ["entity_type", "entity_id"]
@@ -444,19 +546,56 @@ def _timed_sink(timings: dict[str, float]) -> Iterator[None]:
             setattr(engine.BatchSink, name, fn)
 
 
+#: The field of each domain's generated rows that its Gold table splits commits by (``event_time``
+#: of the table's contract, as ``recording.append_in_order`` reads it).
+SPLIT_FIELD = {"cost": "usage_start_time", "security": "event_time", "reliability": "period_start_time"}
+
+
+def _epoch_us(iso: str) -> int:
+    return (datetime.fromisoformat(iso.rstrip("Z")) - datetime(1970, 1, 1)) // timedelta(microseconds=1)
+
+
+def chunk_files(domain: str, n: int, keys: int, chunks: int, folder: Path) -> list[Path]:
+    """The generated rows as one JSON-lines file per Delta commit, written row by row.
+
+    The same split as ``recording.append_in_order(..., chunks)`` over all rows at once (equal
+    event-time spans from the rows' min to max, the same float bounds), so a backlog holds the
+    same commits as when every row sat in one list; but memory holds one row, not ``n``. Two
+    passes over the generator: the first finds the span."""
+    make, field = DOMAIN_ROWS[domain][1], SPLIT_FIELD[domain]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{domain}-{i:03d}.jsonl" for i in range(max(1, chunks))]
+    bounds: list[int] = []
+    if chunks > 1:
+        lo = hi = None
+        for r in make(n, keys):
+            us = _epoch_us(r[field])
+            lo, hi = (us, us) if lo is None else (min(lo, us), max(hi, us))
+        if lo is not None:
+            lo_s, hi_s = lo / 1e6, hi / 1e6  # what append_in_order's .timestamp() gives (UTC)
+            step = (hi_s - lo_s) / chunks or 1.0
+            bounds = [int((lo_s + i * step) * 1e6) for i in range(1, chunks)]
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(p.open("w")) for p in paths]
+        for r in make(n, keys):
+            files[bisect.bisect_right(bounds, _epoch_us(r[field])) if bounds else 0].write(json.dumps(r) + "\n")
+    return paths
+
+
 def backlog_lake(domain: str, n: int, keys: int, chunks: int, data_dir: Path, tmp: Path) -> tuple[Any, dict[str, int]]:
     """A lakehouse in ``data_dir`` whose Gold table of ``domain`` holds ``n`` generated rows of
-    ``keys`` keys appended in ``chunks`` Delta commits; with the Delta commit count per table."""
+    ``keys`` keys appended in ``chunks`` Delta commits (:func:`chunk_files`, one commit each);
+    with the Delta commit count per table."""
     from health_monitor.runtime import Lakehouse, get_spark
     from health_monitor.settings import load_settings
     from health_monitor.streaming import recording
 
-    table, make = DOMAIN_ROWS[domain]
+    table = DOMAIN_ROWS[domain][0]
     settings = load_settings(data_dir)
     lake = Lakehouse(settings, get_spark(settings))
-    path = tmp / f"{domain}.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in make(n, keys)))
-    recording.append_in_order(lake, table, recording.read_rows(lake, table, path), chunks)
+    for path in chunk_files(domain, n, keys, chunks, tmp / f"rows-{domain}"):
+        recording.append_in_order(lake, table, recording.read_rows(lake, table, path), 1)
+        path.unlink()
     return lake, _delta_commits(settings.data_dir)
 
 
@@ -566,8 +705,14 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=10.0)
     ap.add_argument("--layout", nargs="+", choices=("per-key", "bucketed"), default=["per-key", "bucketed"],
                     help="state layouts the engine (and --offline-rows) run, each on the same rows")
+    ap.add_argument("--baselines", nargs="*", choices=("loop", "vector", "hst"), default=["loop", "vector", "hst"],
+                    help="which baselines run at --sizes (--hst-sizes always runs hst)")
+    ap.add_argument("--flush-rows", type=int, default=1_000_000,
+                    help="the baselines score the windows closed so far every this many rows")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
+    if args.hst_sizes:
+        args.baselines = sorted({*args.baselines, "hst"})
     os.environ.setdefault("HEALTH_MONITOR_DRIVER_MEMORY", "2g")
     results: dict = {"when": datetime.now().strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count(),
                      "loop": [], "vector": [], "hst": [], "offline": [], "engine": []}
@@ -579,29 +724,26 @@ def main() -> int:
             args.json.write_text(json.dumps(results, indent=1))
 
     def baselines(keys: list[int], hst_sizes: list[int]) -> None:
+        # Rows are generated as each baseline consumes them (memory bounded by a row, not by n);
+        # the generator's CPU is taken out of the figure (before, the rows sat in a list).
+        def measured(kind: str, domain: str, n: int, k: int, fn: Callable[[str, Iterable[dict]], Any]) -> None:
+            if kind not in args.baselines:
+                return
+            with Meter() as m:
+                wins = fn(domain, _untimed(DOMAIN_ROWS[domain][1](n, k), m))
+            emit(kind, {"domain": domain, "keys": k, **({"windows": wins} if kind != "hst" else {}), **m.figures(n)})
+
         for domain in args.domains:
             for n in args.sizes:
                 for k in keys:
                     if k > n:
                         continue
-                    rows = DOMAIN_ROWS[domain][1](n, k)
-                    with Meter() as m:
-                        wins = loop_detectors(domain, rows)
-                    emit("loop", {"domain": domain, "keys": k, "windows": wins, **m.figures(n)})
+                    measured("loop", domain, n, k, lambda d, rows: loop_detectors(d, rows, args.flush_rows))
                     if domain != "cost":
-                        with Meter() as m:
-                            wins = loop_vector(domain, rows)
-                        emit("vector", {"domain": domain, "keys": k, "windows": wins, **m.figures(n)})
-                    with Meter() as m:
-                        loop_hst(domain, rows)
-                    emit("hst", {"domain": domain, "keys": k, **m.figures(n)})
-                    del rows
+                        measured("vector", domain, n, k, lambda d, rows: loop_vector(d, rows, args.flush_rows))
+                    measured("hst", domain, n, k, loop_hst)
             for n in hst_sizes:
-                rows = DOMAIN_ROWS[domain][1](n, args.keys[0])
-                with Meter() as m:
-                    loop_hst(domain, rows)
-                emit("hst", {"domain": domain, "keys": args.keys[0], **m.figures(n)})
-                del rows
+                measured("hst", domain, n, args.keys[0], loop_hst)
 
     if args.offline_rows:
         for domain in args.domains:
