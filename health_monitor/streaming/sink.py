@@ -57,11 +57,17 @@ class BatchStats:
     totals: dict = field(default_factory=lambda: {"windows": 0, "late_rows": 0, "alerts": 0, "batches": 0})
 
 
-def expand_scored(pdf: pd.DataFrame) -> pd.DataFrame:
-    """Scored rows with their features JSON spread into columns and evidence as lists."""
+def expand_scored(pdf: pd.DataFrame, features: list[dict] | None = None, evidence: bool = True) -> pd.DataFrame:
+    """Scored rows with their features JSON spread into columns and evidence as lists.
+
+    ``features``: the rows' features already parsed (the sink parses each window's JSON once);
+    ``evidence=False`` leaves the evidence JSON unparsed (the sink parses it for alerting rows only).
+    """
     if pdf.empty:
         return pdf.assign(evidence=[])
-    feats = pd.DataFrame([json.loads(f) if f else {} for f in pdf["features"]], index=pdf.index)
+    if features is None:
+        features = parse_features(pdf["features"])
+    feats = pd.DataFrame(features, index=pdf.index)
     base = pdf.drop(columns=["features", "evidence", "kind", "event_time", "source_table", "row_json"],
                     errors="ignore")
     feats = feats[[c for c in feats.columns if c not in base.columns]]
@@ -70,8 +76,18 @@ def expand_scored(pdf: pd.DataFrame) -> pd.DataFrame:
         if feats[c].dtype == object and all(v is None or isinstance(v, int | float) for v in feats[c]):
             feats[c] = pd.to_numeric(feats[c], errors="coerce").astype(float)
     out = pd.concat([base, feats], axis=1)
-    out["evidence"] = [json.loads(e) if e else [] for e in pdf["evidence"]]
+    out["evidence"] = parse_evidence(pdf["evidence"]) if evidence else pdf["evidence"].to_numpy()
     return out
+
+
+def parse_features(features: Any) -> list[dict]:
+    """Each window's features JSON as a dict (``{}`` for none)."""
+    return [json.loads(f) if f else {} for f in features]
+
+
+def parse_evidence(evidence: Any) -> list[list]:
+    """Each window's evidence JSON as a list (``[]`` for none)."""
+    return [json.loads(e) if e else [] for e in evidence]
 
 
 class BatchSink:
@@ -135,8 +151,8 @@ class BatchSink:
             stats.late_watermark = _as_ts(late_wm).isoformat()
         # The late-row audit rides in the same action as the scores (the stateful plan runs once).
         out = wanted_rows(batch_df, late_wm).toPandas()
-        late = out[out["kind"] == "raw"]
-        out = out[out["kind"] != "raw"]
+        is_raw = (out["kind"] == "raw").to_numpy()
+        late = out[is_raw]
         stats.late_rows = len(late)
         if stats.late_rows:
             lake.ensure_table(LATE_ROWS.name, LATE_ROWS.schema, "monitor")
@@ -144,21 +160,27 @@ class BatchSink:
             # txnAppId/txnVersion: Delta skips this append if the batch was already written.
             lake.write(lake.spark.createDataFrame(rows, LATE_ROWS.schema), LATE_ROWS.name, "monitor",
                        mode="append", options={"txnAppId": self.app_id, "txnVersion": str(batch_id)})
-        scored = out[out["kind"] == "score"]
-        stats.windows = len(scored)
-        if scored.empty:
+        # Scored windows and the earlier ones sent along (priors), ordered for ``for: N`` rules;
+        # each window's features JSON is parsed once, for the scores table and the rules alike.
+        ordered = out[~is_raw].sort_values(["entity_type", "entity_id", "window_start"], kind="stable")
+        ordered = ordered.reset_index(drop=True)
+        current = (ordered["kind"] == "score").to_numpy()
+        stats.windows = int(current.sum())
+        if not stats.windows:
             return stats
+        features = parse_features(ordered["features"])
+        scored = ordered[current]
         stats.max_score = float(scored["score"].max())
         stats.newest_window = pd.Timestamp(scored["window_start"].max()).isoformat()
-        self._write_scores(scored, batch_id)
-        stats.alerts = self._write_alerts(out, batch_id)
+        self._write_scores(scored, batch_id, [f for f, c in zip(features, current, strict=True) if c])
+        stats.alerts = self._write_alerts(ordered, features, current, batch_id)
         return stats
 
-    def _write_scores(self, scored: pd.DataFrame, batch_id: int) -> None:
+    def _write_scores(self, scored: pd.DataFrame, batch_id: int, features: list[dict] | None = None) -> None:
         lake = self.lake
         # One pandas frame through Arrow: building a Python tuple per score and letting Spark
         # verify and pickle each one cost more than the Delta append itself on big batches.
-        df = lake.spark.createDataFrame(score_frame(scored, datetime.now(UTC).replace(tzinfo=None)),
+        df = lake.spark.createDataFrame(score_frame(scored, datetime.now(UTC).replace(tzinfo=None), features),
                                         ANOMALY_SCORES.schema)
         lake.ensure_table(ANOMALY_SCORES.name, ANOMALY_SCORES.schema, "monitor")
         # txnAppId/txnVersion: Delta skips the append when this batch already committed it, so a
@@ -166,24 +188,40 @@ class BatchSink:
         lake.write(df, ANOMALY_SCORES.name, "monitor", mode="append",
                    options={"txnAppId": self.app_id, "txnVersion": str(batch_id)})
 
-    def _write_alerts(self, out: pd.DataFrame, batch_id: int) -> int:
+    def _write_alerts(self, ordered: pd.DataFrame, features: list[dict], current: np.ndarray, batch_id: int) -> int:
         from health_monitor.alerts.build import make_alerts
         from health_monitor.alerts.store import apply_alerts
 
-        ordered = out.sort_values(["entity_type", "entity_id", "window_start"], kind="stable")
-        ordered = ordered.reset_index(drop=True)
-        # Earlier windows came along only so ``for: N`` rules see a run; alert on new windows only.
-        current = (ordered["kind"] == "score").to_numpy()
-        frame = expand_scored(ordered)
-        hits = self.rules.evaluate(self.domain, frame) if self.rules is not None else None
-        if hits is not None and not hits.empty:
-            hits = hits[current[hits["row"].to_numpy()]]
-            keep = np.flatnonzero(current)
-            remap = {old: new for new, old in enumerate(keep)}
-            hits = hits.assign(row=hits["row"].map(remap)).reset_index(drop=True)
-        new = frame[current].reset_index(drop=True)
+        new, hits = alert_rows(ordered, features, current, self.rules, self.domain)
         alerts = make_alerts(new, hits, self.domain)
         return apply_alerts(self.lake, alerts, batch_id, self.app_id)
+
+
+def alert_rows(ordered: pd.DataFrame, features: list[dict], current: np.ndarray, rules: Any,
+               domain: str) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The rows of a batch that can make an alert, and the rule hits on them (``row`` = position).
+
+    ``ordered``: the batch's scored windows and the earlier ones sent along (priors), by entity
+    and window start, with their parsed ``features``; ``current`` marks the scored ones. Rules
+    run on all of them (``for: N`` rules see a run) but only new windows alert: those a rule hit
+    or whose score alerts alone. ``make_alerts`` makes nothing of any other row, and its per-row
+    work (a record per row, the evidence JSON) was most of the driver's CPU per window.
+    """
+    from health_monitor.alerts.policy import DETECTOR_MIN_SCORE
+
+    frame = expand_scored(ordered, features, evidence=False)  # rules never read evidence
+    hits = rules.evaluate(domain, frame) if rules is not None else None
+    alerting = current & (frame["score"].to_numpy(dtype=float) >= DETECTOR_MIN_SCORE)
+    if hits is not None and not hits.empty:
+        hits = hits[current[hits["row"].to_numpy()]]
+        alerting[hits["row"].to_numpy()] = True
+    rows = np.flatnonzero(alerting)
+    if hits is not None and not hits.empty:
+        remap = {old: new for new, old in enumerate(rows)}
+        hits = hits.assign(row=hits["row"].map(remap)).reset_index(drop=True)
+    new = frame.iloc[rows].reset_index(drop=True)
+    new["evidence"] = parse_evidence(new["evidence"])
+    return new, hits
 
 
 def wanted_rows(batch_df: DataFrame, late_wm_ms: int) -> DataFrame:
@@ -205,17 +243,18 @@ def wanted_rows(batch_df: DataFrame, late_wm_ms: int) -> DataFrame:
     return out
 
 
-def _numeric_features(features: str | None) -> dict[str, float]:
-    """The finite numbers of a window's features JSON (flags and ids are not scores' features)."""
-    feats = json.loads(features) if features else {}
-    return {k: float(v) for k, v in feats.items()
-            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
+def _numeric_features(features: str | dict | None) -> dict[str, float]:
+    """The finite numbers of a window's features (JSON or parsed): flags and ids are not scores' features."""
+    feats = json.loads(features) if isinstance(features, str) else features or {}
+    # exact types: JSON gives int, float, bool, str, None, list, dict (bool is an int subclass)
+    return {k: float(v) for k, v in feats.items() if type(v) in (int, float) and math.isfinite(v)}
 
 
-def score_frame(scored: pd.DataFrame, scored_at: datetime) -> pd.DataFrame:
-    """Rows of ``monitor.anomaly_scores`` for a batch's scored windows, built column-wise."""
-    ids = [_score_id(m, t, e, w) for m, t, e, w in zip(scored["model_name"], scored["entity_type"],
-                                                          scored["entity_id"], scored["window_start"], strict=True)]
+def score_frame(scored: pd.DataFrame, scored_at: datetime, features: list[dict] | None = None) -> pd.DataFrame:
+    """Rows of ``monitor.anomaly_scores`` for a batch's scored windows, built column-wise.
+
+    ``features``: the windows' features already parsed (else read from the JSON column)."""
+    ids = _score_ids(scored["model_name"], scored["entity_type"], scored["entity_id"], scored["window_start"])
     out = pd.DataFrame({
         "score_id": ids,
         **{c: scored[c].to_numpy() for c in ("domain", "entity_type", "entity_id", "workspace_id")},
@@ -226,7 +265,7 @@ def score_frame(scored: pd.DataFrame, scored_at: datetime) -> pd.DataFrame:
         "expected": pd.to_numeric(scored["expected"], errors="coerce").to_numpy(dtype=float),
         "score": scored["score"].to_numpy(dtype=float),
         "model_name": scored["model_name"].to_numpy(), "model_version": scored["model_version"].to_numpy(),
-        "features": [_numeric_features(f) for f in scored["features"]],
+        "features": [_numeric_features(f) for f in (scored["features"] if features is None else features)],
     })
     out["scored_at"] = pd.Timestamp(scored_at)
     return out
@@ -243,6 +282,18 @@ def late_frame(late: pd.DataFrame, query: str, watermark: pd.Timestamp, received
         "received_at": pd.Timestamp(received_at),
         "row_json": late["row_json"].to_numpy(),
     }, index=range(len(late)))[LATE_ROWS.column_names]
+
+
+def _score_ids(models: Any, entity_types: Any, entity_ids: Any, window_starts: Any) -> list[str]:
+    """:func:`_score_id` of each row; window starts turned into ISO text for all rows at once."""
+    starts = pd.to_datetime(pd.Series(window_starts)).to_numpy(dtype="datetime64[ns]")
+    whole = (starts.astype(np.int64) % 1_000_000_000) == 0
+    # Whole seconds (hourly windows): numpy's ISO text is pd.Timestamp.isoformat()'s; else per row.
+    iso = np.where(whole, np.datetime_as_string(starts, unit="s"), "").tolist()
+    for i in np.flatnonzero(~whole):
+        iso[i] = pd.Timestamp(starts[i]).isoformat()
+    return [hashlib.sha256(f"{m}|{t}|{e}|{w}".encode()).hexdigest()[:32]
+            for m, t, e, w in zip(models, entity_types, entity_ids, iso, strict=True)]
 
 
 def _score_id(model: str, entity_type: str, entity_id: str, window_start: pd.Timestamp) -> str:
