@@ -14,8 +14,11 @@ hourly window, to the domain's window table (``DomainSpec.window_table``, featur
   the key's history before each window, so they are the same either way).
 
 A change to a window feature therefore reaches training and serving with no second edit. The
-only difference from the stream is data, not code: the replay sees every row, the stream drops
-rows that arrive behind its watermark (``monitor.late_rows`` lists them).
+replay also reads the data as a live stream received it: a Gold row that says when it arrived
+(:data:`ARRIVAL`: billing's ``ingestion_date``) enters its window only if it arrived before that
+window closed (:func:`closing_arrival`). A live stream drops a later row (``monitor.late_rows``
+lists it): a billing correction retracted and restated days after the inflated original was
+scored never reaches the closed window, so the replay does not net it in either.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from health_monitor.domains import spec
@@ -37,6 +41,9 @@ if TYPE_CHECKING:
 KEY_COLUMNS = ("entity_type", "entity_id", "workspace_id", "window_start", "window_end", "value")
 #: Per-window bookkeeping of the window logic that is not a feature (the scorer pops it too).
 _PRIVATE = ("_workspace_id",)
+#: Gold tables whose rows say when they arrived: table -> (the stream's event time column, the
+#: arrival column). ``ingestion_date`` is a day (system.billing.usage gives no finer time).
+ARRIVAL = {"fact_usage": ("usage_start_time", "ingestion_date")}
 
 
 def window_columns(domain: str) -> dict[str, str]:
@@ -70,6 +77,41 @@ def watermark_ms(domain: str, last_event: Any) -> int:
     """The stream's watermark after it has seen ``last_event``: windows ending by then are closed."""
     delay = pd.Timedelta(spec(domain).watermark)
     return int((pd.Timestamp(last_event) - delay).value // 1_000_000)
+
+
+def closing_arrival(first_arrival: pd.Series, delay: str, window_ms: int = windows.HOUR_MS) -> pd.Series:
+    """When each hourly window closed, in the arrival column's unit, as a live stream closes it.
+
+    ``first_arrival``: the earliest arrival of the rows of each event hour (index: the hour
+    start, any order). A window closes when the watermark (newest event time seen minus the
+    domain's ``delay``) passes its end, i.e. when the first row with an event time at or after
+    ``end + delay`` arrives: the earliest arrival among all later hours. Returns that arrival per
+    hour of the index (NaT where no such row exists: the window is still open). A row is in time
+    for its window if it arrived no later than this; arrival on the same day counts as in time
+    (the day is all ``ingestion_date`` says).
+    """
+    s = first_arrival.sort_index()
+    hours = pd.DatetimeIndex(s.index)
+    never = np.iinfo(np.int64).max  # no arrival known: never closes a window
+    ns = pd.to_datetime(s).to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    ns = np.where(pd.isna(s.to_numpy()), never, ns)
+    # earliest arrival over the hours from each one on, and past the last hour: never
+    suffix = np.append(np.minimum.accumulate(ns[::-1])[::-1], never)
+    at = hours.searchsorted(hours + pd.Timedelta(milliseconds=window_ms) + pd.Timedelta(delay), side="left")
+    closed = suffix[at]
+    out = pd.to_datetime(np.where(closed == never, np.iinfo(np.int64).min, closed))  # int64 min is NaT
+    return pd.Series(out, index=hours, name="closed_at")
+
+
+def in_time(rows: pd.DataFrame, event: str, arrival: str, delay: str,
+            window_ms: int = windows.HOUR_MS) -> pd.Series:
+    """Whether each row arrived before its window closed (pandas; :func:`closing_arrival`'s rule).
+    A row without an arrival, or whose window never closed, counts as in time."""
+    hour = pd.to_datetime(rows[event]).dt.floor(pd.Timedelta(milliseconds=window_ms))
+    arrived = pd.to_datetime(rows[arrival])
+    closed = closing_arrival(arrived.groupby(hour).min(), delay, window_ms)
+    close = hour.map(closed)
+    return (arrived.isna() | close.isna() | (arrived <= close)).rename("in_time")
 
 
 def replay_key(domain: str, rows: pd.DataFrame, watermark: int, ctx: dict) -> pd.DataFrame:
@@ -108,15 +150,45 @@ def _frame(records: list[dict], cols: dict[str, str]) -> pd.DataFrame:
     return frame
 
 
+def as_arrived(df: DataFrame, event: str, arrival: str, delay: str) -> DataFrame:
+    """The rows of a Gold table a live stream would have put in their (hourly) window (Spark).
+
+    Drops a row that arrived after its event's window closed (:func:`closing_arrival`: the
+    window's close is the first arrival of a row at least ``delay`` past its end). The per-hour
+    arrivals are small (one row per event hour) and go through the driver; the filter is a
+    broadcast join, so this runs on Spark Connect as locally.
+    """
+    from pyspark.sql import functions as F
+
+    hour = F.date_trunc("hour", F.col(event))
+    arrived = F.col(arrival).cast("timestamp")
+    per_hour = (df.groupBy(hour.alias("_hm_hour")).agg(F.min(arrived).alias("_hm_first"))
+                .where(F.col("_hm_hour").isNotNull()).toPandas())
+    if per_hour.empty:
+        return df
+    closed = closing_arrival(per_hour.set_index("_hm_hour")["_hm_first"], delay).dropna()
+    if closed.empty:
+        return df
+    close = df.sparkSession.createDataFrame(
+        pd.DataFrame({"_hm_hour": closed.index, "_hm_closed": closed.to_numpy()}),
+        "_hm_hour timestamp, _hm_closed timestamp")
+    joined = df.withColumn("_hm_hour", hour).join(F.broadcast(close), "_hm_hour", "left")
+    keep = arrived.isNull() | F.col("_hm_closed").isNull() | (arrived <= F.col("_hm_closed"))
+    return joined.where(keep).drop("_hm_hour", "_hm_closed")
+
+
 class _BatchGold:
     """A lakehouse whose ``read_stream`` is a batch read of Gold (cut at the inputs' ``as_of``).
 
     The stream's input builders only read; handing them this runs their projection (flags,
-    joins, keys) over the history, so stream and replay share one projection.
+    joins, keys) over the history, so stream and replay share one projection. A table with an
+    arrival column (:data:`ARRIVAL`) is read as a live stream of ``domain`` received it
+    (:func:`as_arrived`, with the domain's watermark delay).
     """
 
-    def __init__(self, gold: GoldInputs) -> None:
+    def __init__(self, gold: GoldInputs, domain: str | None = None) -> None:
         self._gold = gold
+        self._delay = spec(domain).watermark if domain is not None else None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._gold.lake, name)
@@ -128,6 +200,9 @@ class _BatchGold:
         from pyspark.sql import functions as F
 
         df = self.read(table, layer)
+        if self._delay is not None and layer == "gold" and table in ARRIVAL \
+                and all(c in df.columns for c in ARRIVAL[table]):
+            df = as_arrived(df, *ARRIVAL[table], self._delay)
         if options.get("readChangeFeed") == "true":
             # A batch read holds each row's latest version: every row reads as one insert.
             df = df.select("*", F.lit("insert").alias("_change_type"),
@@ -149,7 +224,7 @@ def window_feature_frame(gold: GoldInputs, domain: str) -> DataFrame:
     from pyspark.sql import functions as F
 
     dom = spec(domain)
-    keyed = dom.open_input(_BatchGold(gold)).keyed  # type: ignore[arg-type]
+    keyed = dom.open_input(_BatchGold(gold, domain)).keyed  # type: ignore[arg-type]
     schema = table_schema(domain)
     last = keyed.agg(F.max("event_time")).first()[0]
     if last is None:

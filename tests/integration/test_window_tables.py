@@ -1,11 +1,17 @@
 """One feature definition for stream and batch, end to end: the real cost stream and the real
 Spark replay (features/windows.py) over the same Gold rows give the same window features, and a
-champion trained on the replayed table is blended into the stream's scores."""
+champion trained on the replayed table is blended into the stream's scores. The rows arrive as
+billing delivers them: a correction that arrives after its window closed is late for the stream
+and left out of the replay too; one that arrives in time is netted in by both."""
 
 from __future__ import annotations
 
+import json
+from datetime import date, timedelta
+
 import numpy as np
 import pandas as pd
+import pytest
 from test_streaming import load_usage, usage_rows
 
 from health_monitor.batch.trainer import train_model
@@ -19,12 +25,37 @@ from health_monitor.streaming.registered import log_blend
 KEY = ["entity_type", "entity_id", "window_start"]
 
 
+def _correction(row: dict, factor: float, ingested: str) -> list[dict]:
+    """A RETRACTION of ``row`` and its RESTATEMENT at ``factor`` of it, ingested on ``ingested``."""
+    out = []
+    for kind, f in (("RETRACTION", -1.0), ("RESTATEMENT", factor)):
+        out.append(row | {"record_id": f"{row['record_id']}-{kind}", "record_type": kind, "ingestion_date": ingested,
+                          "usage_quantity": round(row["usage_quantity"] * f, 6),
+                          "list_cost": round(row["list_cost"] * f, 6)})
+    return out
+
+
+def _day_after(day: str, days: int) -> str:
+    return (date.fromisoformat(day) + timedelta(days=days)).isoformat()
+
+
 def test_stream_and_replay_agree_and_the_stream_blends_the_champion_trained_on_them(lake: Lakehouse, tmp_path):
     # 9 days, two SKUs, untagged spend and a spike: three keys (the workspace and two SKUs).
     rows = usage_rows(range(0, 9 * 24), skus=(("JOBS_COMPUTE", 20.0), ("SQL_COMPUTE", 6.0)), spike=range(150, 153))
     for r in rows[::5]:
         r["is_tagged"] = False
-    load_usage(lake, rows, tmp_path / "usage")
+    for r in rows:
+        r["ingestion_date"] = r["usage_date"]
+    # Two corrections of one SKU's hour each (rows are hour-major, two SKUs an hour): hour 40's
+    # arrives the same day, before its window closes; hour 100's three days later, long after.
+    in_time, late = rows[2 * 40], rows[2 * 100]
+    in_time_fix = _correction(in_time, 0.5, in_time["usage_date"])
+    late_fix = _correction(late, 0.5, _day_after(late["usage_date"], 3))
+    # Billing delivers them in that order; the stream reads one commit per micro-batch. Two
+    # commits before the late one: Spark drops a row as late against the watermark of the batch
+    # before the last, so the first batch that closes windows is the second.
+    load_usage(lake, rows + in_time_fix, tmp_path / "usage", chunks=2)
+    load_usage(lake, late_fix, tmp_path / "usage")
     assert log_blend(lake, "cost")[0].startswith("cannot blend cost_anomaly_detector: no model registry yet")
 
     build_features(lake, tables=["cost_window_features"])
@@ -33,7 +64,10 @@ def test_stream_and_replay_agree_and_the_stream_blends_the_champion_trained_on_t
     assert result.version == "1"
     assert log_blend(lake, "cost") == ["blends cost_anomaly_detector v1 (15 window features)"]
 
-    engine.run_available_now(lake, ["cost"], shuffle_partitions=1)
+    engine.run_available_now(lake, ["cost"], shuffle_partitions=1, max_files_per_trigger=1)
+    # the late correction reached the stream behind its watermark: kept aside, never scored
+    kept = lake.read("late_rows", "monitor").toPandas()
+    assert sorted(json.loads(r)["record_id"] for r in kept["row_json"]) == sorted(r["record_id"] for r in late_fix)
     scores = lake.read("anomaly_scores", "monitor").toPandas()
     assert len(scores) > 400
     # every window the stream scored went through the champion too
@@ -55,3 +89,10 @@ def test_stream_and_replay_agree_and_the_stream_blends_the_champion_trained_on_t
         np.testing.assert_allclose(merged[c].to_numpy(float), pd.to_numeric(theirs).to_numpy(float),
                                    rtol=1e-9, equal_nan=True, err_msg=c)
     assert merged["untagged_cost_pct"].between(0, 100).all() and merged["untagged_cost_pct"].max() > 1.0  # percent
+
+    # The replay put in what the stream put in: hour 40's SKU window holds the restated cost
+    # (netted), hour 100's the original one (its correction came after the window closed).
+    sku = batch[batch["entity_type"] == "workspace_sku"].set_index(["entity_id", "window_start"])["cost_usd"]
+    for row, expected in ((in_time, in_time["list_cost"] * 0.5), (late, late["list_cost"])):
+        at = (f"1001:{row['sku_name']}", pd.Timestamp(row["usage_start_time"]).tz_localize(None))
+        assert sku.loc[at] == pytest.approx(expected, rel=1e-6)

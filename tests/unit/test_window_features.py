@@ -15,7 +15,14 @@ import pytest
 from health_monitor.catalog import get_model
 from health_monitor.domains import STREAM_DOMAINS, spec
 from health_monitor.features import FEATURE_TABLES
-from health_monitor.features.windows import KEY_COLUMNS, replay, watermark_ms, window_columns
+from health_monitor.features.windows import (
+    KEY_COLUMNS,
+    closing_arrival,
+    in_time,
+    replay,
+    watermark_ms,
+    window_columns,
+)
 from health_monitor.streaming import windows
 
 START = pd.Timestamp("2026-11-02 00:00")  # a Monday
@@ -182,3 +189,31 @@ def test_one_unit_per_feature_untagged_cost_is_a_percent() -> None:
     pct = out["untagged_cost_pct"]
     assert pct.between(0, 100).all() and pct.max() > 1.0  # percent, as the rules and features/cost.py say
     assert "percent (0-100)" in spec("cost").rule_columns["untagged_cost_pct"]
+
+
+def test_a_row_enters_its_window_only_if_it_arrived_before_the_window_closed() -> None:
+    # Hourly billing rows ingested the same day, over three days; the cost watermark is 3 hours.
+    hours = pd.date_range(START, periods=72, freq="h")
+    rows = pd.DataFrame({"usage_start_time": hours, "ingestion_date": hours.normalize()})
+    closed = closing_arrival(rows.groupby("usage_start_time")["ingestion_date"].min(), spec("cost").watermark)
+    # 19:00's window ends at 20:00 and closes once a row of 23:00 or later arrives (that day);
+    # 20:00's needs a row of 00:00 the next day (ingested then); the last hours never close.
+    assert closed[START + pd.Timedelta(hours=19)] == START
+    assert closed[START + pd.Timedelta(hours=20)] == START + pd.Timedelta(days=1)
+    assert closed.iloc[-4:].isna().all() and closed.iloc[:-4].notna().all()
+
+    # A correction of 10:00 on day 0 ingested three days later: late. One ingested the same day, or
+    # a row that says nothing about its arrival: in time.
+    late = {"usage_start_time": START + pd.Timedelta(hours=10), "ingestion_date": START + pd.Timedelta(days=3)}
+    same_day = late | {"ingestion_date": START}
+    unknown = late | {"ingestion_date": pd.NaT}
+    extra = pd.DataFrame([late, same_day, unknown])
+    ok = in_time(pd.concat([rows, extra], ignore_index=True), "usage_start_time", "ingestion_date",
+                 spec("cost").watermark)
+    assert ok.iloc[:len(rows)].all()
+    assert ok.iloc[len(rows):].tolist() == [False, True, True]
+    # 20:00's row ingested the next day is in time: its window had not closed before then
+    next_day = pd.DataFrame([{"usage_start_time": START + pd.Timedelta(hours=20),
+                              "ingestion_date": START + pd.Timedelta(days=1)}])
+    assert in_time(pd.concat([rows, next_day], ignore_index=True), "usage_start_time", "ingestion_date",
+                   "3 hours").iloc[-1]

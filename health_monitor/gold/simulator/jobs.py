@@ -116,12 +116,14 @@ def _runs_of(job: Job, sched: np.ndarray, estate: Estate, plan: Plan, rng: np.ra
     cancel = (rng.random(n) < 0.004) & (code == "SUCCESS")
     code[cancel] = "USER_CANCELED"
 
+    runaway = np.zeros(n, bool)
     for inc in plan.of("runaway_job_cost"):
         if inc.entity_id == job.job_id:
             a = inc.active(sched)
             f = inc.extra["factor"]
             workers = np.where(a, np.ceil(workers * f ** 0.5), workers)
             dur_min = np.where(a, dur_min * f ** 0.5, dur_min)
+            runaway |= a
     for inc in plan.of("dbr_regression"):
         if inc.entity_id == job.job_id:
             a = inc.active(sched)
@@ -158,12 +160,17 @@ def _runs_of(job: Job, sched: np.ndarray, estate: Estate, plan: Plan, rng: np.ra
 
     failed = code != "SUCCESS"
     work_s = np.maximum(1, dur_min * 60)  # the run's full work, before a failure cuts it short
-    # A failure ends the run early (after some fraction of the work).
-    dur_min = np.where(failed & (code != "USER_CANCELED"), dur_min * rng.uniform(0.05, 0.9, n), dur_min)
+    # A failure ends the run early (after some fraction of the work). Not a runaway's: the
+    # incident is a run that goes on far longer on a scaled-out cluster, so a failure drawn for
+    # it ends it at the end of that run (a job's timeout still stops it, below). Cut short, it
+    # billed no more than a usual run while its label said it ran away (seed 23 did that).
+    cut = rng.uniform(0.05, 0.9, n)
+    dur_min = np.where(failed & (code != "USER_CANCELED") & ~runaway, dur_min * cut, dur_min)
     dur_min = np.where(code == "USER_CANCELED", dur_min * rng.uniform(0.1, 0.6, n), dur_min)
     result = np.array([_RESULT.get(c, "FAILED") for c in code], dtype=object)
     if job.timeout_seconds:
-        over = (dur_min * 60 > job.timeout_seconds) & (code == "SUCCESS")
+        # (a failed run ends before its timeout, except a runaway's, which runs to its end)
+        over = (dur_min * 60 > job.timeout_seconds) & ((code == "SUCCESS") | (runaway & (code != "USER_CANCELED")))
         dur_min = np.where(over, job.timeout_seconds / 60, dur_min)
         result[over] = "TIMED_OUT"
         code[over] = "RUN_EXECUTION_ERROR"

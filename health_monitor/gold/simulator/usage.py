@@ -126,7 +126,7 @@ def _billing_errors(estate: Estate, plan: Plan, df: pd.DataFrame, rng: np.random
             continue
         sku = inc.extra["sku"] if inc.extra["sku"] in skus.index else str(skus.index[0])
         inc.entity_id = inc.extra["sku"] = sku
-        inc.description = inc.description.split(" records of ")[0] + f" records of {sku} in" + inc.description.split(" in ", 1)[1]
+        inc.description = inc.description.split(" records of ")[0] + f" records of {sku} in " + inc.description.split(" in ", 1)[1]
         hit = in_ws & (df["sku_name"] == sku)
         df.loc[hit, "true_qty"] = df.loc[hit, "qty"]
         df.loc[hit, "qty"] = (df.loc[hit, "qty"] * inc.extra["factor"]).round(6)
