@@ -101,11 +101,48 @@ class BucketState:
     timeouts: dict[Key, int] = field(default_factory=dict)
     tag: str | None = None
     features: list[str] | None = None
+    dicts: list[bytes] = field(default_factory=list)
 
     def dumps(self) -> bytes:
         """The state store's blob: a plain pickle (the records in it are compressed already)."""
-        return pickle.dumps((_FORM, self.blobs, self.timeouts, self.tag, self.features),
+        return pickle.dumps((_FORM, self.blobs, self.timeouts, self.tag, self.features, self.dicts),
                             protocol=pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, key: Key) -> tuple[windows.KeyState, bytes | None]:
+        """A key's KeyState and packed detector row (None: a fresh row)."""
+        return decode_key(self.blobs[key], self.dicts)
+
+    def encode(self, records: dict[Key, tuple[windows.KeyState, bytes | None]]) -> None:
+        """Store these keys' records, each compressed on its own against the bucket's newest
+        preset dictionary (a raw record of the bucket: the field names, classes and typical
+        values every record repeats, so a key's record is a third of what zlib alone makes of
+        it). A call whose largest record has grown well past the dictionary adds it as a new
+        one (a few at most); a record names the dictionary it was made with."""
+        raws = {k: pickle.dumps(v, protocol=pickle.HIGHEST_PROTOCOL) for k, v in records.items()}
+        if raws:
+            big = max(raws.values(), key=len)
+            if not self.dicts or (len(self.dicts) < _MAX_DICTS and len(big) > 1.5 * len(self.dicts[-1])
+                                  and len(self.dicts[-1]) < _ZDICT_BYTES):
+                self.dicts.append(big[-_ZDICT_BYTES:])
+        at = len(self.dicts) - 1
+        for k, raw in raws.items():
+            self.blobs[k] = encode_raw(raw, self.dicts, at)
+
+    @staticmethod
+    def loads(blob: bytes) -> BucketState | LegacyBucket:
+        """A blob of :meth:`dumps`, or of the first bucketed form (a :class:`LegacyBucket`, which
+        :meth:`BucketScorer.load` converts)."""
+        raw = bytes(blob)
+        if raw[:1] != b"\x80":  # a zlib stream: the first form
+            old = pickle.loads(zlib.decompress(raw))  # noqa: S301 - our own state store
+            # it pickled a BucketState whose fields were keys/rows/vec/tag: unpickled into
+            # today's class they land in its __dict__ as they were
+            d = vars(old)
+            return LegacyBucket(d["keys"], d["rows"], d["vec"], d["tag"])
+        form, *fields = pickle.loads(raw)  # noqa: S301 - our own state store
+        if form != _FORM:
+            raise ValueError(f"unknown bucket state form {form!r}")
+        return BucketState(*fields)
 
 
 @dataclass
@@ -119,26 +156,22 @@ class LegacyBucket:
     tag: str | None
 
 
-def _load_blob(blob: bytes) -> tuple | LegacyBucket:
-    """A bucket blob's content: today's tuple, or a :class:`LegacyBucket`."""
-    raw = bytes(blob)
-    if raw[:1] == b"\x80":
-        return pickle.loads(raw)  # noqa: S301 - our own state store
-    old = pickle.loads(zlib.decompress(raw))  # noqa: S301 - our own state store
-    # the first form pickled a BucketState whose fields were keys/rows/vec/tag: unpickled into
-    # today's class they land in its __dict__ as they were
-    d = vars(old)
-    return LegacyBucket(d["keys"], d["rows"], d["vec"], d["tag"])
+#: A preset dictionary's size (zlib's window) and how many a bucket keeps at most.
+_ZDICT_BYTES = 32768
+_MAX_DICTS = 8
 
 
-def encode_key(ks: windows.KeyState, row: bytes | None) -> bytes:
-    """A key's record in its bucket (``row``: its packed detector row, None for a fresh one)."""
-    return zlib.compress(pickle.dumps((ks, row), protocol=pickle.HIGHEST_PROTOCOL), 1)
+def encode_raw(raw: bytes, dicts: list[bytes], at: int) -> bytes:
+    """A pickled record compressed (zlib level 1) against preset dictionary ``dicts[at]``; its
+    first byte names the dictionary."""
+    c = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, dicts[at])
+    return bytes((at,)) + c.compress(raw) + c.flush()
 
 
-def decode_key(blob: bytes) -> tuple[windows.KeyState, bytes | None]:
-    """A record of :func:`encode_key`."""
-    return pickle.loads(zlib.decompress(blob))  # noqa: S301 - our own state store
+def decode_key(blob: bytes, dicts: list[bytes]) -> tuple[windows.KeyState, bytes | None]:
+    """A key's record (:meth:`BucketState.encode`): its KeyState and packed detector row."""
+    d = zlib.decompressobj(15, dicts[blob[0]])
+    return pickle.loads(d.decompress(blob[1:]) + d.flush())  # noqa: S301 - our own state store
 
 
 def _vector_form(domain: str) -> tuple[type, dict] | None:
@@ -221,7 +254,9 @@ class BucketScorer:
         n = vec.keys
         cols = [np.ascontiguousarray(_get(vec, p)).view(np.uint8).reshape(n, size) for p, _, _, size in self.layout]
         flat = np.concatenate(cols, axis=1) if cols else np.zeros((n, 0), dtype=np.uint8)
-        return [r.tobytes().rstrip(b"\x00") for r in flat]
+        nz = flat != 0
+        ends = np.where(nz.any(axis=1), self.width - np.argmax(nz[:, ::-1], axis=1), 0).tolist()
+        return [flat[i, :e].tobytes() for i, e in enumerate(ends)]
 
     def _stack(self, packed: list[bytes | None]) -> Any:
         """A vectorized detector of ``len(packed)`` keys holding these packed rows (None: fresh)."""
@@ -248,21 +283,20 @@ class BucketScorer:
         if bs.tag in self.known and bs.features == self.features:
             return
         if bs.tag is not None:
-            for k, blob in bs.blobs.items():
-                ks, _ = decode_key(blob)
+            reset = {}
+            for k in bs.blobs:
+                ks, _ = bs.decode(k)
                 ks.history["detector_reset"] = True
-                bs.blobs[k] = encode_key(ks, None)
+                reset[k] = (ks, None)
+            bs.encode(reset)
         bs.tag, bs.features = self.tag, list(self.features)
 
     def load(self, blob: bytes) -> BucketState:
         """A bucket's state from its blob, of today's form or the first bucketed form (each key's
         row taken out of the old detector; rows of detector code we do not know start afresh)."""
-        got = _load_blob(blob)
-        if not isinstance(got, LegacyBucket):
-            form, blobs, timeouts, tag, features = got
-            if form != _FORM:
-                raise ValueError(f"unknown bucket state form {form!r}")
-            return BucketState(blobs, timeouts, tag, features)
+        got = BucketState.loads(blob)
+        if isinstance(got, BucketState):
+            return got
         packed: dict[Key, bytes | None] = {}
         vec = got.vec
         ok = (self.vector is not None and vec is not None and got.tag in self.known
@@ -275,8 +309,8 @@ class BucketScorer:
                 ok = False  # arrays of older code: relearn, as per key
         bs = BucketState(tag=self.tag if ok else got.tag,
                          features=list(vec.features) if vec is not None else None)
+        bs.encode({k: (ks, packed.get(k)) for k, ks in got.keys.items()})
         for k, ks in got.keys.items():
-            bs.blobs[k] = encode_key(ks, packed.get(k))
             t = windows.next_timeout_ms(ks)
             if t is not None:
                 bs.timeouts[k] = t
@@ -419,9 +453,8 @@ def make_bucket_state_function(domain: str, ctx: dict) -> Callable:
         keys: dict[Key, windows.KeyState] = {}
         packed: dict[Key, bytes | None] = {}
         for k in order:  # only these keys are decoded (and re-encoded below)
-            blob = bs.blobs.get(k)
-            if blob is not None:
-                keys[k], packed[k] = decode_key(blob)
+            if k in bs.blobs:
+                keys[k], packed[k] = bs.decode(k)
             else:
                 ks = windows.KeyState.loads(handed[k]) if k in handed else windows.KeyState(*k)
                 packed[k] = scorer.adopt(k, ks)
@@ -442,10 +475,9 @@ def make_bucket_state_function(domain: str, ctx: dict) -> Callable:
         scorer.put_back(sc, packed)
         scored = emit(domain, parts, ctx)
         remember_recent(parts, scored)
+        bs.encode({k: (keys[k], packed[k]) for k in order})
         for k in order:
-            ks = keys[k]
-            bs.blobs[k] = encode_key(ks, packed[k])
-            nxt = windows.next_timeout_ms(ks)
+            nxt = windows.next_timeout_ms(keys[k])
             if nxt is None:
                 bs.timeouts.pop(k, None)
             else:

@@ -185,7 +185,7 @@ def _decoded(domain: str, blob: bytes) -> tuple:
     bs = scorer.load(blob)
     keys, packed = {}, {}
     for k, b in bs.blobs.items():
-        keys[k], packed[k] = decode_key(b)
+        keys[k], packed[k] = decode_key(b, bs.dicts)
     return bs, keys, scorer.scoring(sorted(keys), packed)
 
 
@@ -219,7 +219,7 @@ def test_a_call_decodes_and_rewrites_only_the_keys_it_processes(monkeypatch: pyt
     later = keyed[(keyed["entity_id"] == user) & (keyed["event_time"] >= START + pd.Timedelta(days=1))].head(3)
     calls = []
     real = bucketed.decode_key
-    monkeypatch.setattr(bucketed, "decode_key", lambda b: calls.append(b) or real(b))
+    monkeypatch.setattr(bucketed, "decode_key", lambda b, d: calls.append(b) or real(b, d))
     list(fn((0,), iter([later]), st))
     after = BucketScorer("security").load(st.blob)
     assert len(calls) == 1
