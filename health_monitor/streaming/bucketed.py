@@ -7,12 +7,15 @@ state (48 KB of river trees). Here the stream is grouped by a bucket of keys
 (``pmod(xxhash64(entity_type, entity_id), B)``, B fixed per checkpoint), so one call handles every
 key of a bucket in a batch:
 
+0. only the keys the call processes are decoded from the bucket's state (:class:`BucketState`
+   keeps each key's record apart and every key's next timeout as an int), so a call costs in
+   proportion to the keys it touches, not to the bucket's size;
 1. each key's rows go through the one definition of the window features
    (:func:`~health_monitor.streaming.windows.accumulate` / ``close_windows``), key by key;
 2. the closed windows of all the bucket's keys are scored at once: a multivariate domain with
-   :class:`~health_monitor.detectors.vectorized.VectorMultivariateDetector` (state as arrays, one
-   row per key, keys appended as they appear), any other detector (cost's univariate) key by key
-   inside the call through its public interface;
+   :class:`~health_monitor.detectors.vectorized.VectorMultivariateDetector` (each key's row of its
+   arrays kept packed in the key's record, the rows of the keys scored stacked for the call), any
+   other detector (cost's univariate) key by key inside the call through its public interface;
 3. one frame comes out (:func:`~health_monitor.streaming.scoring.emit`: the same rows as the
    per-key layout).
 

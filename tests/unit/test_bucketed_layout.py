@@ -402,3 +402,26 @@ def test_a_handed_over_detector_that_cannot_be_loaded_relearns_as_per_key() -> N
     _, keys, sc = _decoded("security", st.blob)
     assert keys[key].history["detector_reset"] is True
     assert sc.vec.n_[sc.rows[key]] == 0 and np.isnan(sc.vec.center_[sc.rows[key]]).all()
+
+
+def test_stream_start_state_buckets_sets_the_count_of_new_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    from health_monitor.cli import build_parser
+    from health_monitor.errors import HealthMonitorError
+
+    class Stop(Exception):
+        pass
+
+    class Ctx:
+        @property
+        def lake(self) -> None:
+            raise Stop  # the option is applied before the stream starts: no need to start one
+
+    monkeypatch.delenv("HEALTH_MONITOR_STATE_LAYOUT", raising=False)
+    monkeypatch.setenv("HEALTH_MONITOR_STATE_BUCKETS", "")
+    args = build_parser().parse_args(["stream", "start", "--state-buckets", "48"])
+    with pytest.raises(Stop):
+        args.func(args, Ctx())
+    assert new_layout(4) == {"layout": "bucketed", "buckets": 48}
+    args = build_parser().parse_args(["stream", "start", "--state-buckets", "-1"])
+    with pytest.raises(HealthMonitorError, match="invalid bucket count"):
+        args.func(args, Ctx())
