@@ -39,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="first start over a long history: score the backlog with the batch path, then "
                         "stream from the Delta versions after it (resumes an interrupted catch-up; "
                         "no effect on a stream that has already run)")
+    s.add_argument("--state-buckets", type=int, default=None, metavar="B",
+                   help="buckets of keys in a NEW checkpoint's bucketed state (default: "
+                        "$HEALTH_MONITOR_STATE_BUCKETS, else 4 x shuffle partitions); a checkpoint "
+                        "keeps the count it was made with")
     s.set_defaults(func=run_start)
     st = ss.add_parser("status", help="queries, last batch, offsets, rows, late rows and alerts")
     st.set_defaults(func=run_status)
@@ -104,6 +108,11 @@ def run_start(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
 
     domains = parse_domains(args.domains)
     trigger = None if args.available_now else parse_trigger(args.trigger)
+    if getattr(args, "state_buckets", None) is not None:
+        from health_monitor.streaming.bucketed import BUCKETS_ENV, bucket_count
+
+        # read where a new checkpoint's layout is recorded (bucketed.new_layout), in this process
+        os.environ[BUCKETS_ENV] = str(bucket_count(1, args.state_buckets))
     lake = ctx.lake
     pid_path = engine.pid_file(lake.settings)
     other = _read_pid(pid_path)

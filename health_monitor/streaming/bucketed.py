@@ -7,12 +7,15 @@ state (48 KB of river trees). Here the stream is grouped by a bucket of keys
 (``pmod(xxhash64(entity_type, entity_id), B)``, B fixed per checkpoint), so one call handles every
 key of a bucket in a batch:
 
+0. only the keys the call processes are decoded from the bucket's state (:class:`BucketState`
+   keeps each key's record apart and every key's next timeout as an int), so a call costs in
+   proportion to the keys it touches, not to the bucket's size;
 1. each key's rows go through the one definition of the window features
    (:func:`~health_monitor.streaming.windows.accumulate` / ``close_windows``), key by key;
 2. the closed windows of all the bucket's keys are scored at once: a multivariate domain with
-   :class:`~health_monitor.detectors.vectorized.VectorMultivariateDetector` (state as arrays, one
-   row per key, keys appended as they appear), any other detector (cost's univariate) key by key
-   inside the call through its public interface;
+   :class:`~health_monitor.detectors.vectorized.VectorMultivariateDetector` (each key's row of its
+   arrays kept packed in the key's record, the rows of the keys scored stacked for the call), any
+   other detector (cost's univariate) key by key inside the call through its public interface;
 3. one frame comes out (:func:`~health_monitor.streaming.scoring.emit`: the same rows as the
    per-key layout).
 
@@ -53,33 +56,125 @@ BUCKET = "_hm_bucket"
 Key = tuple[str, str]
 
 
-def bucket_count(shuffle_partitions: int) -> int:
-    """Buckets of a new checkpoint: four per state-store partition (each partition then holds a
-    few buckets, whichever way Spark hashes them, and a bucket's state stays a few MB at 10k keys)."""
-    return max(1, 4 * int(shuffle_partitions))
+#: Environment variable setting the bucket count B of *new* checkpoints (``stream start
+#: --state-buckets`` sets it too); a checkpoint keeps the B it was made with.
+BUCKETS_ENV = "HEALTH_MONITOR_STATE_BUCKETS"
+
+
+def bucket_count(shuffle_partitions: int, buckets: int | str | None = None) -> int:
+    """Buckets of a new checkpoint: ``buckets`` (or :data:`BUCKETS_ENV`) where given, else four per
+    state-store partition (each partition then holds a few buckets, whichever way Spark hashes
+    them). A call's cost grows with the keys it touches, not with its bucket's size (see
+    :class:`BucketState`), so B only trades calls per batch against bytes carried per call."""
+    import os
+
+    from health_monitor.errors import HealthMonitorError
+
+    given = buckets if buckets is not None else os.environ.get(BUCKETS_ENV)
+    if given is None or str(given).strip() == "":
+        return max(1, 4 * int(shuffle_partitions))
+    try:
+        b = int(given)
+    except ValueError:
+        b = 0
+    if b < 1:
+        raise HealthMonitorError(f"invalid bucket count {given!r} (from {BUCKETS_ENV} or --state-buckets): "
+                                 "a whole number of at least 1")
+    return b
+
+
+#: First element of a bucket blob of today's form (a plain pickle); a blob of the first bucketed
+#: form (a zlib stream over one pickled BucketState holding every key's KeyState) starts with 0x78.
+_FORM = "hm-bucket-2"
 
 
 @dataclass
 class BucketState:
     """What a bucket of keys remembers between micro-batches (one state-store row).
 
-    ``keys``: each key's :class:`~health_monitor.streaming.windows.KeyState` (its ``detector``
-    bytes unused where ``vec`` holds the detector); ``rows``: a key's row in ``vec``;
-    ``tag``: ``name:version`` of the detector code that learned ``vec``."""
+    ``blobs``: each key's record (its :class:`~health_monitor.streaming.windows.KeyState` and, for
+    a domain with a vectorized detector, its row of the detector's arrays packed into bytes;
+    zlib-compressed on its own), decoded only when a call processes the key and re-encoded only
+    then; ``timeouts``: each key's next event-time timeout (keys with an open window), so finding
+    the due keys decodes nothing; ``tag``/``features``: ``name:version`` and features of the
+    detector code that learned the rows. A call then costs in proportion to the keys it touches:
+    the untouched keys' bytes are only copied (pickle of bytes objects), never unpickled."""
 
-    keys: dict[Key, windows.KeyState] = field(default_factory=dict)
-    rows: dict[Key, int] = field(default_factory=dict)
-    vec: Any = None
+    blobs: dict[Key, bytes] = field(default_factory=dict)
+    timeouts: dict[Key, int] = field(default_factory=dict)
     tag: str | None = None
+    features: list[str] | None = None
+    dicts: list[bytes] = field(default_factory=list)
 
     def dumps(self) -> bytes:
-        """The state store's blob (zlib level 1 over the pickle, as a key's state)."""
-        return zlib.compress(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL), 1)
+        """The state store's blob: a plain pickle (the records in it are compressed already)."""
+        return pickle.dumps((_FORM, self.blobs, self.timeouts, self.tag, self.features, self.dicts),
+                            protocol=pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, key: Key) -> tuple[windows.KeyState, bytes | None]:
+        """A key's KeyState and packed detector row (None: a fresh row)."""
+        return decode_key(self.blobs[key], self.dicts)
+
+    def encode(self, records: dict[Key, tuple[windows.KeyState, bytes | None]]) -> None:
+        """Store these keys' records, each compressed on its own against the bucket's newest
+        preset dictionary (a raw record of the bucket: the field names, classes and typical
+        values every record repeats, so a key's record is a third of what zlib alone makes of
+        it). A call whose largest record has grown well past the dictionary adds it as a new
+        one (a few at most); a record names the dictionary it was made with."""
+        raws = {k: pickle.dumps(v, protocol=pickle.HIGHEST_PROTOCOL) for k, v in records.items()}
+        if raws:
+            big = max(raws.values(), key=len)
+            if not self.dicts or (len(self.dicts) < _MAX_DICTS and len(big) > 1.5 * len(self.dicts[-1])
+                                  and len(self.dicts[-1]) < _ZDICT_BYTES):
+                self.dicts.append(big[-_ZDICT_BYTES:])
+        at = len(self.dicts) - 1
+        for k, raw in raws.items():
+            self.blobs[k] = encode_raw(raw, self.dicts, at)
 
     @staticmethod
-    def loads(blob: bytes) -> BucketState:
-        """A blob of :meth:`dumps`."""
-        return pickle.loads(zlib.decompress(bytes(blob)))  # noqa: S301 - our own state store
+    def loads(blob: bytes) -> BucketState | LegacyBucket:
+        """A blob of :meth:`dumps`, or of the first bucketed form (a :class:`LegacyBucket`, which
+        :meth:`BucketScorer.load` converts)."""
+        raw = bytes(blob)
+        if raw[:1] != b"\x80":  # a zlib stream: the first form
+            old = pickle.loads(zlib.decompress(raw))  # noqa: S301 - our own state store
+            # it pickled a BucketState whose fields were keys/rows/vec/tag: unpickled into
+            # today's class they land in its __dict__ as they were
+            d = vars(old)
+            return LegacyBucket(d["keys"], d["rows"], d["vec"], d["tag"])
+        form, *fields = pickle.loads(raw)  # noqa: S301 - our own state store
+        if form != _FORM:
+            raise ValueError(f"unknown bucket state form {form!r}")
+        return BucketState(*fields)
+
+
+@dataclass
+class LegacyBucket:
+    """A bucket blob of the first bucketed form: every key's KeyState and one vectorized detector
+    (``rows``: a key's row in ``vec``), pickled and compressed whole (read, never written)."""
+
+    keys: dict[Key, windows.KeyState]
+    rows: dict[Key, int]
+    vec: Any
+    tag: str | None
+
+
+#: A preset dictionary's size (zlib's window) and how many a bucket keeps at most.
+_ZDICT_BYTES = 32768
+_MAX_DICTS = 8
+
+
+def encode_raw(raw: bytes, dicts: list[bytes], at: int) -> bytes:
+    """A pickled record compressed (zlib level 1) against preset dictionary ``dicts[at]``; its
+    first byte names the dictionary."""
+    c = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, dicts[at])
+    return bytes((at,)) + c.compress(raw) + c.flush()
+
+
+def decode_key(blob: bytes, dicts: list[bytes]) -> tuple[windows.KeyState, bytes | None]:
+    """A key's record (:meth:`BucketState.encode`): its KeyState and packed detector row."""
+    d = zlib.decompressobj(15, dicts[blob[0]])
+    return pickle.loads(d.decompress(blob[1:]) + d.flush())  # noqa: S301 - our own state store
 
 
 def _vector_form(domain: str) -> tuple[type, dict] | None:
@@ -94,52 +189,168 @@ def _vector_form(domain: str) -> tuple[type, dict] | None:
     return VectorMultivariateDetector, {"features": proto.features, **params}
 
 
+def _per_key_arrays(none: Any, one: Any, prefix: str = "") -> list[str]:
+    """Paths (``calib_.buf_``) of the arrays holding one row per key in a vectorized detector:
+    those with 0 rows in ``none`` (made for 0 keys) and 1 in ``one`` (made for 1 key). Found, not
+    listed, so an array added to the detector is carried per key without a change here."""
+    out = []
+    for name, a in vars(one).items():
+        b = getattr(none, name, None)
+        if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+            if a.ndim and b.ndim and a.shape[0] == 1 and b.shape[0] == 0 and a.shape[1:] == b.shape[1:]:
+                out.append(prefix + name)
+        elif hasattr(a, "__dict__") and type(a) is type(b) and type(a).__module__.startswith("health_monitor"):
+            out += _per_key_arrays(b, a, f"{prefix}{name}.")
+    return out
+
+
+def _get(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _set(obj: Any, path: str, value: Any) -> None:
+    *head, last = path.split(".")
+    for part in head:
+        obj = getattr(obj, part)
+    setattr(obj, last, value)
+
+
+@dataclass
+class Scoring:
+    """A call's vectorized detector: the rows of the keys it scores (``rows``: a key's row in
+    ``vec``), stacked from their records and put back into them after :meth:`BucketScorer.detect`."""
+
+    vec: Any = None
+    rows: dict[Key, int] = field(default_factory=dict)
+
+
 class BucketScorer:
-    """Scores the closed windows of a bucket's keys (one instance per state function)."""
+    """Scores the closed windows of a bucket's keys (one instance per state function).
+
+    For a domain with a vectorized detector a key's row of its arrays is packed into bytes (the
+    arrays' row bytes one after another, the largest last, trailing zero bytes dropped: a
+    calibrator buffer that is not full yet costs nothing), so a call stacks only the rows of the
+    keys it scores into a detector of that many keys."""
 
     def __init__(self, domain: str) -> None:
         self.domain = domain
         self.vector = _vector_form(domain)
         if self.vector is not None:
             cls, params = self.vector
-            probe = cls(0, **params)
-            det = probe.proto
+            none, one = cls(0, **params), cls(1, **params)
+            det = one.proto
             self.known = {f"{det.name}:{v}" for v in (type(det).version, *type(det).continues)}
             self.tag = f"{det.name}:{det.version}"
+            self.features = list(params["features"])
+            paths = _per_key_arrays(none, one)
+            sizes = {p: _get(one, p)[0].nbytes for p in paths}
+            self.paths = sorted(paths, key=lambda p: (sizes[p], p))  # the largest (calibrator buffer) last
+            self.layout = [(p, _get(one, p).dtype, _get(one, p).shape[1:], sizes[p]) for p in self.paths]
+            self.width = sum(sizes.values())
+            self.template = none  # its per-key arrays are replaced in each call's copy
+            self.fresh = self._pack(one)[0]
+
+    def _pack(self, vec: Any) -> list[bytes]:
+        """Each row of ``vec``'s per-key arrays as one key's packed bytes."""
+        n = vec.keys
+        cols = [np.ascontiguousarray(_get(vec, p)).view(np.uint8).reshape(n, size) for p, _, _, size in self.layout]
+        flat = np.concatenate(cols, axis=1) if cols else np.zeros((n, 0), dtype=np.uint8)
+        nz = flat != 0
+        ends = np.where(nz.any(axis=1), self.width - np.argmax(nz[:, ::-1], axis=1), 0).tolist()
+        return [flat[i, :e].tobytes() for i, e in enumerate(ends)]
+
+    def _stack(self, packed: list[bytes | None]) -> Any:
+        """A vectorized detector of ``len(packed)`` keys holding these packed rows (None: fresh)."""
+        import copy
+
+        n = len(packed)
+        flat = np.frombuffer(b"".join((r if r is not None else self.fresh).ljust(self.width, b"\x00")
+                                      for r in packed), dtype=np.uint8).reshape(n, self.width)
+        vec = copy.copy(self.template)
+        for name in {p.split(".")[0] for p in self.paths if "." in p}:
+            setattr(vec, name, copy.copy(getattr(self.template, name)))
+        at = 0
+        for p, dtype, shape, size in self.layout:
+            _set(vec, p, flat[:, at:at + size].copy().view(dtype).reshape(n, *shape))
+            at += size
+        vec.keys = n
+        return vec
 
     def prepare(self, bs: BucketState) -> None:
-        """Give ``bs`` a vectorized detector of today's code (a fresh one, every key's row reset,
-        where it was learned by another version or judges other features)."""
+        """Rows of today's detector code in ``bs``: where they were learned by another version or
+        judge other features every key's row starts afresh (decoded and re-encoded once)."""
         if self.vector is None:
             return
-        cls, params = self.vector
-        if (bs.vec is not None and bs.tag in self.known
-                and list(bs.vec.features) == list(params["features"])):
+        if bs.tag in self.known and bs.features == self.features:
             return
-        if bs.vec is not None:
-            for ks in bs.keys.values():
+        if bs.tag is not None:
+            reset = {}
+            for k in bs.blobs:
+                ks, _ = bs.decode(k)
                 ks.history["detector_reset"] = True
-        bs.vec = cls(len(bs.rows), **params)
-        bs.tag = self.tag
+                reset[k] = (ks, None)
+            bs.encode(reset)
+        bs.tag, bs.features = self.tag, list(self.features)
 
-    def adopt(self, bs: BucketState, key: Key, ks: windows.KeyState) -> None:
-        """A key new to the bucket: a row of the vectorized detector, holding what the key's own
-        detector learned if it brings one (a catch-up's handover)."""
-        bs.keys[key] = ks
+    def load(self, blob: bytes) -> BucketState:
+        """A bucket's state from its blob, of today's form or the first bucketed form (each key's
+        row taken out of the old detector; rows of detector code we do not know start afresh)."""
+        got = BucketState.loads(blob)
+        if isinstance(got, BucketState):
+            return got
+        packed: dict[Key, bytes | None] = {}
+        vec = got.vec
+        ok = (self.vector is not None and vec is not None and got.tag in self.known
+              and list(vec.features) == self.features)
+        if ok:
+            try:
+                rows = self._pack(vec)
+                packed = {k: rows[r] for k, r in got.rows.items()}
+            except (AttributeError, TypeError, ValueError):
+                ok = False  # arrays of older code: relearn, as per key
+        bs = BucketState(tag=self.tag if ok else got.tag,
+                         features=list(vec.features) if vec is not None else None)
+        bs.encode({k: (ks, packed.get(k)) for k, ks in got.keys.items()})
+        for k, ks in got.keys.items():
+            t = windows.next_timeout_ms(ks)
+            if t is not None:
+                bs.timeouts[k] = t
+        return bs
+
+    def adopt(self, key: Key, ks: windows.KeyState) -> bytes | None:
+        """A key new to the bucket: its packed detector row (None: fresh), holding what the key's
+        own detector learned if it brings one (a catch-up's handover)."""
         if self.vector is None:
-            return
-        row = bs.rows[key] = bs.vec.add_keys(1)
+            return None
+        row = None
         if ks.detector is not None:
             det = _detector(self.domain, ks)  # resets a detector of another version, as per key
             if ks.detector is not None:
+                one = self._stack([None])
                 try:
-                    bs.vec.load_key(row, det)
+                    one.load_key(0, det)
+                    row = self._pack(one)[0]
                 except (AttributeError, KeyError, TypeError, ValueError):
                     # state of older code that lacks what today's needs: relearn, as per key
-                    bs.vec.reset_key(row)
                     ks.history["detector_reset"] = True
             ks.detector = None
         ks.history["detector_version"] = self.tag
+        return row
+
+    def scoring(self, keys: list[Key], packed: dict[Key, bytes | None]) -> Scoring:
+        """The detector :meth:`detect` scores ``keys`` with (their rows only)."""
+        if self.vector is None:
+            return Scoring()
+        return Scoring(self._stack([packed[k] for k in keys]), {k: i for i, k in enumerate(keys)})
+
+    def put_back(self, sc: Scoring, packed: dict[Key, bytes | None]) -> None:
+        """The scored keys' learned rows back into their packed form."""
+        if sc.vec is not None:
+            rows = self._pack(sc.vec)
+            for k, i in sc.rows.items():
+                packed[k] = rows[i]
 
     def detect(self, bs: BucketState, work: list[tuple[Key, windows.KeyState, list[dict]]]) -> list[Detected]:
         """Score and learn the closed windows of ``work``'s keys (all at once where vectorized)."""
@@ -234,40 +445,51 @@ def make_bucket_state_function(domain: str, ctx: dict) -> Callable:
     scorer = BucketScorer(domain)
 
     def fn(key: tuple, pdfs: Iterator[pd.DataFrame], state) -> Iterator[pd.DataFrame]:  # noqa: ANN001
-        bs = BucketState.loads(state.get[0]) if state.exists else BucketState()
+        bs = scorer.load(state.get[0]) if state.exists else BucketState()
         scorer.prepare(bs)
         rows, data, handed = _split(pdfs)
         wm = state.getCurrentWatermarkMs()
         # The keys Spark would call the per-key function for: rows, a handover, or a timeout.
         due = set(data) | set(handed)
-        for k, ks in bs.keys.items():
-            nxt = windows.next_timeout_ms(ks)
-            if nxt is not None and nxt < wm:
-                due.add(k)
+        due.update(k for k, t in bs.timeouts.items() if t < wm)
         order = sorted(due)
-        for k in order:
-            if k not in bs.keys:
-                scorer.adopt(bs, k, windows.KeyState.loads(handed[k]) if k in handed else windows.KeyState(*k))
+        keys: dict[Key, windows.KeyState] = {}
+        packed: dict[Key, bytes | None] = {}
+        for k in order:  # only these keys are decoded (and re-encoded below)
+            if k in bs.blobs:
+                keys[k], packed[k] = bs.decode(k)
+            else:
+                ks = windows.KeyState.loads(handed[k]) if k in handed else windows.KeyState(*k)
+                packed[k] = scorer.adopt(k, ks)
+                keys[k] = ks
         if rows is not None:
-            accumulate_keys(domain, rows, data, bs.keys)
+            accumulate_keys(domain, rows, data, keys)
         work, priors = [], []
         for k in order:
-            ks = bs.keys[k]
+            ks = keys[k]
             closed = windows.close_windows(domain, ks, wm, ctx)
             if closed:
                 if ks.recent:
                     priors.extend(ks.recent)
                 work.append((k, ks, closed))
+        sc = scorer.scoring([k for k, *_ in work], packed)
         parts = list(zip([ks for _, ks, _ in work], [c for *_, c in work],
-                         scorer.detect(bs, work) if work else [], strict=True))
+                         scorer.detect(sc, work) if work else [], strict=True))
+        scorer.put_back(sc, packed)
         scored = emit(domain, parts, ctx)
         remember_recent(parts, scored)
-        if not bs.keys:
+        bs.encode({k: (keys[k], packed[k]) for k in order})
+        for k in order:
+            nxt = windows.next_timeout_ms(keys[k])
+            if nxt is None:
+                bs.timeouts.pop(k, None)
+            else:
+                bs.timeouts[k] = nxt
+        if not bs.blobs:
             return  # only heartbeats so far
         state.update((bs.dumps(),))
-        nxt = [t for t in map(windows.next_timeout_ms, bs.keys.values()) if t is not None]
-        if nxt:
-            state.setTimeoutTimestamp(min(nxt))
+        if bs.timeouts:
+            state.setTimeoutTimestamp(min(bs.timeouts.values()))
         out = [pd.DataFrame(priors, columns=OUTPUT_COLUMNS).assign(kind="prior")] if priors else []
         if not scored.empty:
             out.append(scored)
@@ -284,9 +506,9 @@ LAYOUT_ENV = "HEALTH_MONITOR_STATE_LAYOUT"
 DEFAULT_LAYOUT = "bucketed"
 
 
-def new_layout(shuffle_partitions: int, layout: str | None = None) -> dict:
+def new_layout(shuffle_partitions: int, layout: str | None = None, buckets: int | None = None) -> dict:
     """The layout record of a new checkpoint (``layout``: ``per-key`` or ``bucketed``; default
-    from :data:`LAYOUT_ENV`, else :data:`DEFAULT_LAYOUT`)."""
+    from :data:`LAYOUT_ENV`, else :data:`DEFAULT_LAYOUT`; ``buckets``: see :func:`bucket_count`)."""
     import os
 
     from health_monitor.checkpoints.manager import LAYOUTS
@@ -298,7 +520,7 @@ def new_layout(shuffle_partitions: int, layout: str | None = None) -> dict:
                                  f"{', '.join(LAYOUTS)}")
     if layout == "per-key":
         return {"layout": layout}
-    return {"layout": layout, "buckets": bucket_count(shuffle_partitions)}
+    return {"layout": layout, "buckets": bucket_count(shuffle_partitions, buckets)}
 
 
 def score_stream(lake: Any, domain: str, watermarked: Any, ctx: dict) -> Any:

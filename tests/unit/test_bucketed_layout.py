@@ -9,7 +9,9 @@ previous batch by the domain's delay.
 
 from __future__ import annotations
 
+import pickle
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,13 +20,14 @@ import pytest
 from health_monitor.detectors.multivariate import MultivariateDetector
 from health_monitor.detectors.vectorized import VectorMultivariateDetector
 from health_monitor.domains import spec
-from health_monitor.streaming import windows
-from health_monitor.streaming.bucketed import BucketState, make_bucket_state_function, new_layout
+from health_monitor.streaming import bucketed, windows
+from health_monitor.streaming.bucketed import BucketScorer, decode_key, make_bucket_state_function, new_layout
 from health_monitor.streaming.catchup import HANDOVER, BacklogState, score_backlog_key
 from health_monitor.streaming.scoring import HEARTBEAT, make_state_function
 
 START = pd.Timestamp("2026-10-05 00:00")  # a Monday
 BUCKETS = 3
+DATA = Path(__file__).parents[1] / "data" / "bucketed"
 
 
 def _cost_rows(days: int = 6, seed: int = 5) -> pd.DataFrame:
@@ -112,10 +115,11 @@ def _bucket(key: tuple) -> int:
     return zlib.crc32(f"{key[0]}|{key[1]}".encode()) % BUCKETS
 
 
-def _play(fn, group_of, batches: list[tuple[pd.DataFrame | None, int]]) -> pd.DataFrame:  # noqa: ANN001
+def _play(fn, group_of, batches: list[tuple[pd.DataFrame | None, int]], states: dict | None = None) -> pd.DataFrame:  # noqa: ANN001
     """Micro-batches through a state function, grouped by ``group_of(key)``; a group is called
-    when it has rows or its timeout is behind the batch's watermark (as Spark calls it)."""
-    states: dict = {}
+    when it has rows or its timeout is behind the batch's watermark (as Spark calls it).
+    ``states``: each group's :class:`BacklogState`, to start from and left as the play ends."""
+    states = {} if states is None else states
     out = []
     for rows, wm in batches:
         groups: dict = {}
@@ -175,7 +179,17 @@ def test_bucketed_layout_writes_the_per_key_windows_scores_evidence_and_priors(d
     assert (per_key["kind"] == "prior").any()
 
 
-def test_a_bucket_holds_its_multivariate_keys_as_rows_of_one_vectorized_detector() -> None:
+def _decoded(domain: str, blob: bytes) -> tuple:
+    """A bucket blob's state, every key decoded, and the detector rows of its keys stacked."""
+    scorer = BucketScorer(domain)
+    bs = scorer.load(blob)
+    keys, packed = {}, {}
+    for k, b in bs.blobs.items():
+        keys[k], packed[k] = decode_key(b, bs.dicts)
+    return bs, keys, scorer.scoring(sorted(keys), packed)
+
+
+def test_a_bucket_keeps_each_key_apart_and_its_detector_row_as_packed_arrays() -> None:
     keyed = _security_rows(users=5, days=3)
     st = BacklogState(0)
     fn = make_bucket_state_function("security", CTX["security"])
@@ -183,12 +197,63 @@ def test_a_bucket_holds_its_multivariate_keys_as_rows_of_one_vectorized_detector
     wm = int((keyed["event_time"].max() - pd.Timedelta(hours=1)).value // 1_000_000)
     st.watermark_ms = wm
     list(fn((0,), iter([]), st))
-    bs = BucketState.loads(st.blob)
-    assert isinstance(bs.vec, VectorMultivariateDetector) and bs.vec.keys == 5
-    assert sorted(bs.rows.values()) == list(range(5))
-    assert all(ks.detector is None for ks in bs.keys.values())  # no per-key pickled trees
-    assert st.timeout_ms == min(windows.next_timeout_ms(ks) for ks in bs.keys.values())
-    assert (bs.vec.n_ > 24).all()
+    bs, keys, sc = _decoded("security", st.blob)
+    assert isinstance(sc.vec, VectorMultivariateDetector) and sc.vec.keys == 5 and len(bs.blobs) == 5
+    assert all(ks.detector is None for ks in keys.values())  # no per-key pickled trees
+    assert bs.timeouts == {k: windows.next_timeout_ms(ks) for k, ks in keys.items()}
+    assert st.timeout_ms == min(bs.timeouts.values())
+    assert (sc.vec.n_ > 24).all()
+
+
+def test_a_call_decodes_and_rewrites_only_the_keys_it_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cost of a call follows the keys it touches: a bucket-mate with no rows, handover or due
+    timeout stays as its bytes, neither unpickled nor re-encoded."""
+    keyed = _security_rows(users=6, days=2)
+    first = keyed[keyed["event_time"] < START + pd.Timedelta(days=1)]
+    st = BacklogState(0)
+    fn = make_bucket_state_function("security", CTX["security"])
+    list(fn((0,), iter([first]), st))
+    before = BucketScorer("security").load(st.blob)
+    user = first["entity_id"].iloc[0]
+    # one user's next rows; the watermark stays where nobody's window can close
+    later = keyed[(keyed["entity_id"] == user) & (keyed["event_time"] >= START + pd.Timedelta(days=1))].head(3)
+    calls = []
+    real = bucketed.decode_key
+    monkeypatch.setattr(bucketed, "decode_key", lambda b, d: calls.append(b) or real(b, d))
+    list(fn((0,), iter([later]), st))
+    after = BucketScorer("security").load(st.blob)
+    assert len(calls) == 1
+    changed = {k for k in after.blobs if after.blobs[k] != before.blobs[k]}
+    assert changed == {("user", user)}
+    assert len(after.blobs) == 6
+
+
+@pytest.mark.parametrize("domain", ["security", "cost"])
+def test_a_checkpoint_of_the_first_bucketed_form_goes_on_as_the_per_key_layout_would(domain: str) -> None:
+    """Bucket blobs written by the first bucketed form (main at e594273: every key's KeyState and
+    one vectorized detector pickled and compressed whole; tests/data/bucketed/first_form.pkl holds
+    its buckets after 4 of these 7 micro-batches) are read, each key's row taken out of the old
+    detector, and written back in today's form; the windows, scores and priors that follow are
+    the per-key layout's."""
+    with open(DATA / "first_form.pkl", "rb") as f:
+        first = pickle.load(f)[domain]  # noqa: S301 - the repository's own fixture
+    batches = _batches(ROWS[domain](), domain, 7)
+    per_key_fn = make_state_function(domain, CTX[domain])
+    per_key: dict = {}
+    _play(per_key_fn, lambda k: k, batches[:4], per_key)
+    want = _play(per_key_fn, lambda k: k, batches[4:], per_key)
+    states = {}
+    for g, (blob, timeout) in first.items():
+        assert blob[:1] == b"\x78"  # the first form: a zlib stream
+        states[g] = BacklogState(0)
+        states[g].blob, states[g].timeout_ms = blob, timeout
+    got = _play(make_bucket_state_function(domain, CTX[domain]), _bucket, batches[4:], states)
+    _assert_same(got, want)
+    assert (want["kind"] == "score").sum() > 20
+    assert all(st.blob[:1] == b"\x80" for st in states.values())  # today's form from then on
+    if domain == "security":
+        _, keys, sc = _decoded(domain, states[0].blob)
+        assert (sc.vec.n_ > 50).all(), "the old detector's learning was carried over, not restarted"
 
 
 def test_heartbeats_alone_leave_no_bucket_state() -> None:
@@ -250,13 +315,16 @@ def test_an_unknown_detector_version_in_a_bucket_starts_its_rows_afresh() -> Non
     st = BacklogState(0)
     fn = make_bucket_state_function("security", CTX["security"])
     list(fn((0,), iter([keyed]), st))
-    bs = BucketState.loads(st.blob)
+    st.watermark_ms = int((keyed["event_time"].max() - pd.Timedelta(hours=1)).value // 1_000_000)
+    list(fn((0,), iter([]), st))
+    bs = BucketScorer("security").load(st.blob)
+    assert (_decoded("security", st.blob)[2].vec.n_ > 0).all()
     bs.tag = "multivariate_robust_hst:0"
     st.blob = bs.dumps()
     list(fn((0,), iter([]), st))
-    again = BucketState.loads(st.blob)
+    again, keys, sc = _decoded("security", st.blob)
     assert again.tag == f"{MultivariateDetector.name}:{MultivariateDetector.version}"
-    assert (again.vec.n_ == 0).all() and all(ks.history.get("detector_reset") for ks in again.keys.values())
+    assert (sc.vec.n_ == 0).all() and all(ks.history.get("detector_reset") for ks in keys.values())
 
 
 def test_new_checkpoints_get_the_bucketed_layout_unless_asked_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -268,6 +336,13 @@ def test_new_checkpoints_get_the_bucketed_layout_unless_asked_otherwise(monkeypa
     assert new_layout(4) == {"layout": "per-key"}
     monkeypatch.setenv("HEALTH_MONITOR_STATE_LAYOUT", "sharded")
     with pytest.raises(HealthMonitorError, match="unknown state layout 'sharded'"):
+        new_layout(4)
+    monkeypatch.delenv("HEALTH_MONITOR_STATE_LAYOUT")
+    monkeypatch.setenv("HEALTH_MONITOR_STATE_BUCKETS", "64")
+    assert new_layout(4) == {"layout": "bucketed", "buckets": 64}
+    assert new_layout(4, buckets=8) == {"layout": "bucketed", "buckets": 8}  # stream start --state-buckets
+    monkeypatch.setenv("HEALTH_MONITOR_STATE_BUCKETS", "0")
+    with pytest.raises(HealthMonitorError, match="invalid bucket count '0'"):
         new_layout(4)
 
 
@@ -324,6 +399,29 @@ def test_a_handed_over_detector_that_cannot_be_loaded_relearns_as_per_key() -> N
     fn = make_bucket_state_function("security", {})
     beat = pd.DataFrame([{"entity_type": key[0], "entity_id": key[1], "event_time": START, HANDOVER: ks.dumps()}])
     list(fn((0,), iter([beat]), st))
-    bs = BucketState.loads(st.blob)
-    assert bs.keys[key].history["detector_reset"] is True
-    assert bs.vec.n_[bs.rows[key]] == 0 and np.isnan(bs.vec.center_[bs.rows[key]]).all()
+    _, keys, sc = _decoded("security", st.blob)
+    assert keys[key].history["detector_reset"] is True
+    assert sc.vec.n_[sc.rows[key]] == 0 and np.isnan(sc.vec.center_[sc.rows[key]]).all()
+
+
+def test_stream_start_state_buckets_sets_the_count_of_new_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    from health_monitor.cli import build_parser
+    from health_monitor.errors import HealthMonitorError
+
+    class Stop(Exception):
+        pass
+
+    class Ctx:
+        @property
+        def lake(self) -> None:
+            raise Stop  # the option is applied before the stream starts: no need to start one
+
+    monkeypatch.delenv("HEALTH_MONITOR_STATE_LAYOUT", raising=False)
+    monkeypatch.setenv("HEALTH_MONITOR_STATE_BUCKETS", "")
+    args = build_parser().parse_args(["stream", "start", "--state-buckets", "48"])
+    with pytest.raises(Stop):
+        args.func(args, Ctx())
+    assert new_layout(4) == {"layout": "bucketed", "buckets": 48}
+    args = build_parser().parse_args(["stream", "start", "--state-buckets", "-1"])
+    with pytest.raises(HealthMonitorError, match="invalid bucket count"):
+        args.func(args, Ctx())
