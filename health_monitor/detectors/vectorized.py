@@ -46,7 +46,9 @@ class VectorTailCalibrator:
     def __init__(self, keys: int, window: int = 2000, min_rows: int = 100) -> None:
         self.window = window
         self.min_rows = min_rows
-        self.buf_ = np.zeros((keys, window))
+        # the ring grows to ``window`` columns as the longest key's history does (a young bucket's
+        # state stays small); a row with ``len_ == window`` fills every column
+        self.buf_ = np.zeros((keys, min(window, 64)))
         self.len_ = np.zeros(keys, dtype=np.int64)
         self.pos_ = np.zeros(keys, dtype=np.int64)
         self.q90_ = np.full(keys, _Q90)
@@ -77,6 +79,9 @@ class VectorTailCalibrator:
         """Add ``stat[i]`` to key ``idx[i]``'s history (each key at most once per call)."""
         ok = np.isfinite(stat)
         idx, stat = idx[ok], stat[ok]
+        if not len(idx):
+            return
+        self._widen(int(self.pos_[idx].max()) + 1)
         self.buf_[idx, self.pos_[idx]] = stat
         self.pos_[idx] = (self.pos_[idx] + 1) % self.window
         self.len_[idx] = np.minimum(self.len_[idx] + 1, self.window)
@@ -93,9 +98,16 @@ class VectorTailCalibrator:
             q90, q99 = np.quantile(self._kept(k), [0.9, 0.99])
             self._set_q(np.array([k]), np.array([q90]), np.array([q99]))
 
+    def _widen(self, width: int) -> None:
+        """At least ``width`` ring columns (doubling, at most ``window``)."""
+        have = self.buf_.shape[1]
+        if width > have:
+            new = min(self.window, max(width, 2 * have))
+            self.buf_ = np.concatenate([self.buf_, np.zeros((len(self.buf_), new - have))], axis=1)
+
     def add_keys(self, n: int) -> None:
         """Room for ``n`` more keys, each with a fresh calibrator's state."""
-        self.buf_ = np.concatenate([self.buf_, np.zeros((n, self.window))])
+        self.buf_ = np.concatenate([self.buf_, np.zeros((n, self.buf_.shape[1]))])
         self.len_ = np.concatenate([self.len_, np.zeros(n, dtype=np.int64)])
         self.pos_ = np.concatenate([self.pos_, np.zeros(n, dtype=np.int64)])
         self.q90_ = np.concatenate([self.q90_, np.full(n, _Q90)])
@@ -108,6 +120,7 @@ class VectorTailCalibrator:
         if cal.buf_.maxlen != self.window or cal.min_rows != self.min_rows:
             raise ValueError("the per-key calibrator has another window")
         kept = np.fromiter(cal.buf_, dtype=float, count=len(cal.buf_))
+        self._widen(len(kept))
         self.buf_[k] = 0.0
         self.buf_[k, :len(kept)] = kept
         self.len_[k] = len(kept)
