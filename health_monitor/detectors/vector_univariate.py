@@ -197,10 +197,7 @@ class VectorUnivariateDetector:
     def _history(self, k: int) -> list[tuple[float, float]]:
         """Key ``k``'s learned rows ``(t, x)``, oldest first (its last 2,048)."""
         n = int(self.hist_len_[k])
-        if n < _HISTORY:
-            order = np.arange(n)
-        else:
-            order = (np.arange(_HISTORY) + int(self.hist_pos_[k])) % _HISTORY
+        order = np.arange(n) if n < _HISTORY else (np.arange(_HISTORY) + int(self.hist_pos_[k])) % _HISTORY
         return list(zip(self.hist_t_[k, order].tolist(), self.hist_x_[k, order].tolist(), strict=True))
 
     def _models(self, k: int) -> list[_Model]:
@@ -477,8 +474,8 @@ class VectorUnivariateDetector:
         g = len(ks)
         x = np.where(x < -1e150, -1e150, np.where(x > 1e150, 1e150, x))
         near2 = np.full(g, np.nan)
-        filled = self.filled_[ks]
-        inc = (filled == size) & self.d2ok_[ks] & (self.since_[ks] < 256)
+        ready = 2 * L + kn - 1
+        inc = self.d2ok_[ks] & (self.since_[ks] < 256)
         recompute = []
         a = np.flatnonzero(inc)
         if len(a):
@@ -491,12 +488,13 @@ class VectorUnivariateDetector:
             d2 += add
             big = add.max(axis=1)
             big = np.where(big > self.big_[ka], big, self.big_[ka])
-            n2 = _k_smallest_mean(d2, kn)
-            ok = big * 1e-12 <= n2
+            fill = np.minimum(self.filled_[ka] + 1, size)
+            self.buf_[ka], self.d2_[ka], self.big_[ka], self.filled_[ka] = buf, d2, big, fill
+            n2 = _k_smallest_mean(_valid(d2, size - fill), kn)
+            ok = (fill >= ready) & (big * 1e-12 <= n2)
             near2[a[ok]] = n2[ok]
-            self.buf_[ka], self.d2_[ka], self.big_[ka] = buf, d2, big
-            self.since_[ka] = np.where(ok, self.since_[ka] + 1, 256)
-            recompute.append(a[~ok])
+            self.since_[ka] = np.where(ok | (fill < ready), self.since_[ka] + 1, 256)
+            recompute.append(a[(fill >= ready) & ~ok])
         b = np.flatnonzero(~inc)
         if len(b):
             kb = ks[b]
@@ -505,24 +503,16 @@ class VectorUnivariateDetector:
             buf[:, -1] = x[b]
             self.buf_[kb] = buf
             self.filled_[kb] = np.minimum(self.filled_[kb] + 1, size)
-            recompute.append(b[self.filled_[kb] >= 2 * L + kn - 1])
+            recompute.append(b[self.filled_[kb] >= ready])
         rc = np.sort(np.concatenate(recompute)) if recompute else np.zeros(0, dtype=np.int64)
-        for part in np.array_split(rc, -(-len(rc) // 32)) if len(rc) else []:
-            # the distances anew, as the per-key einsum computes them (same values, bit for bit)
-            kp = ks[part]
-            fill = self.filled_[kp]
-            j0 = size - int(fill.max())
+        if len(rc):
+            # every window's distance anew, as the per-key einsum computes them (bit for bit)
+            kp = ks[rc]
             buf = self.buf_[kp]
-            diff = sliding_window_view(buf[:, j0:size - L], L, axis=1) - buf[:, None, size - L:]
+            diff = sliding_window_view(buf[:, :size - L], L, axis=1) - buf[:, None, size - L:]
             d2 = np.einsum("gij,gij->gi", diff, diff)
-            full = fill == size
-            if full.any():
-                self.d2_[kp[full]] = d2[full]
-                self.d2ok_[kp[full]] = True
-                self.since_[kp[full]] = 0
-                self.big_[kp[full]] = d2[full].max(axis=1)
-            d2[np.arange(j0, size - 2 * L + 1)[None, :] < (size - fill)[:, None]] = np.inf
-            near2[part] = _k_smallest_mean(d2, kn)
+            self.d2_[kp], self.d2ok_[kp], self.since_[kp], self.big_[kp] = d2, True, 0, d2.max(axis=1)
+            near2[rc] = _k_smallest_mean(_valid(d2, size - self.filled_[kp]), kn)
         p = np.ones(g)
         stat = np.full(g, np.nan)
         have = np.flatnonzero(~np.isnan(near2))
@@ -618,8 +608,23 @@ def _params(det: UnivariateDetector) -> dict[str, Any]:
     return {n: v for n, v in vars(det).items() if not n.endswith("_") and not n.startswith("_")}
 
 
+def _valid(d2: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """``d2`` with the windows before each row's ``first`` (reaching into the empty buffer) at +inf."""
+    if not (first > 0).any():
+        return d2
+    return np.where(np.arange(d2.shape[1])[None, :] < first[:, None], np.inf, d2)
+
+
 def _k_smallest_mean(d2: np.ndarray, k: int) -> np.ndarray:
     """Per row, the mean of its ``k`` smallest values (as ``np.partition(row, k - 1)[:k].mean()``)."""
     if k == 1:
         return d2.min(axis=1)
+    if k == 2:  # two passes of min instead of a partition (several times faster on 1,000 columns)
+        rows = np.arange(len(d2))
+        at = d2.argmin(axis=1)
+        first = d2[rows, at]
+        d2[rows, at] = np.inf
+        second = d2.min(axis=1)
+        d2[rows, at] = first
+        return (first + second) / 2
     return np.partition(d2, k - 1, axis=1)[:, :k].mean(axis=1)

@@ -9,10 +9,11 @@ key of a bucket in a batch:
 
 1. each key's rows go through the one definition of the window features
    (:func:`~health_monitor.streaming.windows.accumulate` / ``close_windows``), key by key;
-2. the closed windows of all the bucket's keys are scored at once: a multivariate domain with
-   :class:`~health_monitor.detectors.vectorized.VectorMultivariateDetector` (state as arrays, one
-   row per key, keys appended as they appear), any other detector (cost's univariate) key by key
-   inside the call through its public interface;
+2. the closed windows of all the bucket's keys are scored at once by the vectorized form of the
+   domain's detector (state as arrays, one row per key, keys appended as they appear):
+   :class:`~health_monitor.detectors.vectorized.VectorMultivariateDetector` (security,
+   reliability), :class:`~health_monitor.detectors.vector_univariate.VectorUnivariateDetector`
+   (cost); a detector without one would be scored key by key through its public interface;
 3. one frame comes out (:func:`~health_monitor.streaming.scoring.emit`: the same rows as the
    per-key layout).
 
@@ -83,15 +84,21 @@ class BucketState:
 
 
 def _vector_form(domain: str) -> tuple[type, dict] | None:
-    """The vectorized detector class and parameters of a domain whose online detector has one."""
+    """The vectorized detector class and parameters of a domain whose online detector has one
+    (None: its detector is scored key by key inside the call, through its public interface)."""
     from health_monitor.detectors.multivariate import MultivariateDetector
+    from health_monitor.detectors.univariate import UnivariateDetector
+    from health_monitor.detectors.vector_univariate import VectorUnivariateDetector
     from health_monitor.detectors.vectorized import VectorMultivariateDetector
 
     proto = spec(domain).make_detector()
-    if type(proto) is not MultivariateDetector:
-        return None  # e.g. cost's univariate detector: scored key by key inside the call
-    params = {k: v for k, v in vars(proto).items() if not k.endswith("_") and k != "features"}
-    return VectorMultivariateDetector, {"features": proto.features, **params}
+    params = {k: v for k, v in vars(proto).items()
+              if not k.endswith("_") and not k.startswith("_") and k != "features"}
+    if type(proto) is MultivariateDetector:
+        return VectorMultivariateDetector, {"features": proto.features, **params}
+    if type(proto) is UnivariateDetector:
+        return VectorUnivariateDetector, params
+    return None
 
 
 class BucketScorer:
@@ -109,18 +116,22 @@ class BucketScorer:
 
     def prepare(self, bs: BucketState) -> None:
         """Give ``bs`` a vectorized detector of today's code (a fresh one, every key's row reset,
-        where it was learned by another version or judges other features)."""
+        where it was learned by another version or judges other features), with a row for each
+        of its keys."""
         if self.vector is None:
             return
         cls, params = self.vector
-        if (bs.vec is not None and bs.tag in self.known
-                and list(bs.vec.features) == list(params["features"])):
-            return
-        if bs.vec is not None:
-            for ks in bs.keys.values():
-                ks.history["detector_reset"] = True
-        bs.vec = cls(len(bs.rows), **params)
-        bs.tag = self.tag
+        if not (bs.vec is not None and bs.tag in self.known and type(bs.vec) is cls
+                and list(bs.vec.features) == list(params.get("features", ()))):
+            if bs.vec is not None:
+                for ks in bs.keys.values():
+                    ks.history["detector_reset"] = True
+            bs.vec = cls(len(bs.rows), **params)
+            bs.tag = self.tag
+        # keys of a bucket written while their detector had no vectorized form (cost's, before
+        # 2026-12-05) kept it per key: each takes a row holding what it learned
+        for key in [k for k in bs.keys if k not in bs.rows]:
+            self.adopt(bs, key, bs.keys[key])
 
     def adopt(self, bs: BucketState, key: Key, ks: windows.KeyState) -> None:
         """A key new to the bucket: a row of the vectorized detector, holding what the key's own
@@ -146,8 +157,21 @@ class BucketScorer:
         if self.vector is None:
             return [detect_key(self.domain, ks, closed) for _, ks, closed in work]
         vec = bs.vec
-        feats = list(vec.features)
         lengths = np.array([len(closed) for *_, closed in work], dtype=np.int64)
+        rows = np.array([bs.rows[k] for k, *_ in work], dtype=np.int64)
+        if not vec.features:  # a univariate detector: each window's value at its start
+            width = int(lengths.max())
+            t, x = np.full((len(work), width), np.nan), np.full((len(work), width), np.nan)
+            for i, (*_, closed) in enumerate(work):
+                n = len(closed)
+                # epoch seconds as the per-key detector computes them (ns as float, / 1e9)
+                t[i, :n] = (np.array([c["window_start"] for c in closed], dtype=np.int64) * 1_000_000) / 1e9
+                x[i, :n] = np.array([c["value"] for c in closed], dtype=float)
+            score, expected, evidence = vec.score_learn(t, x, lengths, rows)
+            name, version = vec.name, str(vec.version)
+            return [Detected(score[i, :n], expected[i, :n], evidence[i], None, name, version)
+                    for i, n in enumerate(lengths.tolist())]
+        feats = list(vec.features)
         values = np.full((len(work), int(lengths.max()), len(feats)), np.nan)
         flat = numeric_frame(pd.DataFrame([c["features"] for *_, closed in work for c in closed],
                                           columns=feats)).to_numpy(dtype=float)
@@ -155,7 +179,6 @@ class BucketScorer:
         for i, n in enumerate(lengths.tolist()):
             values[i, :n] = flat[at:at + n]
             at += n
-        rows = np.array([bs.rows[k] for k, *_ in work], dtype=np.int64)
         score, expected, evidence, drivers = vec.score_learn(values, lengths, rows)
         name, version = vec.proto.name, str(vec.proto.version)
         return [Detected(score[i, :n], expected[i, :n], evidence[i], drivers[i], name, version)

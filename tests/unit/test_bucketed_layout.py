@@ -112,10 +112,11 @@ def _bucket(key: tuple) -> int:
     return zlib.crc32(f"{key[0]}|{key[1]}".encode()) % BUCKETS
 
 
-def _play(fn, group_of, batches: list[tuple[pd.DataFrame | None, int]]) -> pd.DataFrame:  # noqa: ANN001
+def _play(fn, group_of, batches: list[tuple[pd.DataFrame | None, int]], states: dict | None = None) -> pd.DataFrame:  # noqa: ANN001
     """Micro-batches through a state function, grouped by ``group_of(key)``; a group is called
-    when it has rows or its timeout is behind the batch's watermark (as Spark calls it)."""
-    states: dict = {}
+    when it has rows or its timeout is behind the batch's watermark (as Spark calls it).
+    ``states``: the groups' states to go on from (and to leave the new ones in)."""
+    states = {} if states is None else states
     out = []
     for rows, wm in batches:
         groups: dict = {}
@@ -327,3 +328,27 @@ def test_a_handed_over_detector_that_cannot_be_loaded_relearns_as_per_key() -> N
     bs = BucketState.loads(st.blob)
     assert bs.keys[key].history["detector_reset"] is True
     assert bs.vec.n_[bs.rows[key]] == 0 and np.isnan(bs.vec.center_[bs.rows[key]]).all()
+
+
+def test_cost_keys_are_rows_of_one_vectorized_univariate_detector_and_old_per_key_buckets_carry_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bucket written while cost's detector was scored key by key (its detectors pickled in each
+    KeyState) goes on under the vectorized form: each key's row takes what its detector learned,
+    and the windows, scores and evidence stay those of the per-key layout."""
+    from health_monitor.detectors.vector_univariate import VectorUnivariateDetector
+    from health_monitor.streaming import bucketed
+
+    batches = _batches(ROWS["cost"](), "cost", 7)
+    want = _play(make_state_function("cost", CTX["cost"]), lambda k: k, batches)
+    states: dict = {}
+    with monkeypatch.context() as m:
+        m.setattr(bucketed, "_vector_form", lambda domain: None)  # the code before the vectorized form
+        first = _play(make_bucket_state_function("cost", CTX["cost"]), _bucket, batches[:3], states)
+    old = BucketState.loads(next(iter(states.values())).blob)
+    assert old.vec is None and all(ks.detector is not None for ks in old.keys.values())
+    rest = _play(make_bucket_state_function("cost", CTX["cost"]), _bucket, batches[3:], states)
+    _assert_same(pd.concat([first, rest], ignore_index=True), want)
+    bs = BucketState.loads(next(iter(states.values())).blob)
+    assert isinstance(bs.vec, VectorUnivariateDetector) and sorted(bs.rows.values()) == list(range(len(bs.keys)))
+    assert all(ks.detector is None for ks in bs.keys.values()) and (bs.vec.n_ > 24).all()
+
