@@ -123,18 +123,36 @@ class VectorUnivariateDetector:
 
     # ------------------------------------------------------------------ keys
     def add_keys(self, n: int) -> int:
-        """Room for ``n`` more keys (fresh state, as a new per-key detector); returns the first new row."""
+        """Room for ``n`` more keys (fresh state, as a new per-key detector); returns the first new row.
+
+        Rows are allocated in doubling steps (a bucket adopts its keys one by one: growing every
+        array by one row each time was quadratic); only the used rows are pickled."""
         first = self.keys
         if n <= 0:
             return first
-        for name, (fill, dtype, _) in self._fresh.items():
-            cur = getattr(self, name)
-            setattr(self, name, np.concatenate([cur, np.full((n, *cur.shape[1:]), fill, dtype=dtype)]))
-        self.on_[first:, :3] = True
-        self.calib_.add_keys(n)
-        self.scalib_.add_keys(n)
+        cap = len(self.n_)
+        if first + n > cap:
+            more = max(first + n, 2 * cap) - cap
+            for name, (fill, dtype, _) in self._fresh.items():
+                cur = getattr(self, name)
+                setattr(self, name, np.concatenate([cur, np.full((more, *cur.shape[1:]), fill, dtype=dtype)]))
+            self.on_[cap:, :3] = True
+            self.calib_.add_keys(more)
+            self.scalib_.add_keys(more)
         self.keys += n
         return first
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        n = self.keys
+        for name in self._fresh:
+            state[name] = state[name][:n].copy()
+        for name in ("calib_", "scalib_"):
+            cal = VectorTailCalibrator.__new__(VectorTailCalibrator)
+            cal.__dict__.update({a: (v[:n].copy() if isinstance(v, np.ndarray) else v)
+                                 for a, v in vars(state[name]).items()})
+            state[name] = cal
+        return state
 
     def reset_key(self, k: int) -> None:
         """Row ``k`` back to a fresh detector's state."""
