@@ -143,27 +143,34 @@ class _Subsequences:
         """Append ``x``; the mean squared distance of the current stretch to its ``k`` nearest
         earlier ones (None while the buffer holds too few values).
 
-        Once the buffer is full the distances to every earlier stretch are updated in place (the
-        current stretch and each earlier one move by one row: add the new pair of values, drop
-        the oldest) instead of recomputed, which is cheaper. Round-off of those updates is
-        about 1e-13 of the largest term added since the last full computation, so they are
-        recomputed every 256 rows, and at once when that could matter against the nearest
-        distance (a huge spike in the buffer next to exact repeats)."""
+        The distances to every window of the buffer (windows reaching into the zeros before the
+        first value included: they join the search as the buffer fills) are updated in place
+        (the current stretch and each window move by one row: add the new pair of values, drop
+        the oldest) instead of recomputed, which costs O(history) per row instead of
+        O(history x length). Round-off of those updates is about 1e-13 of the largest term added
+        since the last full computation, so they are recomputed every 256 rows, and at once when
+        that could matter against the nearest distance (a huge spike in the buffer next to exact
+        repeats). (Before 2026-12-05 they were recomputed on every row until the buffer was full:
+        the same values up to that round-off, at ten times the cost.)"""
         x = -1e150 if x < -1e150 else (1e150 if x > 1e150 else x)  # squares stay finite
         buf, L, k = self.buf_, self.length, self.k
         size = len(buf)
         h = size - 2 * L + 1
         d2 = self.d2_ if "d2_" in self.__dict__ else None
-        if self.filled_ == size and d2 is not None and self.since_full_ < 256:
+        ready = 2 * L + k - 1
+        if d2 is not None and self.since_full_ < 256:
             d2 -= (buf[:h] - buf[size - L]) ** 2
             buf[:-1] = buf[1:]
             buf[-1] = x
             add = (buf[L - 1:L - 1 + h] - x) ** 2
             d2 += add
             self.since_full_ += 1
+            self.filled_ = min(self.filled_ + 1, size)
             big = float(add.max())
             self.big_ = big if big > self.big_ else self.big_
-            near2 = float(np.partition(d2, k - 1)[:k].mean())
+            if self.filled_ < ready:
+                return None
+            near2 = float(np.partition(d2[size - self.filled_:], k - 1)[:k].mean())
             if self.big_ * 1e-12 <= near2:
                 return near2
             self.since_full_ = 256  # round-off could matter: recompute below
@@ -171,14 +178,12 @@ class _Subsequences:
             buf[:-1] = buf[1:]
             buf[-1] = x
             self.filled_ = min(self.filled_ + 1, size)
-        if self.filled_ < 2 * L + k - 1:
+        if self.filled_ < ready:
             return None
-        vals = buf[size - self.filled_:]
-        diff = sliding_window_view(vals[:-L], L) - vals[-L:]
+        diff = sliding_window_view(buf[:-L], L) - buf[-L:]
         d2 = np.einsum("ij,ij->i", diff, diff)
-        if self.filled_ == size:
-            self.d2_, self.since_full_, self.big_ = d2, 0, float(d2.max())
-        return float(np.partition(d2, k - 1)[:k].mean())
+        self.d2_, self.since_full_, self.big_ = d2, 0, float(d2.max())
+        return float(np.partition(d2[size - self.filled_:], k - 1)[:k].mean())
 
     def tail_p(self, x: float, floor: float) -> tuple[float, float]:
         """Add ``x`` (the row being scored) to the stretch; return the stretch's tail probability

@@ -217,3 +217,26 @@ def test_a_row_enters_its_window_only_if_it_arrived_before_the_window_closed() -
                               "ingestion_date": START + pd.Timedelta(days=1)}])
     assert in_time(pd.concat([rows, next_day], ignore_index=True), "usage_start_time", "ingestion_date",
                    "3 hours").iloc[-1]
+
+
+def test_cost_state_kept_as_a_deque_of_hours_goes_on_with_the_same_features() -> None:
+    """Cost keys saved before the hourly history became arrays hold it as a deque of
+    (start ms, spend): converted on first use, the features are those of a key that never left."""
+    from collections import deque
+
+    from health_monitor.streaming.windows.cost import _cost_features
+
+    rng = np.random.default_rng(3)
+    start = int(START.value // 1_000_000)
+    hours = np.cumsum(rng.choice([1, 1, 2, 7, 24], 900)) * windows.HOUR_MS + start
+    kept, old = windows.KeyState("workspace", "ws1"), None
+    for i, t in enumerate(hours.tolist()):
+        acc = {"cost": float(rng.lognormal(1, 1)), "skus": {}, "jobs": {}}
+        if i == 600:  # the same key as older code would have saved it
+            old = windows.KeyState.loads(kept.dumps())
+            old.history["hourly"] = deque(zip(old.history.pop("hourly_ms").tolist(),
+                                              old.history.pop("hourly_usd").tolist(), strict=True))
+        got = _cost_features(kept, t, dict(acc), {})
+        if old is not None:
+            assert repr(_cost_features(old, t, dict(acc), {})) == repr(got)
+    assert "hourly" not in old.history and len(old.history["hourly_ms"]) == len(kept.history["hourly_ms"]) > 100

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -18,6 +20,8 @@ from health_monitor.streaming.windows.state import (
     _nan,
     _ts,
 )
+
+_EPOCH = datetime(1970, 1, 1)
 
 
 def _cost_accumulate(open_: dict[int, dict], g: pd.DataFrame, starts: np.ndarray) -> None:
@@ -51,12 +55,45 @@ def _cost_accumulate(open_: dict[int, dict], g: pd.DataFrame, starts: np.ndarray
                      raw, as_key=str)
 
 
+def _hourly(ks: KeyState) -> tuple[np.ndarray, np.ndarray]:
+    """The key's closed hours (start ms, ascending) and their spend, as arrays in its history.
+
+    Why arrays: every window's baselines look back over up to 30 days of hours; filtering them
+    in NumPy costs a few microseconds where comprehensions over a deque of tuples cost ~200 us
+    per window at a month of history. State kept before 2026-12-05 holds a deque of
+    (start ms, spend) under ``hourly``: it is converted on first use."""
+    h = ks.history
+    old = h.pop("hourly", None)
+    if old is not None:
+        h["hourly_ms"] = np.array([t for t, _ in old], dtype=np.int64)
+        h["hourly_usd"] = np.array([c for _, c in old], dtype=float)
+    if "hourly_ms" not in h:
+        h["hourly_ms"], h["hourly_usd"] = np.zeros(0, dtype=np.int64), np.zeros(0)
+    return h["hourly_ms"], h["hourly_usd"]
+
+
+@functools.lru_cache(maxsize=64)
+def _month_bounds(year: int, month: int) -> tuple[int, int]:
+    """Start (epoch ns) and length (ns) of a calendar month (pandas' MonthBegin)."""
+    start = pd.Timestamp(year=year, month=month, day=1)
+    return start.value, (start + pd.offsets.MonthBegin(1) - start).value
+
+
+def _month_of(ms: int) -> tuple[int, int, int, int]:
+    """Year, month, month start (epoch ns) and month length (ns) of the instant ``ms`` (UTC):
+    pandas' values, a month's bounds computed once (pandas' offsets cost ~50 us a window)."""
+    day = _EPOCH + timedelta(milliseconds=ms)
+    return (day.year, day.month, *_month_bounds(day.year, day.month))
+
+
 def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[float, dict]:
-    hist: deque = ks.history.setdefault("hourly", deque())
-    while hist and hist[0][0] < start_ms - 30 * DAY_MS:
-        hist.popleft()
-    last7 = np.array([c for t, c in hist if t >= start_ms - 7 * DAY_MS], dtype=float)
-    last30 = np.array([c for _, c in hist], dtype=float)
+    ts, cs = _hourly(ks)
+    cut = int(np.searchsorted(ts, start_ms - 30 * DAY_MS))  # hours are closed in order: ts ascends
+    ts, cs = ts[cut:], cs[cut:]
+    i7 = int(np.searchsorted(ts, start_ms - 7 * DAY_MS))
+    # fresh arrays, as the lists they replace gave: the same sums and means, bit for bit
+    last7 = cs[i7:].copy()
+    last30 = cs.copy()
     cost = acc.get("cost", 0.0)
     enough = len(last7) >= 24  # a day of active hours before a baseline means anything
     b7 = float(last7.mean()) if enough else float("nan")
@@ -65,10 +102,13 @@ def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[f
     # The key's routine at this hour: the mean spend of the same hour over the previous 7 days
     # and of the same hour of the week over the previous 4 (hours without spend count as 0), the
     # larger of the two. A nightly job makes 02:00 expensive every night; a weekly one, Mondays.
-    same_day = [c for t, c in hist if t >= start_ms - 7 * DAY_MS and (start_ms - t) % DAY_MS == 0]
-    same_week = [c for t, c in hist if t >= start_ms - 28 * DAY_MS and (start_ms - t) % (7 * DAY_MS) == 0]
-    days = min(7, int((start_ms - hist[0][0]) // DAY_MS)) if hist else 0
-    b_hour = (max(sum(same_day) / days, sum(same_week) / 4 if days >= 7 and start_ms - hist[0][0] >= 28 * DAY_MS
+    # (Python sums over the hours oldest first: the values the per-hour loop gave.)
+    same_day = cs[i7:][(start_ms - ts[i7:]) % DAY_MS == 0].tolist()
+    i28 = int(np.searchsorted(ts, start_ms - 28 * DAY_MS))
+    same_week = cs[i28:][(start_ms - ts[i28:]) % (7 * DAY_MS) == 0].tolist()
+    first_hour = int(ts[0]) if len(ts) else None
+    days = min(7, int((start_ms - first_hour) // DAY_MS)) if first_hour is not None else 0
+    b_hour = (max(sum(same_day) / days, sum(same_week) / 4 if days >= 7 and start_ms - first_hour >= 28 * DAY_MS
                   else 0.0) if days >= 2 else float("nan"))
     routine = b7 if math.isnan(b_hour) else max(b_hour, b7)  # NaN while the key has no 7-day baseline
     skus = acc.get("skus", {})
@@ -77,23 +117,22 @@ def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[f
     top_job = max(jobs, key=jobs.get) if jobs else None
     end_ms = start_ms + HOUR_MS
     # Month-to-date spend runs through the workspace entity only (budget is per workspace).
-    t_end = _ts(end_ms - 1)
-    month_key = f"{t_end.year}-{t_end.month:02d}"
+    year, month, month_start_ns, month_ns = _month_of(end_ms - 1)
+    month_key = f"{year}-{month:02d}"
     mtd = ks.history.setdefault("mtd", {})
     mtd[month_key] = mtd.get(month_key, 0.0) + cost
     for k in [k for k in mtd if k != month_key]:
         del mtd[k]
-    month_start = pd.Timestamp(year=t_end.year, month=t_end.month, day=1)
-    month_len = month_start + pd.offsets.MonthBegin(1) - month_start
-    frac = (_ts(end_ms) - month_start) / month_len
+    # as pandas divides Timedeltas (ns over float ns): (end - month start) / month length
+    frac = (end_ms * 1_000_000 - month_start_ns) / float(month_ns)
     budget = ctx.get("budgets", {}).get(ks.workspace_id)
     # The key's age and its spend rate over the last 7 days (hours without spend count as zero,
     # a key younger than a week is judged over its life), as a month of that rate.
     # (State kept before this field existed dates the key from its oldest kept hour.)
-    first_ms = ks.history.setdefault("first_ms", min(hist[0][0], start_ms) if hist else start_ms)
+    first_ms = ks.history.setdefault("first_ms", min(first_hour, start_ms) if first_hour is not None else start_ms)
     history_days = (end_ms - first_ms) / DAY_MS
     rate_hours = min(history_days, 7.0) * 24
-    run_rate = (float(last7.sum()) + cost) / rate_hours * (month_len / pd.Timedelta(hours=1)) \
+    run_rate = (float(last7.sum()) + cost) / rate_hours * (month_ns / float(HOUR_MS * 1_000_000)) \
         if rate_hours > 0 else float("nan")
     f = {
         "cost_usd": cost, "dbus": acc.get("dbus", 0.0),
@@ -130,7 +169,7 @@ def _cost_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[f
         # carries them, null off the unit keys, so a micro-batch of workspace keys still has every
         # input to blend.
         f["unit_z"] = f["unit_cost_usd"] = float("nan")
-    hist.append((start_ms, cost))
+    ks.history["hourly_ms"], ks.history["hourly_usd"] = np.append(ts, start_ms), np.append(cs, cost)
     return cost, f
 
 

@@ -61,9 +61,10 @@ def _ts(ms: int) -> pd.Timestamp:
 
 def _calendar(start_ms: int) -> dict[str, float]:
     """Hour/weekday features of a window start, with Spark's 1 = Sunday weekday numbering."""
-    t = _ts(start_ms)
-    dow = (t.dayofweek + 1) % 7 + 1  # pandas Monday=0 -> Spark Sunday=1
-    hour = t.hour
+    # from the epoch (a Thursday) in integers: what pandas' Timestamp gives, ~10x cheaper
+    days, rest = divmod(start_ms, DAY_MS)
+    dow = ((days + 3) % 7 + 1) % 7 + 1  # Monday=0 (pandas' dayofweek) -> Spark's Sunday=1
+    hour = rest // HOUR_MS
     return {
         "hour_of_day": float(hour), "day_of_week": float(dow), "is_weekend": float(dow in (1, 7)),
         "hour_sin": math.sin(2 * math.pi * hour / 24), "hour_cos": math.cos(2 * math.pi * hour / 24),
