@@ -116,7 +116,7 @@ class BucketState:
         return decode_key(self.blobs[key], self.dicts)
 
     def encode(self, records: dict[Key, tuple[windows.KeyState, bytes | None]]) -> None:
-        """Store these keys' records, each compressed on its own against the bucket's newest
+        """Store these keys' records and their next timeouts, each record compressed on its own against the bucket's newest
         preset dictionary (a raw record of the bucket: the field names, classes and typical
         values every record repeats, so a key's record is a third of what zlib alone makes of
         it). A call whose largest record has grown well past the dictionary adds it as a new
@@ -130,6 +130,11 @@ class BucketState:
         at = len(self.dicts) - 1
         for k, raw in raws.items():
             self.blobs[k] = encode_raw(raw, self.dicts, at)
+            nxt = windows.next_timeout_ms(records[k][0])
+            if nxt is None:
+                self.timeouts.pop(k, None)
+            else:
+                self.timeouts[k] = nxt
 
     @staticmethod
     def loads(blob: bytes) -> BucketState | LegacyBucket:
@@ -313,10 +318,6 @@ class BucketScorer:
         bs = BucketState(tag=self.tag if ok else got.tag,
                          features=list(vec.features) if vec is not None else None)
         bs.encode({k: (ks, packed.get(k)) for k, ks in got.keys.items()})
-        for k, ks in got.keys.items():
-            t = windows.next_timeout_ms(ks)
-            if t is not None:
-                bs.timeouts[k] = t
         return bs
 
     def adopt(self, key: Key, ks: windows.KeyState) -> bytes | None:
@@ -352,11 +353,12 @@ class BucketScorer:
             for k, i in sc.rows.items():
                 packed[k] = rows[i]
 
-    def detect(self, bs: BucketState, work: list[tuple[Key, windows.KeyState, list[dict]]]) -> list[Detected]:
-        """Score and learn the closed windows of ``work``'s keys (all at once where vectorized)."""
+    def detect(self, sc: Scoring, work: list[tuple[Key, windows.KeyState, list[dict]]]) -> list[Detected]:
+        """Score and learn the closed windows of ``work``'s keys (all at once where vectorized, with
+        the call's :meth:`scoring` detector)."""
         if self.vector is None:
             return [detect_key(self.domain, ks, closed) for _, ks, closed in work]
-        vec = bs.vec
+        vec = sc.vec
         feats = list(vec.features)
         lengths = np.array([len(closed) for *_, closed in work], dtype=np.int64)
         values = np.full((len(work), int(lengths.max()), len(feats)), np.nan)
@@ -366,7 +368,7 @@ class BucketScorer:
         for i, n in enumerate(lengths.tolist()):
             values[i, :n] = flat[at:at + n]
             at += n
-        rows = np.array([bs.rows[k] for k, *_ in work], dtype=np.int64)
+        rows = np.array([sc.rows[k] for k, *_ in work], dtype=np.int64)
         score, expected, evidence, drivers = vec.score_learn(values, lengths, rows)
         name, version = vec.proto.name, str(vec.proto.version)
         return [Detected(score[i, :n], expected[i, :n], evidence[i], drivers[i], name, version)
@@ -479,12 +481,6 @@ def make_bucket_state_function(domain: str, ctx: dict) -> Callable:
         scored = emit(domain, parts, ctx)
         remember_recent(parts, scored)
         bs.encode({k: (keys[k], packed[k]) for k in order})
-        for k in order:
-            nxt = windows.next_timeout_ms(keys[k])
-            if nxt is None:
-                bs.timeouts.pop(k, None)
-            else:
-                bs.timeouts[k] = nxt
         if not bs.blobs:
             return  # only heartbeats so far
         state.update((bs.dumps(),))

@@ -292,10 +292,13 @@ def _score_ids(models: Any, entity_types: Any, entity_ids: Any, window_starts: A
     iso = np.where(whole, np.datetime_as_string(starts, unit="s"), "").tolist()
     for i in np.flatnonzero(~whole):
         iso[i] = pd.Timestamp(starts[i]).isoformat()
-    return [hashlib.sha256(f"{m}|{t}|{e}|{w}".encode()).hexdigest()[:32]
-            for m, t, e, w in zip(models, entity_types, entity_ids, iso, strict=True)]
+    return [_hash_id(m, t, e, w) for m, t, e, w in zip(models, entity_types, entity_ids, iso, strict=True)]
 
 
 def _score_id(model: str, entity_type: str, entity_id: str, window_start: pd.Timestamp) -> str:
-    key = f"{model}|{entity_type}|{entity_id}|{pd.Timestamp(window_start).isoformat()}"
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
+    return _hash_id(model, entity_type, entity_id, pd.Timestamp(window_start).isoformat())
+
+
+def _hash_id(model: str, entity_type: str, entity_id: str, window_start_iso: str) -> str:
+    """A score's id: the one hash of model, entity and window start (ISO text)."""
+    return hashlib.sha256(f"{model}|{entity_type}|{entity_id}|{window_start_iso}".encode()).hexdigest()[:32]
