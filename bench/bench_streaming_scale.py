@@ -532,18 +532,23 @@ def _timed(fn: Callable, label: str, acc: dict[str, float], clock: Callable[[], 
 @contextlib.contextmanager
 def _timed_sink(timings: dict[str, float]) -> Iterator[None]:
     """Wall seconds in the sink's parts, summed over batches (wraps BatchSink's methods)."""
+    from health_monitor.alerts import store
     from health_monitor.streaming import engine
 
     parts = {"sink_total": "_write", "scores_write": "_write_scores", "alerts_rules_merge": "_write_alerts"}
     saved = {name: getattr(engine.BatchSink, name) for name in parts.values()}
+    saved_store = store.apply_alerts
 
     for label, name in parts.items():
         setattr(engine.BatchSink, name, _timed(saved[name], label, timings, time.perf_counter))
+    # the alerts' Delta part (fold with the open incidents and the write), within alerts_rules_merge
+    store.apply_alerts = _timed(saved_store, "alerts_store", timings, time.perf_counter)
     try:
         yield
     finally:
         for name, fn in saved.items():
             setattr(engine.BatchSink, name, fn)
+        store.apply_alerts = saved_store
 
 
 #: The field of each domain's generated rows that its Gold table splits commits by (``event_time``
@@ -599,6 +604,16 @@ def backlog_lake(domain: str, n: int, keys: int, chunks: int, data_dir: Path, tm
     return lake, _delta_commits(settings.data_dir)
 
 
+def _codegen_compiles(spark: Any) -> tuple[int, float]:
+    """Spark's count of generated-code compilations so far in this JVM and their mean wall ms
+    (``CodegenMetrics``; bench only: the classic session's JVM)."""
+    try:
+        hist = spark.sparkContext._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
+        return int(hist.getCount()), round(float(hist.getSnapshot().getMean()), 1)
+    except Exception:  # noqa: BLE001 - a figure of the benchmark, never a reason to fail it
+        return 0, 0.0
+
+
 def engine_run(domain: str, n: int, keys: int, chunks: int, tmp: Path, layout: str = "bucketed") -> dict:
     """Available-now over ``n`` rows in ``chunks`` commits with a new checkpoint of ``layout``
     (per-key or bucketed state); figures and a per-batch profile."""
@@ -609,9 +624,11 @@ def engine_run(domain: str, n: int, keys: int, chunks: int, tmp: Path, layout: s
     lake, commits0 = backlog_lake(domain, n, keys, chunks, tmp / f"engine-{domain}-{keys}-{layout}", tmp)
     settings = lake.settings
     timings: dict[str, float] = defaultdict(float)
+    codegen0 = _codegen_compiles(lake.spark)
     run = engine.start_streams(lake, [domain], available_now=True, max_files_per_trigger=1)
     with Meter() as m, _timed_sink(timings):
         engine.wait(run)
+    codegen1 = _codegen_compiles(lake.spark)
     # Streaming runs every job of a query (foreachBatch's too) in the job group of its run id.
     tracker = lake.spark.sparkContext.statusTracker()  # bench only: the classic JVM session
     jobs = len(tracker.getJobIdsForGroup(str(run.queries[domain].runId)))
@@ -628,6 +645,10 @@ def engine_run(domain: str, n: int, keys: int, chunks: int, tmp: Path, layout: s
     out.update({"domain": domain, "layout": layout, "keys": keys, "batches": len(prog), "windows": stats["windows"],
                 "alerts": stats["alerts"],
                 "spark_jobs_per_batch": round(jobs / batches, 1),
+                # Janino compilations of generated code (a cache miss each; the JIT then compiles
+                # the new classes too), per data batch, and their mean wall ms
+                "codegen_compiles_per_batch": round((codegen1[0] - codegen0[0]) / batches, 1),
+                "codegen_compile_ms_mean": codegen1[1],
                 "sink_seconds_per_call": {k: round(v / timings[k + "_calls"], 2) for k, v in timings.items()
                                           if not k.endswith("_calls")},
                 "sink_calls": int(timings["sink_total_calls"]),

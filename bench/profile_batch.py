@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_streaming_scale import Meter, _delta_commits, backlog_lake  # noqa: E402
+from bench_streaming_scale import Meter, _codegen_compiles, _delta_commits, backlog_lake  # noqa: E402
 
 
 def _jobs(tracker: Any, group: str) -> set[int]:
@@ -44,7 +44,11 @@ def _describe(store: Any, job_ids: list[int]) -> list[str]:
             out.append(f"job {j}: ?")
             continue
         desc = data.description().getOrElse(None) if data.description().isDefined() else None
-        out.append(f"job {j}: {desc or data.name()} ({data.stageIds().size()} stages)")
+        secs = ""
+        if data.submissionTime().isDefined() and data.completionTime().isDefined():
+            ms = data.completionTime().get().getTime() - data.submissionTime().get().getTime()
+            secs = f", {ms / 1000:.2f} s"
+        out.append(f"job {j}: {desc or data.name()} ({data.stageIds().size()} stages{secs})")
     return out
 
 
@@ -76,10 +80,11 @@ def profile(domain: str, rows: int, keys: int, chunks: int, tmp: Path, plan: boo
 
     def call(self: Any, batch_df: Any, batch_id: int) -> None:
         batches.append({"batch": batch_id, "parts": {}, "job_ids": {}})
-        before, t0 = _jobs(tracker, group["id"]), time.perf_counter()
+        before, t0, cg0 = _jobs(tracker, group["id"]), time.perf_counter(), _codegen_compiles(lake.spark)[0]
         saved["__call__"](self, batch_df, batch_id)
         new = sorted(_jobs(tracker, group["id"]) - before)
         rec = batches[-1]
+        rec["codegen_compiles"] = _codegen_compiles(lake.spark)[0] - cg0
         rec["sink_s"] = round(time.perf_counter() - t0, 2)
         rec["sink_jobs"] = len(new)
         inner = {j for ids in rec["job_ids"].values() for j in ids}

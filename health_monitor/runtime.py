@@ -47,6 +47,13 @@ JVM_OPTIONS = "-XX:+UseParallelGC"
 #: 256 MB. Long-lived streams and larger queries keep C2 (a Gold-heavy test ran 9% slower on C1).
 SHORT_LIVED_JVM_OPTIONS = "-XX:+UseParallelGC -XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"
 
+#: Compiled generated code kept by its source text (``spark.sql.codegen.cache.maxEntries``, a static
+#: conf; ``HEALTH_MONITOR_CODEGEN_CACHE`` replaces it). A micro-batch plans ~18 queries (the stateful
+#: plan, Delta's snapshot and write jobs, the sink's reads and writes): more generated classes than
+#: Spark's default of 100 entries hold, so every batch compiled the same code again with Janino and
+#: the JIT compiled the new classes again. A few thousand classes are tens of MB of metaspace.
+CODEGEN_CACHE_ENTRIES = "2000"
+
 _SPARK: SparkSession | None = None
 _SPARK_LOCK = threading.Lock()
 
@@ -120,6 +127,7 @@ def get_spark(settings: Settings | None = None, *, short_lived: bool = False) ->
             .config("spark.sql.execution.arrow.pyspark.fallback.enabled", "true")
             .config("spark.databricks.delta.snapshotPartitions", "2")
             .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "2")
+            .config("spark.sql.codegen.cache.maxEntries", os.environ.get("HEALTH_MONITOR_CODEGEN_CACHE", CODEGEN_CACHE_ENTRIES))
             .config("spark.sql.streaming.stateStore.providerClass",
                     "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider")
             .config("spark.driver.extraJavaOptions",
@@ -544,6 +552,7 @@ def start_connect_server(port: int, log: Path, timeout_s: float = 180.0) -> subp
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.codegen.cache.maxEntries": os.environ.get("HEALTH_MONITOR_CODEGEN_CACHE", CODEGEN_CACHE_ENTRIES),
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={Path(__file__).with_name('log4j2.properties')} "
                                          f"{os.environ.get('HEALTH_MONITOR_JVM_OPTIONS', JVM_OPTIONS)}",
     }
