@@ -37,15 +37,19 @@ JAVA_HINT = (
     "or set JAVA_HOME."
 )
 
-#: GC flags of the local driver (``HEALTH_MONITOR_JVM_OPTIONS`` replaces them): the throughput
-#: collector costs less CPU than G1's concurrent work on a small heap.
-JVM_OPTIONS = "-XX:+UseParallelGC"
 #: Flags for a short-lived bulk job (``simulate``): thousands of small Spark queries, each with
 #: freshly generated code, where the optimising C2 compiler spends more CPU compiling than its
 #: code saves (C1 only: the default simulation took 186 CPU s instead of 257). C1 alone gets a
 #: 48 MB code cache, which Spark fills within minutes (then the JVM runs interpreted): hence
-#: 256 MB. Long-lived streams and larger queries keep C2 (a Gold-heavy test ran 9% slower on C1).
+#: 256 MB. The throughput collector costs less CPU than G1's concurrent work on a small heap.
 SHORT_LIVED_JVM_OPTIONS = "-XX:+UseParallelGC -XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"
+#: Flags of the local driver (``HEALTH_MONITOR_JVM_OPTIONS`` replaces them): the same. A stream is
+#: no different: every micro-batch plans ~18 queries and compiles 17-36 new generated classes
+#: (watermarks and per-batch literals change the code), so C2 never settles; it was half the JVM's
+#: CPU of a security stream (24.5 of 55.0 CPU-s over 4 batches, C1 4.7) and C1 alone cut the JVM's
+#: CPU by 40% (docs/benchmarks.md, session 10 onescan), its slower code included. Against it: a
+#: Gold-heavy test (tests/test_budget.py) ran 9% longer in wall time on C1 (98 -> 107 s).
+JVM_OPTIONS = SHORT_LIVED_JVM_OPTIONS
 
 #: Compiled generated code kept by its source text (``spark.sql.codegen.cache.maxEntries``, a static
 #: conf; ``HEALTH_MONITOR_CODEGEN_CACHE`` replaces it). A micro-batch plans ~18 queries (the stateful
@@ -82,8 +86,8 @@ def get_spark(settings: Settings | None = None, *, short_lived: bool = False) ->
 
     On Databricks: the active session. Locally: a Delta-enabled ``local[N]`` session tuned for a
     small machine (few shuffle partitions, no UI, quiet logs, UTC). Created once, then reused.
-    ``short_lived`` picks the JIT flags of a short bulk job (:data:`SHORT_LIVED_JVM_OPTIONS`)
-    when this call starts the JVM; it changes nothing once the session exists.
+    ``short_lived`` picks the JIT flags of a short bulk job (:data:`SHORT_LIVED_JVM_OPTIONS`, today
+    also :data:`JVM_OPTIONS`) when this call starts the JVM; it changes nothing once the session exists.
     """
     global _SPARK
     settings = settings or load_settings()
