@@ -149,9 +149,7 @@ def apply_alerts(lake: Lakehouse, alerts_pdf: pd.DataFrame, batch_id: int, app_i
         bad = [i for i in ids if not _ALERT_ID.fullmatch(str(i))]
         if bad:  # ids are sha256 prefixes (alert_id_for): anything else would not be safe to inline
             raise ValueError(f"unexpected alert id {bad[0]!r}")
-        # Columns through Arrow: a list of Python tuples went through pickling and a Python worker
-        # in the write job (5.4-5.9 s wall for ~4,700 security alerts per batch at load 11-14).
-        df = lake.spark.createDataFrame(alert_frame(rows), ALERTS.schema)
+        df = lake.spark.createDataFrame(_to_spark_rows(rows), ALERTS.schema)
         txn = {"txnAppId": app_id, "txnVersion": str(int(batch_id))}
         if existing.empty or not rows["alert_id"].isin(set(existing["alert_id"])).any():
             # Only new incidents: an append, which skips replaceWhere's scan of the table for rows
@@ -243,39 +241,6 @@ def _existing_for(lake: Lakehouse, candidates: pd.DataFrame, version: int) -> pd
         cache.rows = cache.rows[cache.rows["window_end"].map(_naive) >= cache.horizon].reset_index(drop=True)
     rows = cache.rows
     return rows[rows["entity_id"].isin(ids) & (rows["window_end"].map(_naive) >= earliest)]
-
-
-def _missing(v: Any) -> bool:
-    return v is None or v is pd.NaT or (isinstance(v, float) and math.isnan(v))
-
-
-def alert_frame(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows as typed columns in contract order, for ``createDataFrame`` through Arrow.
-
-    The same values as :func:`_to_spark_rows`: NaN and NaT become null, timestamps are UTC
-    instants (tz-aware, so the session's time zone cannot shift them), arrays plain lists.
-    """
-    n = len(rows)
-    out: dict[str, Any] = {}
-    for f in ALERTS.schema.fields:
-        vals = rows[f.name].tolist() if f.name in rows.columns else [None] * n
-        kind = f.dataType.typeName()
-        if kind == "timestamp":
-            naive = [None if _missing(v) else _naive(v) for v in vals]
-            out[f.name] = pd.to_datetime(pd.Series(naive, dtype="object")).dt.tz_localize("UTC")
-        elif kind == "double":
-            out[f.name] = pd.Series([None if _missing(v) else float(v) for v in vals], dtype="float64")
-        elif kind == "integer":
-            out[f.name] = pd.Series([None if _missing(v) else int(v) for v in vals], dtype="object")
-        elif kind == "array":
-            out[f.name] = pd.Series([None if v is None or (isinstance(v, float) and math.isnan(v))
-                                     else [None if _missing(e) else e for e in
-                                           (v.tolist() if isinstance(v, np.ndarray) else list(v))]
-                                     for v in vals], dtype="object")
-        else:
-            out[f.name] = pd.Series([None if _missing(v) else (v.item() if isinstance(v, np.generic) else v)
-                                     for v in vals], dtype="object")
-    return pd.DataFrame(out, index=range(n))
 
 
 def _to_spark_rows(rows: pd.DataFrame) -> list[tuple]:

@@ -85,33 +85,6 @@ def test_continuing_incident_updates_one_row_and_replay_is_a_no_op(lake) -> None
     assert reset.window_start[0] == pd.Timestamp("2026-11-26 18:00")
 
 
-def test_alert_rows_reach_spark_through_arrow_as_through_tuples(lake) -> None:  # noqa: ANN001
-    import numpy as np
-
-    from health_monitor.alerts.store import _to_spark_rows, alert_frame, fold_alerts
-    from health_monitor.streaming.tables import ALERTS
-
-    rows = fold_alerts(pd.DataFrame(), candidates(cost_window(13, 412.0), cost_window(20, 900.0, workspace="ws-b"),
-                                                  cost_window(22, 600.0, workspace="ws-c")))
-    assert len(rows) == 3
-    # What a stored row read back brings (NumPy arrays, NaN, NaT, aware times) and what may be absent.
-    rows.at[0, "evidence"] = np.array(["zscore_7d=5.2", "ratio_7d=3.4"], dtype=object)
-    rows.at[1, "evidence"] = None
-    rows.at[0, "impact_usd"] = float("nan")
-    rows.at[1, "deviation_pct"] = None
-    rows.at[2, "last_seen_at"] = pd.NaT
-    rows["occurrences"] = rows["occurrences"].astype(object)
-    rows.at[2, "occurrences"] = None
-    rows["updated_at"] = rows["updated_at"].astype(object)
-    rows.at[1, "updated_at"] = pd.Timestamp("2026-11-26 21:30", tz="America/New_York")
-    spark = lake.spark
-    got = spark.createDataFrame(alert_frame(rows), ALERTS.schema).collect()
-    want = spark.createDataFrame(_to_spark_rows(rows), ALERTS.schema).collect()
-    assert got == want
-    assert got[1]["updated_at"] == pd.Timestamp("2026-11-27 02:30").to_pydatetime()  # UTC, session zone UTC
-    assert got[0]["impact_usd"] is None and got[2]["occurrences"] is None and got[1]["evidence"] is None
-
-
 LOCK_HOLDER = textwrap.dedent("""
     import sys
     from health_monitor.runtime import Lakehouse
