@@ -716,11 +716,16 @@ def main() -> int:
     ap.add_argument("--sizes", nargs="+", type=int, default=[100_000])
     ap.add_argument("--keys", nargs="+", type=int, default=[10_000])
     ap.add_argument("--hst-sizes", nargs="+", type=int, default=[], help="extra sizes for river HST only")
-    ap.add_argument("--engine-rows", type=int, default=100_000, help="0 skips the engine")
+    ap.add_argument("--engine-rows", nargs="+", type=int, default=[100_000],
+                    help="backlog sizes of the engine (0 skips it): every size at the first --engine-keys, "
+                         "the first size at the other key counts")
     ap.add_argument("--engine-keys", nargs="+", type=int, default=[1_000])
     ap.add_argument("--offline-rows", type=int, default=0,
                     help="the state function without Spark over this many rows (0 skips; keys: --engine-keys)")
     ap.add_argument("--chunks", type=int, default=4)
+    ap.add_argument("--batch-rows", type=int, default=0,
+                    help="rows per commit (one micro-batch each) instead of --chunks: larger backlogs get more "
+                         "batches of the same size rather than larger batches")
     ap.add_argument("--latency-steps", type=int, default=0, help="0 skips the live latency probe")
     ap.add_argument("--trigger", type=float, default=5.0)
     ap.add_argument("--interval", type=float, default=10.0)
@@ -775,12 +780,17 @@ def main() -> int:
     # key counts and sizes (on a shared machine a run cut short keeps what matters most).
     tmp = Path(tempfile.mkdtemp(prefix="hm-bench-scale-"))
     try:
-        engine_keys = args.engine_keys if args.engine_rows else []
+        sizes = [n for n in args.engine_rows if n > 0]
+        engine_keys = args.engine_keys if sizes else []
+
+        def chunks(n: int) -> int:
+            return max(1, -(-n // args.batch_rows)) if args.batch_rows else args.chunks
+
         baselines(args.keys[:1], [])
         for domain in args.domains:
             for k in engine_keys[:1]:
                 for layout in args.layout:
-                    emit("engine", engine_run(domain, args.engine_rows, k, args.chunks, tmp, layout))
+                    emit("engine", engine_run(domain, sizes[0], k, chunks(sizes[0]), tmp, layout))
         if args.latency_steps:
             results["latency"] = engine_latency(args.latency_steps, args.trigger, args.interval, tmp)
             print("latency", json.dumps(results["latency"]), flush=True)
@@ -788,7 +798,13 @@ def main() -> int:
         for k in engine_keys[1:]:
             for domain in args.domains:
                 for layout in args.layout:
-                    emit("engine", engine_run(domain, args.engine_rows, k, args.chunks, tmp, layout))
+                    emit("engine", engine_run(domain, sizes[0], k, chunks(sizes[0]), tmp, layout))
+        # Larger backlogs last: they take the longest, and a run cut short keeps the rest.
+        for n in sizes[1:]:
+            for domain in args.domains:
+                for k in engine_keys[:1]:
+                    for layout in args.layout:
+                        emit("engine", engine_run(domain, n, k, chunks(n), tmp, layout))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
