@@ -41,12 +41,12 @@ from health_monitor.streaming import windows
 from health_monitor.streaming.catchup import HANDOVER
 from health_monitor.streaming.scoring import (
     HEARTBEAT,
-    OUTPUT_COLUMNS,
     Detected,
     _detector,
     detect_key,
     emit,
     numeric_frame,
+    prior_frame,
     remember_recent,
 )
 
@@ -493,7 +493,7 @@ def make_bucket_state_function(domain: str, ctx: dict) -> Callable:
         state.update((bs.dumps(),))
         if bs.timeouts:
             state.setTimeoutTimestamp(min(bs.timeouts.values()))
-        out = [pd.DataFrame(priors, columns=OUTPUT_COLUMNS).assign(kind="prior")] if priors else []
+        out = [prior_frame(priors).assign(kind="prior")] if priors else []
         if not scored.empty:
             out.append(scored)
         if out:

@@ -209,12 +209,42 @@ def emit(domain: str, parts: list[tuple[windows.KeyState, list[dict], Detected]]
     return out[OUTPUT_COLUMNS]
 
 
+#: Columns a prior row keeps in a key's state as epoch nanoseconds (None: NaT), not Timestamps:
+#: pickling and unpickling a Timestamp costs microseconds, and a key keeps 15 of them.
+_TIME_COLUMNS = ("window_start", "window_end", "event_time")
+_TIME_AT = tuple(OUTPUT_COLUMNS.index(c) for c in _TIME_COLUMNS)
+_NAT = np.iinfo(np.int64).min  # NaT's int64
+
+
+def prior_row(row: dict | tuple) -> tuple:
+    """A prior row in the form a key's ``recent`` keeps (a tuple of :data:`OUTPUT_COLUMNS`' values,
+    times as epoch ns): a row of state written before (a dict of Timestamps) converted."""
+    if type(row) is tuple:
+        return row
+    vals = [row.get(c) for c in OUTPUT_COLUMNS]
+    for i in _TIME_AT:
+        v = vals[i]
+        vals[i] = None if v is None or pd.isna(v) else int(pd.Timestamp(v).value)
+    return tuple(vals)
+
+
+def prior_frame(recent: list) -> pd.DataFrame:
+    """Keys' kept rows (:func:`remember_recent`) as a frame of :data:`OUTPUT_COLUMNS` (the same
+    frame, types included, that their dicts of Timestamps made)."""
+    rows = [r if type(r) is tuple else prior_row(r) for r in recent]
+    frame = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
+    for c, i in zip(_TIME_COLUMNS, _TIME_AT, strict=True):
+        frame[c] = np.array([_NAT if r[i] is None else r[i] for r in rows], dtype=np.int64).view("M8[ns]")
+    return frame
+
+
 def remember_recent(parts: list[tuple[windows.KeyState, list[dict], Detected]], scored: pd.DataFrame) -> None:
     """Keep each key's newest :data:`PRIOR_WINDOWS` scored rows (``scored``: :func:`emit`'s rows,
-    in ``parts`` order), for the ``prior`` rows sent along with its next windows."""
-    # Only each key's newest PRIOR_WINDOWS rows are kept: those rows of every key are converted in
-    # one records() call (one per key cost ~0.3 ms of pandas slicing, most of a window's cost when
-    # keys close one window a call), then handed out key by key.
+    in ``parts`` order; kept as :func:`prior_row` tuples), for the ``prior`` rows sent along with
+    its next windows."""
+    # Only each key's newest PRIOR_WINDOWS rows are kept: those rows of every key are converted
+    # at once, column by column (a records() call per key cost ~0.3 ms of pandas slicing, most of
+    # a window's cost when keys close one window a call), then handed out key by key.
     take, spans, at = [], [], 0
     for ks, closed, _ in parts:
         n = len(closed)
@@ -225,8 +255,18 @@ def remember_recent(parts: list[tuple[windows.KeyState, list[dict], Detected]], 
         at += n
     if not take:
         return
-    recs = records(scored.iloc[take] if len(take) < len(scored) else scored)
+    sub = scored.iloc[take] if len(take) < len(scored) else scored
+    cols = []
+    for c in OUTPUT_COLUMNS:
+        if c in _TIME_COLUMNS:
+            ns = sub[c].to_numpy(dtype="M8[ns]").view(np.int64).tolist()
+            cols.append([None if v == _NAT else v for v in ns])
+        else:  # the values records() gives (Python scalars, objects as stored)
+            cols.append([_native(v) for v in sub[c].to_numpy(dtype=object).tolist()])
+    recs = list(zip(*cols, strict=True))
     for ks, lo, hi in spans:
+        if any(type(r) is not tuple for r in ks.recent):
+            ks.recent[:] = [prior_row(r) for r in ks.recent]  # state written before
         ks.recent.extend(recs[lo:hi])
         del ks.recent[:-PRIOR_WINDOWS]
 
@@ -256,7 +296,7 @@ def make_state_function(domain: str, ctx: dict) -> Callable:
         for pdf in pdfs:
             windows.accumulate(domain, ks, pdf)
         closed = windows.close_windows(domain, ks, state.getCurrentWatermarkMs(), ctx)
-        prior = pd.DataFrame(list(ks.recent), columns=OUTPUT_COLUMNS) if closed and ks.recent else None
+        prior = prior_frame(ks.recent) if closed and ks.recent else None
         parts = [(ks, closed, detect_key(domain, ks, closed))] if closed else []
         scored = emit(domain, parts, ctx)
         remember_recent(parts, scored)
