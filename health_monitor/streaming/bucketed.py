@@ -41,12 +41,12 @@ from health_monitor.streaming import windows
 from health_monitor.streaming.catchup import HANDOVER
 from health_monitor.streaming.scoring import (
     HEARTBEAT,
-    OUTPUT_COLUMNS,
     Detected,
     _detector,
     detect_key,
     emit,
     numeric_frame,
+    prior_frame,
     remember_recent,
 )
 
@@ -419,26 +419,33 @@ def accumulate_keys(domain: str, rows: pd.DataFrame, at: dict[Key, np.ndarray], 
     by_type: dict[str, list[Key]] = {}
     for k in at:
         by_type.setdefault(k[0], []).append(k)
+    mask = (1 << _KEY_SHIFT) - 1
     for members in by_type.values():
-        code = np.empty(len(rows), dtype=np.int64)
-        pos, states, combined = [], [], {}
+        # each row's key (its index in members; -1: another entity type's row), then NumPy over rows
+        code = np.full(len(rows), -1, dtype=np.int64)
         for i, k in enumerate(members):
-            ks, p = keys[k], at[k]
-            if ks.workspace_id is None and has_ws is not None and has_ws[p].any():
-                ks.workspace_id = str(rows["workspace_id"].to_numpy()[p[has_ws[p]][0]])
-            # rows behind the key's closed windows: Spark drops them first, this is the belt to its braces
-            keep = p[starts[p] >= ks.closed_until_ms]
-            code[keep] = i
-            pos.append(keep)
-            states.append(ks)
-            combined.update({(i << _KEY_SHIFT) + s: acc for s, acc in ks.open.items()})
-        take = np.sort(np.concatenate(pos)) if pos else np.zeros(0, dtype=np.int64)
+            code[at[k]] = i
+        states = [keys[k] for k in members]
+        mine = np.flatnonzero(code >= 0)  # in arrival order
+        c = code[mine]
+        if has_ws is not None:
+            # a key without a workspace takes its first row's that has one (late rows included)
+            need = np.fromiter((ks.workspace_id is None for ks in states), dtype=bool, count=len(states))
+            with_ws = mine[has_ws[mine] & need[c]]
+            if len(with_ws):
+                ws = rows["workspace_id"].to_numpy()
+                first_key, first = np.unique(code[with_ws], return_index=True)
+                for i, r in zip(first_key.tolist(), with_ws[first].tolist(), strict=True):
+                    states[i].workspace_id = str(ws[r])
+        # rows behind the key's closed windows: Spark drops them first, this is the belt to its braces
+        closed_until = np.fromiter((ks.closed_until_ms for ks in states), dtype=np.int64, count=len(states))
+        take = mine[starts[mine] >= closed_until[c]]
         if not len(take):
             continue
+        combined = {(i << _KEY_SHIFT) + s: acc for i, ks in enumerate(states) for s, acc in ks.open.items()}
         logic.accumulate(combined, rows.take(take), (code[take] << _KEY_SHIFT) + starts[take])
-        mask = (1 << _KEY_SHIFT) - 1
-        for c, acc in combined.items():
-            states[c >> _KEY_SHIFT].open[c & mask] = acc
+        for cc, acc in combined.items():
+            states[cc >> _KEY_SHIFT].open[cc & mask] = acc
 
 
 def make_bucket_state_function(domain: str, ctx: dict) -> Callable:
@@ -486,7 +493,7 @@ def make_bucket_state_function(domain: str, ctx: dict) -> Callable:
         state.update((bs.dumps(),))
         if bs.timeouts:
             state.setTimeoutTimestamp(min(bs.timeouts.values()))
-        out = [pd.DataFrame(priors, columns=OUTPUT_COLUMNS).assign(kind="prior")] if priors else []
+        out = [prior_frame(priors).assign(kind="prior")] if priors else []
         if not scored.empty:
             out.append(scored)
         if out:

@@ -97,9 +97,13 @@ def close_windows(domain: str, ks: KeyState, watermark_ms: int, ctx: dict,
     Returns one dict per closed window: window_start/window_end (ms), value and features.
     """
     out = []
-    for start in sorted(s for s in ks.open if s + window_ms <= watermark_ms):
+    due = sorted(s for s in ks.open if s + window_ms <= watermark_ms)
+    if not due:
+        return out
+    features = _logic(domain).features
+    for start in due:
         acc = ks.open.pop(start)
-        value, feats = _logic(domain).features(ks, start, acc, ctx)
+        value, feats = features(ks, start, acc, ctx)
         feats.update(_calendar(start))
         out.append({"window_start": start, "window_end": start + window_ms, "value": value,
                     "features": feats})

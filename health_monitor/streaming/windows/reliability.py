@@ -55,6 +55,17 @@ def _duration_z(durs: deque, dur: float) -> float:
     return (math.log(max(dur, 1.0)) - med) / scale
 
 
+def _median(values: deque) -> float:
+    """``float(np.median(values))`` without NumPy's per-call overhead (~20 us for 50 values): the
+    middle value, or the two middle values' sum halved, as NumPy's mean of them computes it."""
+    v = sorted(values)
+    if any(x != x for x in v):
+        return float(np.median(values))  # NaN: NumPy's rule (never kept here, but old state may)
+    n = len(v)
+    m = n // 2
+    return float(v[m]) if n % 2 else float((v[m - 1] + v[m]) / 2)
+
+
 def _rel_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[float, dict]:
     h = ks.history
     durs: deque = h.setdefault("durations", deque(maxlen=50))
@@ -66,7 +77,7 @@ def _rel_features(ks: KeyState, start_ms: int, acc: dict, ctx: dict) -> tuple[fl
     breach = h.get("sla_streak", 0)
     retries = 0
     runs = sorted(acc.get("runs", {}).items(), key=lambda kv: kv[1][0])
-    median_before = float(np.median(durs)) if len(durs) >= 3 else float("nan")
+    median_before = _median(durs) if len(durs) >= 3 else float("nan")
     while recent and recent[0][0] < start_ms - 7 * DAY_MS:
         recent.popleft()
     while streaks and streaks[0][0] < start_ms - 30 * DAY_MS:

@@ -49,52 +49,82 @@ def _sec_counters(g: pd.DataFrame, seg: Segments) -> dict[str, np.ndarray]:
 
 def _sec_accumulate(open_: dict[int, dict], g: pd.DataFrame, starts: np.ndarray) -> None:
     """Fold one call's audit and lineage rows into the user's hourly windows, all hours at once:
-    counters per window with NumPy, then the sets and per-statement bytes in one pass over rows."""
+    counters per window with NumPy, then the sets and per-statement bytes over only the rows that
+    carry them. Most windows hold a row or two, so what is left per window is kept to a dict
+    update: a new window's accumulator is built in one literal (same keys, order and types)."""
     seg = Segments.of(open_, starts)
     counters = _sec_counters(g, seg)
-    counts = {k: seg.counts(m) for k, m in counters.items()}
+    names = list(counters)
+    counts = [seg.counts(m) for m in counters.values()]
     eb = seg.floats(g["export_bytes"])
     eb = np.where(np.isnan(eb), 0.0, eb)
     exports = counters["export_count"]
+    # a window's exported bytes, summed by NumPy as before, only where it has exports (else 0.0)
+    n_exp = counts[names.index("export_count")]
+    lo_, hi_ = seg.lo.tolist(), seg.hi.tolist()
+    ebytes = [float(eb[lo:hi][exports[lo:hi]].sum()) if n else 0.0
+              for lo, hi, n in zip(lo_, hi_, n_exp, strict=True)]
     lineage = seg.take(g["source"] == "lineage")
     sens = lineage & seg.take(_flags(g["is_sensitive"]) & _flags(g["is_read"]))
     sens_counts = seg.counts(sens)
-    for w, (acc, lo, hi) in enumerate(zip(seg.accs, seg.lo.tolist(), seg.hi.tolist(), strict=True)):
-        for k, v in counts.items():
-            acc[k] = acc.get(k, 0) + v[w]
-        acc["export_bytes"] = acc.get("export_bytes", 0) + float(eb[lo:hi][exports[lo:hi]].sum())
+    for acc, vals, b, sr in zip(seg.accs, zip(*counts, strict=True), ebytes, sens_counts, strict=True):
+        if not acc:  # a new window: the keys in the order the per-key updates below create them
+            acc.update(zip(names, vals, strict=True))
+            acc.update(export_bytes=0 + b, ips=set(), tables=set(), sensitive_reads=0 + sr,
+                       sensitive_tables=set(), statements={}, workspaces={})
+            continue
+        for k, v in zip(names, vals, strict=True):
+            acc[k] = acc.get(k, 0) + v
+        acc["export_bytes"] = acc.get("export_bytes", 0) + b
         acc.setdefault("ips", set())
         acc.setdefault("tables", set())
-        acc["sensitive_reads"] = acc.get("sensitive_reads", 0) + sens_counts[w]
+        acc["sensitive_reads"] = acc.get("sensitive_reads", 0) + sr
         acc.setdefault("sensitive_tables", set())
         acc.setdefault("statements", {})
         acc.setdefault("workspaces", {})
-    win = seg.window_of_rows()
+    win = np.repeat(np.arange(len(seg.accs)), seg.hi - seg.lo)
     accs = seg.accs
-    ip, table, sid = (seg.take(g[c]).tolist() for c in ("ip", "table_name", "statement_id"))
-    has_ip, has_table, has_sid = (seg.take(g[c].notna()).tolist() for c in ("ip", "table_name", "statement_id"))
-    read_bytes = seg.take(g["read_bytes"]).tolist()
-    ws, has_ws = seg.take(g["workspace_id"]).tolist(), seg.take(g["workspace_id"].notna()).tolist()
-    per_ws: list[dict] = [{} for _ in accs]
-    for i, (a, ln, sr) in enumerate(zip(counters["events"].tolist(), lineage.tolist(), sens.tolist(), strict=True)):
-        acc = accs[win[i]]
-        if a and has_ip[i]:
-            acc["ips"].add(ip[i])
-        if ln and has_table[i]:
-            acc["tables"].add(table[i])
-            if sr:
-                acc["sensitive_tables"].add(table[i])
-        if ln and has_sid[i]:
-            stm, b = acc["statements"], read_bytes[i]
-            stm[sid[i]] = max(stm.get(sid[i], 0.0), 0.0 if b is None or b != b else float(b))
-        if has_ws[i]:
-            c = per_ws[win[i]]
-            c[ws[i]] = c.get(ws[i], 0) + 1
-    for acc, c in zip(accs, per_ws, strict=True):
-        wss = acc["workspaces"]
-        # most rows first, ties in order of appearance (as value_counts ordered them)
-        for w, n in sorted(c.items(), key=lambda kv: -kv[1]):
-            wss[w] = wss.get(w, 0) + n
+    # addresses of audit rows, in row order (a set's layout follows the order of its first adds)
+    ip = seg.take(g["ip"])
+    at = np.flatnonzero(counters["events"] & seg.take(g["ip"].notna().to_numpy()))
+    for w, v in zip(win[at].tolist(), ip[at].tolist(), strict=True):
+        accs[w]["ips"].add(v)
+    at = np.flatnonzero(lineage)
+    if len(at):
+        table, sid = seg.take(g["table_name"])[at].tolist(), seg.take(g["statement_id"])[at].tolist()
+        has_table = seg.take(g["table_name"].notna().to_numpy())[at].tolist()
+        has_sid = seg.take(g["statement_id"].notna().to_numpy())[at].tolist()
+        read_bytes = seg.take(g["read_bytes"])[at].tolist()
+        for j, (w, sr) in enumerate(zip(win[at].tolist(), sens[at].tolist(), strict=True)):
+            acc = accs[w]
+            if has_table[j]:
+                acc["tables"].add(table[j])
+                if sr:
+                    acc["sensitive_tables"].add(table[j])
+            if has_sid[j]:
+                stm, b = acc["statements"], read_bytes[j]
+                stm[sid[j]] = max(stm.get(sid[j], 0.0), 0.0 if b is None or b != b else float(b))
+    _count_workspaces(accs, win, seg.take(g["workspace_id"]), seg.take(g["workspace_id"].notna().to_numpy()))
+
+
+def _count_workspaces(accs: list[dict], win: np.ndarray, ws: np.ndarray, has_ws: np.ndarray) -> None:
+    """Add each window's rows per workspace into its ``workspaces`` dict: most rows first, ties in
+    order of first appearance in the window (as ``value_counts`` ordered them), counted per
+    (window, workspace) pair with NumPy instead of a dict per window."""
+    at = np.flatnonzero(has_ws)
+    if not len(at):
+        return
+    vals = ws[at]
+    codes, uniq = pd.factorize(vals)
+    pair = win[at].astype(np.int64) * len(uniq) + codes
+    keys, first, n = np.unique(pair, return_index=True, return_counts=True)
+    w_of = keys // len(uniq)
+    # per window: count descending, then first appearance (rows are in window order)
+    order = np.lexsort((first, -n, w_of))
+    # each value as the window's first row holds it (the same object: the pickle shares it)
+    for w, c, v in zip(w_of[order].tolist(), n[order].tolist(), vals[first[order]].tolist(), strict=True):
+        wss = accs[w]["workspaces"]
+        wss[v] = wss.get(v, 0) + c
 
 
 def _is_service_principal(user: str) -> bool:

@@ -32,7 +32,8 @@ class KeyState:
     closed_until_ms: int = -1  # end of the newest closed window
     history: dict[str, Any] = field(default_factory=dict)
     detector: bytes | None = None
-    recent: list = field(default_factory=list)  # last scored windows, for rules with ``for: N``
+    # last scored windows, for rules with ``for: N`` (scoring.prior_row tuples; dicts in older state)
+    recent: list = field(default_factory=list)
 
     def dumps(self) -> bytes:
         """The state store's blob: the pickle, zlib-compressed (level 1: ~0.3 ms for a multivariate
