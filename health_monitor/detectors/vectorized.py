@@ -89,9 +89,11 @@ class VectorTailCalibrator:
         if len(full):  # one quantile call for every key whose window is full
             q = np.quantile(self.buf_[full], [0.9, 0.99], axis=1)
             self._set_q(full, q[0], q[1])
-        for k in refit[self.len_[refit] < self.window]:
-            q90, q99 = np.quantile(self._kept(k), [0.9, 0.99])
-            self._set_q(np.array([k]), np.array([q90]), np.array([q99]))
+        part = refit[self.len_[refit] < self.window]
+        for n in np.unique(self.len_[part]).tolist():  # keys with as many statistics share one call
+            same = part[self.len_[part] == n]
+            q = np.quantile(self.buf_[same, :n], [0.9, 0.99], axis=1)
+            self._set_q(same, q[0], q[1])
 
     def add_keys(self, n: int) -> None:
         """Room for ``n`` more keys, each with a fresh calibrator's state."""

@@ -12,10 +12,12 @@ key of a bucket in a batch:
    proportion to the keys it touches, not to the bucket's size;
 1. each key's rows go through the one definition of the window features
    (:func:`~health_monitor.streaming.windows.accumulate` / ``close_windows``), key by key;
-2. the closed windows of all the bucket's keys are scored at once: a multivariate domain with
-   :class:`~health_monitor.detectors.vectorized.VectorMultivariateDetector` (each key's row of its
-   arrays kept packed in the key's record, the rows of the keys scored stacked for the call), any
-   other detector (cost's univariate) key by key inside the call through its public interface;
+2. the closed windows of all the bucket's keys are scored at once by the vectorized form of the
+   domain's detector (each key's row of its fixed-width arrays kept packed in the key's record,
+   the rows of the keys scored stacked for the call):
+   :class:`~health_monitor.detectors.vectorized.VectorMultivariateDetector` (security,
+   reliability), :class:`~health_monitor.detectors.vector_univariate.VectorUnivariateDetector`
+   (cost); a detector without one would be scored key by key through its public interface;
 3. one frame comes out (:func:`~health_monitor.streaming.scoring.emit`: the same rows as the
    per-key layout).
 
@@ -183,15 +185,21 @@ def decode_key(blob: bytes, dicts: list[bytes]) -> tuple[windows.KeyState, bytes
 
 
 def _vector_form(domain: str) -> tuple[type, dict] | None:
-    """The vectorized detector class and parameters of a domain whose online detector has one."""
+    """The vectorized detector class and parameters of a domain whose online detector has one
+    (None: its detector is scored key by key inside the call, through its public interface)."""
     from health_monitor.detectors.multivariate import MultivariateDetector
+    from health_monitor.detectors.univariate import UnivariateDetector
+    from health_monitor.detectors.vector_univariate import VectorUnivariateDetector
     from health_monitor.detectors.vectorized import VectorMultivariateDetector
 
     proto = spec(domain).make_detector()
-    if type(proto) is not MultivariateDetector:
-        return None  # e.g. cost's univariate detector: scored key by key inside the call
-    params = {k: v for k, v in vars(proto).items() if not k.endswith("_") and k != "features"}
-    return VectorMultivariateDetector, {"features": proto.features, **params}
+    params = {k: v for k, v in vars(proto).items()
+              if not k.endswith("_") and not k.startswith("_") and k != "features"}
+    if type(proto) is MultivariateDetector:
+        return VectorMultivariateDetector, {"features": proto.features, **params}
+    if type(proto) is UnivariateDetector:
+        return VectorUnivariateDetector, params
+    return None
 
 
 def _per_key_arrays(none: Any, one: Any, prefix: str = "") -> list[str]:
@@ -248,7 +256,7 @@ class BucketScorer:
             det = one.proto
             self.known = {f"{det.name}:{v}" for v in (type(det).version, *type(det).continues)}
             self.tag = f"{det.name}:{det.version}"
-            self.features = list(params["features"])
+            self.features = list(params.get("features", ()))
             paths = _per_key_arrays(none, one)
             sizes = {p: _get(one, p)[0].nbytes for p in paths}
             self.paths = sorted(paths, key=lambda p: (sizes[p], p))  # the largest (calibrator buffer) last
@@ -361,6 +369,19 @@ class BucketScorer:
         vec = sc.vec
         feats = list(vec.features)
         lengths = np.array([len(closed) for *_, closed in work], dtype=np.int64)
+        rows = np.array([sc.rows[k] for k, *_ in work], dtype=np.int64)
+        name, version = vec.proto.name, str(vec.proto.version)
+        if not feats:  # a univariate detector: each window's value at its start
+            width = int(lengths.max())
+            t, x = np.full((len(work), width), np.nan), np.full((len(work), width), np.nan)
+            for i, (*_, closed) in enumerate(work):
+                n = len(closed)
+                # epoch seconds as detect_key gives them to the per-key detector (ns as float, / 1e9)
+                t[i, :n] = (np.array([c["window_start"] for c in closed], dtype=np.int64) * 1_000_000) / 1e9
+                x[i, :n] = np.array([c["value"] for c in closed], dtype=float)
+            score, expected, evidence = vec.score_learn(t, x, lengths, rows)
+            return [Detected(score[i, :n], expected[i, :n], evidence[i], None, name, version)
+                    for i, n in enumerate(lengths.tolist())]
         values = np.full((len(work), int(lengths.max()), len(feats)), np.nan)
         flat = numeric_frame(pd.DataFrame([c["features"] for *_, closed in work for c in closed],
                                           columns=feats)).to_numpy(dtype=float)
@@ -368,9 +389,7 @@ class BucketScorer:
         for i, n in enumerate(lengths.tolist()):
             values[i, :n] = flat[at:at + n]
             at += n
-        rows = np.array([sc.rows[k] for k, *_ in work], dtype=np.int64)
         score, expected, evidence, drivers = vec.score_learn(values, lengths, rows)
-        name, version = vec.proto.name, str(vec.proto.version)
         return [Detected(score[i, :n], expected[i, :n], evidence[i], drivers[i], name, version)
                 for i, n in enumerate(lengths.tolist())]
 
@@ -460,6 +479,8 @@ def make_bucket_state_function(domain: str, ctx: dict) -> Callable:
         for k in order:  # only these keys are decoded (and re-encoded below)
             if k in bs.blobs:
                 keys[k], packed[k] = bs.decode(k)
+                if keys[k].detector is not None:  # kept per key (cost's, before 2026-12-05): into a row
+                    packed[k] = scorer.adopt(k, keys[k])
             else:
                 ks = windows.KeyState.loads(handed[k]) if k in handed else windows.KeyState(*k)
                 packed[k] = scorer.adopt(k, ks)

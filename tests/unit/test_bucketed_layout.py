@@ -425,3 +425,32 @@ def test_stream_start_state_buckets_sets_the_count_of_new_checkpoints(monkeypatc
     args = build_parser().parse_args(["stream", "start", "--state-buckets", "-1"])
     with pytest.raises(HealthMonitorError, match="invalid bucket count"):
         args.func(args, Ctx())
+
+
+def test_a_cost_bucket_of_per_key_detectors_goes_on_as_the_per_key_layout_would() -> None:
+    """Cost bucket blobs written while cost's detector was scored key by key (main at d3f7385:
+    each key's UnivariateDetector pickled in its KeyState; tests/data/bucketed/second_form_cost.pkl
+    holds its buckets after 4 of these 7 micro-batches) go on under the vectorized form: a key's
+    detector becomes its packed row when a call first touches it, and the windows, scores and
+    priors that follow are the per-key layout's."""
+    with open(DATA / "second_form_cost.pkl", "rb") as f:
+        old = pickle.load(f)["cost"]  # noqa: S301 - the repository's own fixture
+    batches = _batches(ROWS["cost"](), "cost", 7)
+    per_key_fn = make_state_function("cost", CTX["cost"])
+    per_key: dict = {}
+    _play(per_key_fn, lambda k: k, batches[:4], per_key)
+    want = _play(per_key_fn, lambda k: k, batches[4:], per_key)
+    states = {}
+    for g, (blob, timeout) in old.items():
+        bs = BucketScorer("cost").load(blob)
+        assert bs.tag is None and all(decode_key(b, bs.dicts)[0].detector is not None for b in bs.blobs.values())
+        states[g] = BacklogState(0)
+        states[g].blob, states[g].timeout_ms = blob, timeout
+    got = _play(make_bucket_state_function("cost", CTX["cost"]), _bucket, batches[4:], states)
+    _assert_same(got, want)
+    assert (want["kind"] == "score").sum() > 20
+    for st in states.values():
+        bs, keys, sc = _decoded("cost", st.blob)
+        assert bs.tag == "univariate_robust_ensemble:4"
+        assert all(ks.detector is None for ks in keys.values())
+        assert (sc.vec.n_ > 50).all(), "the per-key detectors' learning was carried over, not restarted"
