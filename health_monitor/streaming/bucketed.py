@@ -56,6 +56,9 @@ from health_monitor.streaming.scoring import (
 BUCKET = "_hm_bucket"
 
 Key = tuple[str, str]
+#: A key's packed detector row (:meth:`BucketScorer._pack`): ``(header, body)``; plain bytes are
+#: the whole-row form of session 9 (read, no longer written).
+Packed = tuple[bytes, bytes] | bytes
 
 
 #: Environment variable setting the bucket count B of *new* checkpoints (``stream start
@@ -95,7 +98,7 @@ class BucketState:
     """What a bucket of keys remembers between micro-batches (one state-store row).
 
     ``blobs``: each key's record (its :class:`~health_monitor.streaming.windows.KeyState` and, for
-    a domain with a vectorized detector, its row of the detector's arrays packed into bytes;
+    a domain with a vectorized detector, its row of the detector's arrays packed (``_pack``);
     zlib-compressed on its own), decoded only when a call processes the key and re-encoded only
     then; ``timeouts``: each key's next event-time timeout (keys with an open window), so finding
     the due keys decodes nothing; ``tag``/``features``: ``name:version`` and features of the
@@ -113,11 +116,11 @@ class BucketState:
         return pickle.dumps((_FORM, self.blobs, self.timeouts, self.tag, self.features, self.dicts),
                             protocol=pickle.HIGHEST_PROTOCOL)
 
-    def decode(self, key: Key) -> tuple[windows.KeyState, bytes | None]:
+    def decode(self, key: Key) -> tuple[windows.KeyState, Packed | None]:
         """A key's KeyState and packed detector row (None: a fresh row)."""
         return decode_key(self.blobs[key], self.dicts)
 
-    def encode(self, records: dict[Key, tuple[windows.KeyState, bytes | None]]) -> None:
+    def encode(self, records: dict[Key, tuple[windows.KeyState, Packed | None]]) -> None:
         """Store these keys' records and their next timeouts, each record compressed on its own against the bucket's newest
         preset dictionary (a raw record of the bucket: the field names, classes and typical
         values every record repeats, so a key's record is a third of what zlib alone makes of
@@ -178,7 +181,7 @@ def encode_raw(raw: bytes, dicts: list[bytes], at: int) -> bytes:
     return bytes((at,)) + c.compress(raw) + c.flush()
 
 
-def decode_key(blob: bytes, dicts: list[bytes]) -> tuple[windows.KeyState, bytes | None]:
+def decode_key(blob: bytes, dicts: list[bytes]) -> tuple[windows.KeyState, Packed | None]:
     """A key's record (:meth:`BucketState.encode`): its KeyState and packed detector row."""
     d = zlib.decompressobj(15, dicts[blob[0]])
     return pickle.loads(d.decompress(blob[1:]) + d.flush())  # noqa: S301 - our own state store
@@ -242,9 +245,9 @@ class Scoring:
 class BucketScorer:
     """Scores the closed windows of a bucket's keys (one instance per state function).
 
-    For a domain with a vectorized detector a key's row of its arrays is packed into bytes (the
-    arrays' row bytes one after another, the largest last, trailing zero bytes dropped: a
-    calibrator buffer that is not full yet costs nothing), so a call stacks only the rows of the
+    For a domain with a vectorized detector a key's row of its fixed-width arrays is packed
+    (:meth:`_pack`: each array's row bytes cut at its last nonzero word, with their lengths: a
+    ring that is not full yet costs only what it holds), so a call stacks only the rows of the
     keys it scores into a detector of that many keys."""
 
     def __init__(self, domain: str) -> None:
@@ -259,35 +262,61 @@ class BucketScorer:
             self.features = list(params.get("features", ()))
             paths = _per_key_arrays(none, one)
             sizes = {p: _get(one, p)[0].nbytes for p in paths}
-            self.paths = sorted(paths, key=lambda p: (sizes[p], p))  # the largest (calibrator buffer) last
+            # the largest (calibrator buffer) last: the order of the whole-row form, which is still read
+            self.paths = sorted(paths, key=lambda p: (sizes[p], p))
             self.layout = [(p, _get(one, p).dtype, _get(one, p).shape[1:], sizes[p]) for p in self.paths]
             self.width = sum(sizes.values())
+            self.offsets = np.cumsum([0] + [sizes[p] for p in self.paths[:-1]]).astype(np.int64)
             self.template = none  # its per-key arrays are replaced in each call's copy
             self.fresh = self._pack(one)[0]
 
-    def _pack(self, vec: Any) -> list[bytes]:
-        """Each row of ``vec``'s per-key arrays as one key's packed bytes."""
+    def _pack(self, vec: Any) -> list[Packed]:
+        """Each row of ``vec``'s per-key arrays as one key's packed form: ``(header, body)``, the
+        body each array's row bytes cut at its last nonzero word, one after another, the header
+        their lengths (uint32). A young key's empty rings then cost nothing, whichever array they
+        are (cost's detector has several: history, two calibrators, seasonal slots)."""
         n = vec.keys
-        cols = [np.ascontiguousarray(_get(vec, p)).view(np.uint8).reshape(n, size) for p, _, _, size in self.layout]
-        flat = np.concatenate(cols, axis=1) if cols else np.zeros((n, 0), dtype=np.uint8)
-        nz = flat != 0
-        ends = np.where(nz.any(axis=1), self.width - np.argmax(nz[:, ::-1], axis=1), 0).tolist()
-        return [flat[i, :e].tobytes() for i, e in enumerate(ends)]
+        views, ends = [], np.zeros((n, len(self.layout)), dtype=np.uint32)
+        for j, (p, _, _, size) in enumerate(self.layout):
+            u = np.ascontiguousarray(_get(vec, p)).view(np.uint8).reshape(n, size)
+            word = 8 if size % 8 == 0 else 1  # scan 8-byte words where the row is made of them
+            nz = u.view(np.uint64) != 0 if word == 8 else u != 0
+            if nz.shape[1]:
+                ends[:, j] = np.where(nz.any(axis=1), size - word * np.argmax(nz[:, ::-1], axis=1), 0)
+            views.append(u)
+        out = []
+        for i, row in enumerate(ends.tolist()):
+            out.append((ends[i].tobytes(), b"".join(u[i, :e].tobytes() for u, e in zip(views, row, strict=True) if e)))
+        return out
 
-    def _stack(self, packed: list[bytes | None]) -> Any:
-        """A vectorized detector of ``len(packed)`` keys holding these packed rows (None: fresh)."""
+    def _stack(self, packed: list[Packed | None]) -> Any:
+        """A vectorized detector of ``len(packed)`` keys holding these packed rows (None: fresh).
+        Each array is allocated zeroed and only its rows' stored bytes are written: the pages of
+        empty rings are never touched."""
         import copy
 
         n = len(packed)
-        flat = np.frombuffer(b"".join((r if r is not None else self.fresh).ljust(self.width, b"\x00")
-                                      for r in packed), dtype=np.uint8).reshape(n, self.width)
+        arrays = [np.zeros((n, size), dtype=np.uint8) for *_, size in self.layout]
+        spans = list(zip(arrays, self.offsets.tolist(), [size for *_, size in self.layout], strict=True))
+        for i, r in enumerate(packed):
+            r = self.fresh if r is None else r
+            if isinstance(r, tuple):
+                head, body = r
+                at = 0
+                for (arr, _, _), e in zip(spans, np.frombuffer(head, dtype=np.uint32).tolist(), strict=True):
+                    if e:
+                        arr[i, :e] = np.frombuffer(body, dtype=np.uint8, count=e, offset=at)
+                        at += e
+            else:  # the whole-row form (2026-12-05, session 9): cut once, at its end
+                for arr, off, size in spans:
+                    part = r[off:off + size]
+                    if part:
+                        arr[i, :len(part)] = np.frombuffer(part, dtype=np.uint8)
         vec = copy.copy(self.template)
         for name in {p.split(".")[0] for p in self.paths if "." in p}:
             setattr(vec, name, copy.copy(getattr(self.template, name)))
-        at = 0
-        for p, dtype, shape, size in self.layout:
-            _set(vec, p, flat[:, at:at + size].copy().view(dtype).reshape(n, *shape))
-            at += size
+        for (p, dtype, shape, _), arr in zip(self.layout, arrays, strict=True):
+            _set(vec, p, arr.view(dtype).reshape(n, *shape))
         vec.keys = n
         return vec
 
@@ -313,7 +342,7 @@ class BucketScorer:
         got = BucketState.loads(blob)
         if isinstance(got, BucketState):
             return got
-        packed: dict[Key, bytes | None] = {}
+        packed: dict[Key, Packed | None] = {}
         vec = got.vec
         ok = (self.vector is not None and vec is not None and got.tag in self.known
               and list(vec.features) == self.features)
@@ -328,7 +357,7 @@ class BucketScorer:
         bs.encode({k: (ks, packed.get(k)) for k, ks in got.keys.items()})
         return bs
 
-    def adopt(self, key: Key, ks: windows.KeyState) -> bytes | None:
+    def adopt(self, key: Key, ks: windows.KeyState) -> Packed | None:
         """A key new to the bucket: its packed detector row (None: fresh), holding what the key's
         own detector learned if it brings one (a catch-up's handover)."""
         if self.vector is None:
@@ -348,13 +377,13 @@ class BucketScorer:
         ks.history["detector_version"] = self.tag
         return row
 
-    def scoring(self, keys: list[Key], packed: dict[Key, bytes | None]) -> Scoring:
+    def scoring(self, keys: list[Key], packed: dict[Key, Packed | None]) -> Scoring:
         """The detector :meth:`detect` scores ``keys`` with (their rows only)."""
         if self.vector is None:
             return Scoring()
         return Scoring(self._stack([packed[k] for k in keys]), {k: i for i, k in enumerate(keys)})
 
-    def put_back(self, sc: Scoring, packed: dict[Key, bytes | None]) -> None:
+    def put_back(self, sc: Scoring, packed: dict[Key, Packed | None]) -> None:
         """The scored keys' learned rows back into their packed form."""
         if sc.vec is not None:
             rows = self._pack(sc.vec)
@@ -475,7 +504,7 @@ def make_bucket_state_function(domain: str, ctx: dict) -> Callable:
         due.update(k for k, t in bs.timeouts.items() if t < wm)
         order = sorted(due)
         keys: dict[Key, windows.KeyState] = {}
-        packed: dict[Key, bytes | None] = {}
+        packed: dict[Key, Packed | None] = {}
         for k in order:  # only these keys are decoded (and re-encoded below)
             if k in bs.blobs:
                 keys[k], packed[k] = bs.decode(k)
