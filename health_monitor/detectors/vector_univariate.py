@@ -62,6 +62,8 @@ _DIFFS = 16
 #: Phases a seasonal slot can hold: the autocorrelation cycle's lag is under a third of the
 #: history (hour-of-day has at most 96, day-of-week x hour 168).
 _SEASON = _HISTORY // 3
+#: Keys whose stretch distances are recomputed in one einsum (bounds its temporary arrays).
+_RECOMPUTE_KEYS = 64
 
 
 class _Label:
@@ -245,10 +247,13 @@ class VectorUnivariateDetector:
             self.cpos_[k, s], self.cneg_[k, s], self.rsum_pos_[k, s], self.rsum_neg_[k, s] = (
                 m.cpos, m.cneg, m.rsum_pos, m.rsum_neg)
             self.nm_[k, s], self.rn_pos_[k, s], self.rn_neg_[k, s] = m.n, m.rn_pos, m.rn_neg
+            # a slot's phases beyond the bins it ever held are still zero: clear only those it held
+            # (writing the whole 682-phase row touched memory a young key never uses)
+            held = max(int(self.bins_[k, s]), m.bins)
             self.bins_[k, s], self.period_[k, s] = m.bins, m.period
             if s >= 3:
-                self.season_[k, s - 3] = 0.0
-                self.season_n_[k, s - 3] = 0
+                self.season_[k, s - 3, :held] = 0.0
+                self.season_n_[k, s - 3, :held] = 0
                 self.season_[k, s - 3, :m.bins] = m.season
                 self.season_n_[k, s - 3, :m.bins] = m.season_n
 
@@ -502,9 +507,11 @@ class VectorUnivariateDetector:
         if len(rc):
             # every window's distance anew, as the per-key einsum computes them (bit for bit)
             kp = ks[rc]
-            buf = self.buf_[kp]
-            diff = sliding_window_view(buf[:, :size - L], L, axis=1) - buf[:, None, size - L:]
-            d2 = np.einsum("gij,gij->gi", diff, diff)
+            d2 = np.empty((len(kp), h))
+            for a in range(0, len(kp), _RECOMPUTE_KEYS):  # in blocks: the differences are 80 KB a key
+                buf = self.buf_[kp[a:a + _RECOMPUTE_KEYS]]
+                diff = sliding_window_view(buf[:, :size - L], L, axis=1) - buf[:, None, size - L:]
+                d2[a:a + _RECOMPUTE_KEYS] = np.einsum("gij,gij->gi", diff, diff)
             self.d2_[kp], self.d2ok_[kp], self.since_[kp], self.big_[kp] = d2, True, 0, d2.max(axis=1)
             near2[rc] = _k_smallest_mean(_valid(d2, size - self.filled_[kp]), kn)
         p = np.ones(g)
