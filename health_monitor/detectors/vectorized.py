@@ -15,11 +15,11 @@ every key share one structure, so only their masses are per key). What stays per
 tail refinement of the calibrator (only rows already rarer than 1%, where it needs the key's own
 buffer) and the evidence strings of high scores.
 
-The stream's bucketed layout (:mod:`health_monitor.streaming.bucketed`) keeps one
-:class:`VectorMultivariateDetector` per bucket of keys: keys are appended as they appear
-(:meth:`~VectorMultivariateDetector.add_keys`), a per-key detector's learned state can be copied
-into a key's row (:meth:`~VectorMultivariateDetector.load_key`: a catch-up's handover), and a call
-scores only the keys that have closed windows (``rows``).
+The stream's bucketed layout (:mod:`health_monitor.streaming.bucketed`) keeps each key's row of
+these fixed-width arrays packed in the key's own record and stacks the rows of the keys a call
+scores into a detector of that many keys; a per-key detector's learned state can be copied into a
+key's row (:meth:`~VectorMultivariateDetector.load_key`: a catch-up's handover). Cost's univariate
+detector has the same form in :mod:`health_monitor.detectors.vector_univariate`.
 """
 
 from __future__ import annotations
