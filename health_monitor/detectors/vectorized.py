@@ -15,11 +15,11 @@ every key share one structure, so only their masses are per key). What stays per
 tail refinement of the calibrator (only rows already rarer than 1%, where it needs the key's own
 buffer) and the evidence strings of high scores.
 
-The stream's bucketed layout (:mod:`health_monitor.streaming.bucketed`) keeps one
-:class:`VectorMultivariateDetector` per bucket of keys: keys are appended as they appear
-(:meth:`~VectorMultivariateDetector.add_keys`), a per-key detector's learned state can be copied
-into a key's row (:meth:`~VectorMultivariateDetector.load_key`: a catch-up's handover), and a call
-scores only the keys that have closed windows (``rows``).
+The stream's bucketed layout (:mod:`health_monitor.streaming.bucketed`) keeps each key's row of
+these fixed-width arrays packed in the key's own record and stacks the rows of the keys a call
+scores into a detector of that many keys; a per-key detector's learned state can be copied into a
+key's row (:meth:`~VectorMultivariateDetector.load_key`: a catch-up's handover). Cost's univariate
+detector has the same form in :mod:`health_monitor.detectors.vector_univariate`.
 """
 
 from __future__ import annotations
@@ -89,9 +89,11 @@ class VectorTailCalibrator:
         if len(full):  # one quantile call for every key whose window is full
             q = np.quantile(self.buf_[full], [0.9, 0.99], axis=1)
             self._set_q(full, q[0], q[1])
-        for k in refit[self.len_[refit] < self.window]:
-            q90, q99 = np.quantile(self._kept(k), [0.9, 0.99])
-            self._set_q(np.array([k]), np.array([q90]), np.array([q99]))
+        part = refit[self.len_[refit] < self.window]
+        for n in np.unique(self.len_[part]).tolist():  # keys with as many statistics share one call
+            same = part[self.len_[part] == n]
+            q = np.quantile(self.buf_[same, :n], [0.9, 0.99], axis=1)
+            self._set_q(same, q[0], q[1])
 
     def add_keys(self, n: int) -> None:
         """Room for ``n`` more keys, each with a fresh calibrator's state."""

@@ -12,10 +12,12 @@ key of a bucket in a batch:
    proportion to the keys it touches, not to the bucket's size;
 1. each key's rows go through the one definition of the window features
    (:func:`~health_monitor.streaming.windows.accumulate` / ``close_windows``), key by key;
-2. the closed windows of all the bucket's keys are scored at once: a multivariate domain with
-   :class:`~health_monitor.detectors.vectorized.VectorMultivariateDetector` (each key's row of its
-   arrays kept packed in the key's record, the rows of the keys scored stacked for the call), any
-   other detector (cost's univariate) key by key inside the call through its public interface;
+2. the closed windows of all the bucket's keys are scored at once by the vectorized form of the
+   domain's detector (each key's row of its fixed-width arrays kept packed in the key's record,
+   the rows of the keys scored stacked for the call):
+   :class:`~health_monitor.detectors.vectorized.VectorMultivariateDetector` (security,
+   reliability), :class:`~health_monitor.detectors.vector_univariate.VectorUnivariateDetector`
+   (cost); a detector without one would be scored key by key through its public interface;
 3. one frame comes out (:func:`~health_monitor.streaming.scoring.emit`: the same rows as the
    per-key layout).
 
@@ -54,6 +56,9 @@ from health_monitor.streaming.scoring import (
 BUCKET = "_hm_bucket"
 
 Key = tuple[str, str]
+#: A key's packed detector row (:meth:`BucketScorer._pack`): ``(header, body)``; plain bytes are
+#: the whole-row form of session 9 (read, no longer written).
+Packed = tuple[bytes, bytes] | bytes
 
 
 #: Environment variable setting the bucket count B of *new* checkpoints (``stream start
@@ -93,7 +98,7 @@ class BucketState:
     """What a bucket of keys remembers between micro-batches (one state-store row).
 
     ``blobs``: each key's record (its :class:`~health_monitor.streaming.windows.KeyState` and, for
-    a domain with a vectorized detector, its row of the detector's arrays packed into bytes;
+    a domain with a vectorized detector, its row of the detector's arrays packed (``_pack``);
     zlib-compressed on its own), decoded only when a call processes the key and re-encoded only
     then; ``timeouts``: each key's next event-time timeout (keys with an open window), so finding
     the due keys decodes nothing; ``tag``/``features``: ``name:version`` and features of the
@@ -111,11 +116,11 @@ class BucketState:
         return pickle.dumps((_FORM, self.blobs, self.timeouts, self.tag, self.features, self.dicts),
                             protocol=pickle.HIGHEST_PROTOCOL)
 
-    def decode(self, key: Key) -> tuple[windows.KeyState, bytes | None]:
+    def decode(self, key: Key) -> tuple[windows.KeyState, Packed | None]:
         """A key's KeyState and packed detector row (None: a fresh row)."""
         return decode_key(self.blobs[key], self.dicts)
 
-    def encode(self, records: dict[Key, tuple[windows.KeyState, bytes | None]]) -> None:
+    def encode(self, records: dict[Key, tuple[windows.KeyState, Packed | None]]) -> None:
         """Store these keys' records and their next timeouts, each record compressed on its own against the bucket's newest
         preset dictionary (a raw record of the bucket: the field names, classes and typical
         values every record repeats, so a key's record is a third of what zlib alone makes of
@@ -176,22 +181,28 @@ def encode_raw(raw: bytes, dicts: list[bytes], at: int) -> bytes:
     return bytes((at,)) + c.compress(raw) + c.flush()
 
 
-def decode_key(blob: bytes, dicts: list[bytes]) -> tuple[windows.KeyState, bytes | None]:
+def decode_key(blob: bytes, dicts: list[bytes]) -> tuple[windows.KeyState, Packed | None]:
     """A key's record (:meth:`BucketState.encode`): its KeyState and packed detector row."""
     d = zlib.decompressobj(15, dicts[blob[0]])
     return pickle.loads(d.decompress(blob[1:]) + d.flush())  # noqa: S301 - our own state store
 
 
 def _vector_form(domain: str) -> tuple[type, dict] | None:
-    """The vectorized detector class and parameters of a domain whose online detector has one."""
+    """The vectorized detector class and parameters of a domain whose online detector has one
+    (None: its detector is scored key by key inside the call, through its public interface)."""
     from health_monitor.detectors.multivariate import MultivariateDetector
+    from health_monitor.detectors.univariate import UnivariateDetector
+    from health_monitor.detectors.vector_univariate import VectorUnivariateDetector
     from health_monitor.detectors.vectorized import VectorMultivariateDetector
 
     proto = spec(domain).make_detector()
-    if type(proto) is not MultivariateDetector:
-        return None  # e.g. cost's univariate detector: scored key by key inside the call
-    params = {k: v for k, v in vars(proto).items() if not k.endswith("_") and k != "features"}
-    return VectorMultivariateDetector, {"features": proto.features, **params}
+    params = {k: v for k, v in vars(proto).items()
+              if not k.endswith("_") and not k.startswith("_") and k != "features"}
+    if type(proto) is MultivariateDetector:
+        return VectorMultivariateDetector, {"features": proto.features, **params}
+    if type(proto) is UnivariateDetector:
+        return VectorUnivariateDetector, params
+    return None
 
 
 def _per_key_arrays(none: Any, one: Any, prefix: str = "") -> list[str]:
@@ -207,6 +218,19 @@ def _per_key_arrays(none: Any, one: Any, prefix: str = "") -> list[str]:
         elif hasattr(a, "__dict__") and type(a) is type(b) and type(a).__module__.startswith("health_monitor"):
             out += _per_key_arrays(b, a, f"{prefix}{name}.")
     return out
+
+
+def _zeros(n: int, size: int) -> np.ndarray:
+    """An ``(n, size)`` zeroed uint8 array whose untouched pages stay unallocated: a private
+    anonymous map of 4 KB pages. (NumPy asks for 2 MB transparent huge pages on large arrays, so
+    a stacked row's empty rings became resident: a cost row is 163 KB, mostly empty rings; 1,250
+    cost keys stacked and scored took +230 MB RSS that way, +107 MB like this.)"""
+    import mmap
+
+    flags = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+    if n * size < 1 << 22 or not hasattr(mmap, "MAP_ANONYMOUS"):
+        return np.zeros((n, size), dtype=np.uint8)
+    return np.frombuffer(mmap.mmap(-1, n * size, flags=flags), dtype=np.uint8).reshape(n, size)
 
 
 def _get(obj: Any, path: str) -> Any:
@@ -234,9 +258,9 @@ class Scoring:
 class BucketScorer:
     """Scores the closed windows of a bucket's keys (one instance per state function).
 
-    For a domain with a vectorized detector a key's row of its arrays is packed into bytes (the
-    arrays' row bytes one after another, the largest last, trailing zero bytes dropped: a
-    calibrator buffer that is not full yet costs nothing), so a call stacks only the rows of the
+    For a domain with a vectorized detector a key's row of its fixed-width arrays is packed
+    (:meth:`_pack`: each array's row bytes cut at its last nonzero word, with their lengths: a
+    ring that is not full yet costs only what it holds), so a call stacks only the rows of the
     keys it scores into a detector of that many keys."""
 
     def __init__(self, domain: str) -> None:
@@ -248,38 +272,64 @@ class BucketScorer:
             det = one.proto
             self.known = {f"{det.name}:{v}" for v in (type(det).version, *type(det).continues)}
             self.tag = f"{det.name}:{det.version}"
-            self.features = list(params["features"])
+            self.features = list(params.get("features", ()))
             paths = _per_key_arrays(none, one)
             sizes = {p: _get(one, p)[0].nbytes for p in paths}
-            self.paths = sorted(paths, key=lambda p: (sizes[p], p))  # the largest (calibrator buffer) last
+            # the largest (calibrator buffer) last: the order of the whole-row form, which is still read
+            self.paths = sorted(paths, key=lambda p: (sizes[p], p))
             self.layout = [(p, _get(one, p).dtype, _get(one, p).shape[1:], sizes[p]) for p in self.paths]
             self.width = sum(sizes.values())
+            self.offsets = np.cumsum([0] + [sizes[p] for p in self.paths[:-1]]).astype(np.int64)
             self.template = none  # its per-key arrays are replaced in each call's copy
             self.fresh = self._pack(one)[0]
 
-    def _pack(self, vec: Any) -> list[bytes]:
-        """Each row of ``vec``'s per-key arrays as one key's packed bytes."""
+    def _pack(self, vec: Any) -> list[Packed]:
+        """Each row of ``vec``'s per-key arrays as one key's packed form: ``(header, body)``, the
+        body each array's row bytes cut at its last nonzero word, one after another, the header
+        their lengths (uint32). A young key's empty rings then cost nothing, whichever array they
+        are (cost's detector has several: history, two calibrators, seasonal slots)."""
         n = vec.keys
-        cols = [np.ascontiguousarray(_get(vec, p)).view(np.uint8).reshape(n, size) for p, _, _, size in self.layout]
-        flat = np.concatenate(cols, axis=1) if cols else np.zeros((n, 0), dtype=np.uint8)
-        nz = flat != 0
-        ends = np.where(nz.any(axis=1), self.width - np.argmax(nz[:, ::-1], axis=1), 0).tolist()
-        return [flat[i, :e].tobytes() for i, e in enumerate(ends)]
+        views, ends = [], np.zeros((n, len(self.layout)), dtype=np.uint32)
+        for j, (p, _, _, size) in enumerate(self.layout):
+            u = np.ascontiguousarray(_get(vec, p)).view(np.uint8).reshape(n, size)
+            word = 8 if size % 8 == 0 else 1  # scan 8-byte words where the row is made of them
+            nz = u.view(np.uint64) != 0 if word == 8 else u != 0
+            if nz.shape[1]:
+                ends[:, j] = np.where(nz.any(axis=1), size - word * np.argmax(nz[:, ::-1], axis=1), 0)
+            views.append(u)
+        out = []
+        for i, row in enumerate(ends.tolist()):
+            out.append((ends[i].tobytes(), b"".join(u[i, :e].tobytes() for u, e in zip(views, row, strict=True) if e)))
+        return out
 
-    def _stack(self, packed: list[bytes | None]) -> Any:
-        """A vectorized detector of ``len(packed)`` keys holding these packed rows (None: fresh)."""
+    def _stack(self, packed: list[Packed | None]) -> Any:
+        """A vectorized detector of ``len(packed)`` keys holding these packed rows (None: fresh).
+        Each array is allocated zeroed and only its rows' stored bytes are written: the pages of
+        empty rings are never touched."""
         import copy
 
         n = len(packed)
-        flat = np.frombuffer(b"".join((r if r is not None else self.fresh).ljust(self.width, b"\x00")
-                                      for r in packed), dtype=np.uint8).reshape(n, self.width)
+        arrays = [_zeros(n, size) for *_, size in self.layout]
+        spans = list(zip(arrays, self.offsets.tolist(), [size for *_, size in self.layout], strict=True))
+        for i, r in enumerate(packed):
+            r = self.fresh if r is None else r
+            if isinstance(r, tuple):
+                head, body = r
+                at = 0
+                for (arr, _, _), e in zip(spans, np.frombuffer(head, dtype=np.uint32).tolist(), strict=True):
+                    if e:
+                        arr[i, :e] = np.frombuffer(body, dtype=np.uint8, count=e, offset=at)
+                        at += e
+            else:  # the whole-row form (2026-12-05, session 9): cut once, at its end
+                for arr, off, size in spans:
+                    part = r[off:off + size]
+                    if part:
+                        arr[i, :len(part)] = np.frombuffer(part, dtype=np.uint8)
         vec = copy.copy(self.template)
         for name in {p.split(".")[0] for p in self.paths if "." in p}:
             setattr(vec, name, copy.copy(getattr(self.template, name)))
-        at = 0
-        for p, dtype, shape, size in self.layout:
-            _set(vec, p, flat[:, at:at + size].copy().view(dtype).reshape(n, *shape))
-            at += size
+        for (p, dtype, shape, _), arr in zip(self.layout, arrays, strict=True):
+            _set(vec, p, arr.view(dtype).reshape(n, *shape))
         vec.keys = n
         return vec
 
@@ -305,7 +355,7 @@ class BucketScorer:
         got = BucketState.loads(blob)
         if isinstance(got, BucketState):
             return got
-        packed: dict[Key, bytes | None] = {}
+        packed: dict[Key, Packed | None] = {}
         vec = got.vec
         ok = (self.vector is not None and vec is not None and got.tag in self.known
               and list(vec.features) == self.features)
@@ -320,7 +370,7 @@ class BucketScorer:
         bs.encode({k: (ks, packed.get(k)) for k, ks in got.keys.items()})
         return bs
 
-    def adopt(self, key: Key, ks: windows.KeyState) -> bytes | None:
+    def adopt(self, key: Key, ks: windows.KeyState) -> Packed | None:
         """A key new to the bucket: its packed detector row (None: fresh), holding what the key's
         own detector learned if it brings one (a catch-up's handover)."""
         if self.vector is None:
@@ -340,13 +390,13 @@ class BucketScorer:
         ks.history["detector_version"] = self.tag
         return row
 
-    def scoring(self, keys: list[Key], packed: dict[Key, bytes | None]) -> Scoring:
+    def scoring(self, keys: list[Key], packed: dict[Key, Packed | None]) -> Scoring:
         """The detector :meth:`detect` scores ``keys`` with (their rows only)."""
         if self.vector is None:
             return Scoring()
         return Scoring(self._stack([packed[k] for k in keys]), {k: i for i, k in enumerate(keys)})
 
-    def put_back(self, sc: Scoring, packed: dict[Key, bytes | None]) -> None:
+    def put_back(self, sc: Scoring, packed: dict[Key, Packed | None]) -> None:
         """The scored keys' learned rows back into their packed form."""
         if sc.vec is not None:
             rows = self._pack(sc.vec)
@@ -361,6 +411,19 @@ class BucketScorer:
         vec = sc.vec
         feats = list(vec.features)
         lengths = np.array([len(closed) for *_, closed in work], dtype=np.int64)
+        rows = np.array([sc.rows[k] for k, *_ in work], dtype=np.int64)
+        name, version = vec.proto.name, str(vec.proto.version)
+        if not feats:  # a univariate detector: each window's value at its start
+            width = int(lengths.max())
+            t, x = np.full((len(work), width), np.nan), np.full((len(work), width), np.nan)
+            for i, (*_, closed) in enumerate(work):
+                n = len(closed)
+                # epoch seconds as detect_key gives them to the per-key detector (ns as float, / 1e9)
+                t[i, :n] = (np.array([c["window_start"] for c in closed], dtype=np.int64) * 1_000_000) / 1e9
+                x[i, :n] = np.array([c["value"] for c in closed], dtype=float)
+            score, expected, evidence = vec.score_learn(t, x, lengths, rows)
+            return [Detected(score[i, :n], expected[i, :n], evidence[i], None, name, version)
+                    for i, n in enumerate(lengths.tolist())]
         values = np.full((len(work), int(lengths.max()), len(feats)), np.nan)
         flat = numeric_frame(pd.DataFrame([c["features"] for *_, closed in work for c in closed],
                                           columns=feats)).to_numpy(dtype=float)
@@ -368,9 +431,7 @@ class BucketScorer:
         for i, n in enumerate(lengths.tolist()):
             values[i, :n] = flat[at:at + n]
             at += n
-        rows = np.array([sc.rows[k] for k, *_ in work], dtype=np.int64)
         score, expected, evidence, drivers = vec.score_learn(values, lengths, rows)
-        name, version = vec.proto.name, str(vec.proto.version)
         return [Detected(score[i, :n], expected[i, :n], evidence[i], drivers[i], name, version)
                 for i, n in enumerate(lengths.tolist())]
 
@@ -463,10 +524,12 @@ def make_bucket_state_function(domain: str, ctx: dict) -> Callable:
         due.update(k for k, t in bs.timeouts.items() if t < wm)
         order = sorted(due)
         keys: dict[Key, windows.KeyState] = {}
-        packed: dict[Key, bytes | None] = {}
+        packed: dict[Key, Packed | None] = {}
         for k in order:  # only these keys are decoded (and re-encoded below)
             if k in bs.blobs:
                 keys[k], packed[k] = bs.decode(k)
+                if keys[k].detector is not None:  # kept per key (cost's, before 2026-12-05): into a row
+                    packed[k] = scorer.adopt(k, keys[k])
             else:
                 ks = windows.KeyState.loads(handed[k]) if k in handed else windows.KeyState(*k)
                 packed[k] = scorer.adopt(k, ks)

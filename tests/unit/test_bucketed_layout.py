@@ -425,3 +425,38 @@ def test_stream_start_state_buckets_sets_the_count_of_new_checkpoints(monkeypatc
     args = build_parser().parse_args(["stream", "start", "--state-buckets", "-1"])
     with pytest.raises(HealthMonitorError, match="invalid bucket count"):
         args.func(args, Ctx())
+
+
+@pytest.mark.parametrize("domain", ["cost", "security"])
+def test_a_bucket_of_mains_second_form_goes_on_as_the_per_key_layout_would(domain: str) -> None:
+    """Bucket blobs of today's form written by main at d3f7385 (tests/data/bucketed/second_form.pkl:
+    its buckets after 4 of these 7 micro-batches) go on as the per-key layout would: cost's keys
+    kept their UnivariateDetector pickled in the KeyState (scored key by key then), and each
+    becomes a packed row of the vectorized detector when a call first touches it; security's
+    packed rows of the whole-row form are read and rewritten per array."""
+    with open(DATA / "second_form.pkl", "rb") as f:
+        old = pickle.load(f)[domain]  # noqa: S301 - the repository's own fixture
+    batches = _batches(ROWS[domain](), domain, 7)
+    per_key_fn = make_state_function(domain, CTX[domain])
+    per_key: dict = {}
+    _play(per_key_fn, lambda k: k, batches[:4], per_key)
+    want = _play(per_key_fn, lambda k: k, batches[4:], per_key)
+    states = {}
+    for g, (blob, timeout) in old.items():
+        bs = BucketScorer(domain).load(blob)
+        records = [decode_key(b, bs.dicts) for b in bs.blobs.values()]
+        if domain == "cost":
+            assert bs.tag is None and all(ks.detector is not None and row is None for ks, row in records)
+        else:
+            assert all(isinstance(row, bytes) for _, row in records)
+        states[g] = BacklogState(0)
+        states[g].blob, states[g].timeout_ms = blob, timeout
+    got = _play(make_bucket_state_function(domain, CTX[domain]), _bucket, batches[4:], states)
+    _assert_same(got, want)
+    assert (want["kind"] == "score").sum() > 20
+    for st in states.values():
+        bs, keys, sc = _decoded(domain, st.blob)
+        assert bs.tag == BucketScorer(domain).tag
+        assert all(ks.detector is None for ks in keys.values())
+        assert all(isinstance(decode_key(b, bs.dicts)[1], tuple) for b in bs.blobs.values())
+        assert (sc.vec.n_ > 50).all(), "what the keys had learned was carried over, not restarted"
