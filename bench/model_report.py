@@ -150,6 +150,11 @@ def _estate(path: str, seed: int, args: argparse.Namespace) -> Lakehouse:
     return lake
 
 
+def _missing(lake: Lakehouse, specs: list) -> list[str]:
+    """The feature tables ``specs`` read that ``lake`` does not hold yet."""
+    return sorted({s.feature_table for s in specs if not lake.exists(s.feature_table, "features")})
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--train-dir", required=True)
@@ -174,25 +179,29 @@ def main() -> None:
     train = _estate(args.train_dir, args.train_seed, args)
     load0 = os.getloadavg()[0]
     t0, c0 = time.monotonic(), time.process_time()
-    build = not (args.reuse and train.exists(specs[0].feature_table, "features"))
-    results = train_models(train, specs, build=build)
+    # --reuse keeps the feature tables an estate has and builds the ones it lacks (a run with more
+    # models than the last one needs their tables too)
+    build = not (args.reuse and not _missing(train, specs))
+    if args.reuse and build:
+        build_features(train, tables=_missing(train, specs))
+    results = train_models(train, specs, build=build and not args.reuse)
     train_wall, train_cpu = time.monotonic() - t0, time.process_time() - c0
     load1 = os.getloadavg()[0]
     print(f"train --all: {train_wall:.0f} s wall, {train_cpu:.0f} s CPU (driver process) "
           f"on {os.cpu_count()} cores, load {load0:.1f} at the start, {load1:.1f} at the end")
     slowest = ", ".join(f"{r.name} {r.seconds:.0f} s" for r in sorted(results, key=lambda r: -r.seconds)[:5])
     held = _estate(args.eval_dir, args.eval_seed, args)
-    if not (args.reuse and held.exists(specs[0].feature_table, "features")):
+    if not args.reuse or _missing(held, specs):
         with progress.step("features of the held-out estate"):
-            build_features(held, tables=tables)
+            build_features(held, tables=_missing(held, specs) if args.reuse else tables)
     rows = evaluate_held_out(train.settings, held, specs, {r.name: r for r in results})
     per_seed = {args.eval_seed: rows}
     detectors = [s for s in specs if s.name in GROUND_TRUTH_MATCH]
     for item in args.more_eval:
         path, seed = item.rsplit(":", 1)
         more = _estate(path, int(seed), args)
-        if not (args.reuse and more.exists(detectors[0].feature_table, "features")):
-            build_features(more, tables=tables)
+        if not args.reuse or _missing(more, detectors):
+            build_features(more, tables=_missing(more, detectors) if args.reuse else tables)
         per_seed[int(seed)] = evaluate_held_out(train.settings, more, detectors)
     header = (
         "# Model report\n\n"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from health_monitor.batch.algorithms.anomaly import BATCH_THRESHOLD, key_day_flags
+from health_monitor.batch.algorithms.anomaly import BATCH_THRESHOLD, revision_flags
 from health_monitor.batch.base import BatchModel
 from health_monitor.batch.registry import load_champion
 from health_monitor.batch.trainer import TrainResult, fit_model, load_feature_frame, time_split
@@ -99,17 +99,19 @@ def detector_flags(spec: ModelSpec, pred: pd.DataFrame, threshold: float = BATCH
                    rows: pd.DataFrame | None = None, min_windows: int = 1) -> np.ndarray:
     """The flag a detector raises: score >= its threshold on the calibrated scale (its boolean
     output; the behaviour baseline outputs a score only), and, where the detector asks for
-    ``min_windows`` > 1, on at least that many rows of the key's day (:func:`key_day_flags`;
-    ``rows`` carry the keys and times the model's inputs lack)."""
+    ``min_windows`` > 1, on at least that many rows of the key's day; a window judged again when
+    its late rows arrived (a ``revision`` column) alerts once, at the first pass that flags it
+    (:func:`~health_monitor.batch.algorithms.anomaly.revision_flags`; ``rows`` carry the keys,
+    times and revisions the model's inputs lack)."""
     if spec.name == "user_behavior_baseline":
         flags = pred["deviation_score"].to_numpy(dtype=float) >= threshold
     else:
         flags = pred[spec.outputs[1]].astype(bool).to_numpy()
-    if min_windows > 1:
+    if min_windows > 1 or (rows is not None and "revision" in rows.columns):
         if rows is None:
             raise ValueError(f"{spec.name}: min_windows {min_windows} needs the rows' keys and times")
-        flags = key_day_flags(rows.reset_index(drop=True), flags.astype(float), 0.5, list(spec.entity_keys),
-                              spec.time_key, min_windows)
+        flags = revision_flags(rows.reset_index(drop=True), flags.astype(float), 0.5, list(spec.entity_keys),
+                               spec.time_key, min_windows)
     return flags
 
 

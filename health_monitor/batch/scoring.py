@@ -229,10 +229,12 @@ def _as_date(value: dt.date | str | None, lake: Lakehouse) -> dt.date:
 
 
 def latest_features(lake: Lakehouse, spec: ModelSpec, day: dt.date) -> DataFrame:
-    """Each entity's latest row of ``spec.feature_table`` with its time key on or before ``day``."""
+    """Each entity's latest row of ``spec.feature_table`` with its time key on or before ``day``
+    (of a window judged again when its late rows arrived, its latest revision)."""
     feats = lake.read(spec.feature_table, "features")
     feats = feats.where(F.to_date(F.col(spec.time_key)) <= F.lit(day))
-    w = Window.partitionBy(*spec.entity_keys).orderBy(F.col(spec.time_key).desc())
+    order = [F.col(spec.time_key).desc()] + ([F.col("revision").desc()] if "revision" in feats.columns else [])
+    w = Window.partitionBy(*spec.entity_keys).orderBy(*order)
     return feats.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 

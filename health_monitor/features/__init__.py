@@ -145,10 +145,11 @@ FEATURE_TABLES: dict[str, FeatureTable] = {t.name: t for t in [
                  lambda g: jobs.job_features(g.get("fact_job_run_timeline"), g.get("dim_job"), g.get("fact_usage"),
                                              g.get("sla_definitions", required=False)),
                  "Per job and day: pipeline-health components and tag-recommender inputs."),
-    FeatureTable("cost_window_features", ("entity_type", "entity_id", "window_start"), "window_start",
+    FeatureTable("cost_window_features", ("entity_type", "entity_id", "window_start", "revision"), "window_start",
                  ("fact_usage", "commit_configurations"), lambda g: windows.window_feature_frame(g, "cost"),
                  "Hourly windows per workspace and workspace x SKU: the cost stream's own window features "
-                 "replayed over Gold (what the cost stream's champions train on)."),
+                 "replayed over Gold (what the cost stream's champions train on), at close (revision 0) "
+                 "and again where late billing rows changed a window (revisions 1-3: a day, two days, final)."),
     FeatureTable("user_window_features", ("entity_id", "window_start"), "window_start",
                  ("fact_audit_events", "fact_table_lineage", "fact_query_history"), _user_windows,
                  "Hourly windows per user: the security stream's own window features replayed over Gold "

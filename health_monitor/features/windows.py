@@ -19,6 +19,14 @@ replay also reads the data as a live stream received it: a Gold row that says wh
 window closed (:func:`closing_arrival`). A live stream drops a later row (``monitor.late_rows``
 lists it): a billing correction retracted and restated days after the inflated original was
 scored never reaches the closed window, so the replay does not net it in either.
+
+Late rows are judged too, as revisions (:data:`REVISIONS`): a domain whose input arrives late
+(billing: ~28% of its rows, 1-7 days after their hour, corrections days later) gets, beside each
+window as it closed (``revision`` 0), the window again as it stood a day later, two days later and
+with every row Gold holds (revisions 1, 2, 3), each replayed the same way with that wait instead
+of the watermark. A revision is a row only where late rows changed the window's spend (or the
+window had no row before: all its rows were late). A billing error's inflated originals are judged
+at close, a runaway whose records come a day late when they come.
 """
 
 from __future__ import annotations
@@ -44,6 +52,12 @@ _PRIVATE = ("_workspace_id",)
 #: Gold tables whose rows say when they arrived: table -> (the stream's event time column, the
 #: arrival column). ``ingestion_date`` is a day (system.billing.usage gives no finer time).
 ARRIVAL = {"fact_usage": ("usage_start_time", "ingestion_date")}
+#: Domains whose windows are judged again when their late rows arrive: domain -> the waits of
+#: revisions 1, 2, ... (a wait replaces the watermark's delay in the arrival rule; None: every row
+#: Gold holds, the final revision). Revision 0 is the window as the stream closed it.
+REVISIONS: dict[str, tuple[str | None, ...]] = {"cost": ("1 day", "2 days", None)}
+#: Relative change of a window's spend below which a later replay is not a revision (float noise).
+_REVISION_RTOL = 1e-9
 
 
 def window_columns(domain: str) -> dict[str, str]:
@@ -73,10 +87,11 @@ def table_schema(domain: str) -> str:
     return ", ".join(f"`{c}` {t}" for c, t in types.items())  # quoted: ``user`` is a window column
 
 
-def watermark_ms(domain: str, last_event: Any) -> int:
-    """The stream's watermark after it has seen ``last_event``: windows ending by then are closed."""
-    delay = pd.Timedelta(spec(domain).watermark)
-    return int((pd.Timestamp(last_event) - delay).value // 1_000_000)
+def watermark_ms(domain: str, last_event: Any, delay: str | None = None) -> int:
+    """The stream's watermark after it has seen ``last_event``: windows ending by then are closed
+    (``delay``: a revision's wait instead of the domain's watermark delay)."""
+    delay_td = pd.Timedelta(delay or spec(domain).watermark)
+    return int((pd.Timestamp(last_event) - delay_td).value // 1_000_000)
 
 
 def closing_arrival(first_arrival: pd.Series, delay: str, window_ms: int = windows.HOUR_MS) -> pd.Series:
@@ -138,6 +153,20 @@ def replay(domain: str, keyed: pd.DataFrame, watermark: int, ctx: dict) -> pd.Da
     return pd.concat(parts, ignore_index=True) if parts else _frame([], window_columns(domain))
 
 
+def replay_revisions(domain: str, keyed: pd.DataFrame, arrival: str, ctx: dict) -> pd.DataFrame:
+    """Every key's closed windows and their revisions (pure pandas: what
+    :func:`window_feature_frame` does in Spark, for tests): revision 0 from the rows that arrived
+    before their window closed (``arrival``: each row's arrival; the stream's watermark delay),
+    revision ``i`` from those that arrived within the ``i``-th wait of :data:`REVISIONS`
+    (None: every row), kept where the window's spend changed (:func:`revision_frame`)."""
+    last = keyed["event_time"].max()
+    frames = []
+    for i, wait in enumerate((spec(domain).watermark, *REVISIONS.get(domain, ()))):
+        rows = keyed if wait is None else keyed[in_time(keyed, "event_time", arrival, wait).to_numpy()]
+        frames.append(replay(domain, rows, watermark_ms(domain, last, None if wait is None or i == 0 else wait), ctx))
+    return revision_frame(frames)
+
+
 def _frame(records: list[dict], cols: dict[str, str]) -> pd.DataFrame:
     frame = pd.DataFrame(records, columns=list(dict.fromkeys([*KEY_COLUMNS, *cols])))
     for c in ("window_start", "window_end"):
@@ -183,12 +212,14 @@ class _BatchGold:
     The stream's input builders only read; handing them this runs their projection (flags,
     joins, keys) over the history, so stream and replay share one projection. A table with an
     arrival column (:data:`ARRIVAL`) is read as a live stream of ``domain`` received it
-    (:func:`as_arrived`, with the domain's watermark delay).
+    (:func:`as_arrived`, with the domain's watermark delay, or ``delay``: a revision's wait;
+    ``complete``: every row, the final revision).
     """
 
-    def __init__(self, gold: GoldInputs, domain: str | None = None) -> None:
+    def __init__(self, gold: GoldInputs, domain: str | None = None, delay: str | None = None,
+                 complete: bool = False) -> None:
         self._gold = gold
-        self._delay = spec(domain).watermark if domain is not None else None
+        self._delay = None if domain is None or complete else (delay or spec(domain).watermark)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._gold.lake, name)
@@ -220,15 +251,58 @@ def _replayer(domain: str, watermark: int, ctx: dict) -> Callable[[pd.DataFrame]
 
 def window_feature_frame(gold: GoldInputs, domain: str) -> DataFrame:
     """A domain's window table from Gold: the stream's projection and window code, per key
-    (``applyInPandas``: the keys are spread over the Python workers as in the stream)."""
+    (``applyInPandas``: the keys are spread over the Python workers as in the stream), one row
+    per closed window (``revision`` 0) and, for a domain in :data:`REVISIONS`, one per revision
+    of a window that late rows changed (:func:`revision_rows`)."""
+    from pyspark.sql import functions as F
+
+    frames = [_replayed(gold, domain, None, False).withColumn("revision", F.lit(0))]
+    for i, wait in enumerate(REVISIONS.get(domain, ()), 1):
+        frames.append(_replayed(gold, domain, wait, wait is None).withColumn("revision", F.lit(i)))
+    out = frames[0]
+    for f in frames[1:]:
+        out = out.unionByName(f)
+    return revision_rows(out) if len(frames) > 1 else out
+
+
+def _replayed(gold: GoldInputs, domain: str, wait: str | None, complete: bool) -> DataFrame:
+    """The domain's closed windows, replayed with rows that arrived within ``wait`` of their
+    window's close (None: the watermark's delay; ``complete``: every row)."""
     from pyspark.sql import functions as F
 
     dom = spec(domain)
-    keyed = dom.open_input(_BatchGold(gold, domain)).keyed  # type: ignore[arg-type]
+    keyed = dom.open_input(_BatchGold(gold, domain, wait, complete)).keyed  # type: ignore[arg-type]
     schema = table_schema(domain)
     last = keyed.agg(F.max("event_time")).first()[0]
     if last is None:
         return gold.lake.spark.createDataFrame([], schema)
     ctx = dom.context(gold.lake) if dom.context is not None else {}
+    # A revision judges the windows its wait has passed (the final one: those the stream closed).
+    watermark = watermark_ms(domain, last, None if complete else wait)
     return (keyed.groupBy("entity_type", "entity_id")
-            .applyInPandas(_replayer(domain, watermark_ms(domain, last), ctx), schema))
+            .applyInPandas(_replayer(domain, watermark, ctx), schema))
+
+
+def revision_rows(df: DataFrame) -> DataFrame:
+    """Keep revision 0 of every window and a later revision only where the window's spend
+    (``value``) differs from the previous revision's, or the window had no earlier row: a late
+    row makes a revision of its window, an in-time row does not (Spark)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    w = Window.partitionBy("entity_type", "entity_id", "window_start").orderBy("revision")
+    prev = F.lag("value").over(w)
+    changed = (prev.isNull() | (F.abs(F.col("value") - prev)
+                                > F.lit(_REVISION_RTOL) * F.greatest(F.abs(F.col("value")), F.abs(prev), F.lit(1.0))))
+    return df.withColumn("_hm_keep", (F.col("revision") == 0) | changed).where("_hm_keep").drop("_hm_keep")
+
+
+def revision_frame(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """:func:`revision_rows` in pandas, for replays given oldest first (revision = position)."""
+    key = ["entity_type", "entity_id", "window_start"]
+    out = pd.concat([f.assign(revision=i) for i, f in enumerate(frames)], ignore_index=True)
+    out = out.sort_values([*key, "revision"], kind="stable")
+    prev = out.groupby(key, dropna=False)["value"].shift()
+    scale = np.maximum(np.maximum(out["value"].abs(), prev.abs()), 1.0)
+    keep = (out["revision"] == 0) | prev.isna() | ((out["value"] - prev).abs() > _REVISION_RTOL * scale)
+    return out[keep.to_numpy()].reset_index(drop=True)

@@ -2,7 +2,8 @@
 Spark replay (features/windows.py) over the same Gold rows give the same window features, and a
 champion trained on the replayed table is blended into the stream's scores. The rows arrive as
 billing delivers them: a correction that arrives after its window closed is late for the stream
-and left out of the replay too; one that arrives in time is netted in by both."""
+and left out of the replay's window too (revision 0), and makes a revision of that window that
+nets it in; one that arrives in time is netted in by both and makes no revision."""
 
 from __future__ import annotations
 
@@ -77,7 +78,8 @@ def test_stream_and_replay_agree_and_the_stream_blends_the_champion_trained_on_t
     # anomaly_scores keeps a window's numeric features (a map): those are what the champion sees
     stream = pd.concat([scores[KEY].reset_index(drop=True),
                         pd.DataFrame([dict(f) for f in scores["features"]])], axis=1)
-    batch = lake.read("cost_window_features", "features").toPandas()
+    table = lake.read("cost_window_features", "features").toPandas()
+    batch = table[table["revision"] == 0]  # each window as the stream closed it
     merged = batch.merge(stream, on=KEY, suffixes=("", "_stream"), validate="one_to_one")
     # The stream leaves the windows of its last hours open (its watermark); the replay does too.
     assert len(merged) == len(stream) == len(batch)
@@ -96,3 +98,14 @@ def test_stream_and_replay_agree_and_the_stream_blends_the_champion_trained_on_t
     for row, expected in ((in_time, in_time["list_cost"] * 0.5), (late, late["list_cost"])):
         at = (f"1001:{row['sku_name']}", pd.Timestamp(row["usage_start_time"]).tz_localize(None))
         assert sku.loc[at] == pytest.approx(expected, rel=1e-6)
+
+    # The late correction makes one revision of each of its windows (the hour's workspace, SKU and
+    # job keys), the final one (it came after the one- and two-day waits), netted; nothing else does.
+    revised = table[table["revision"] > 0]
+    hour = pd.Timestamp(late["usage_start_time"]).tz_localize(None)
+    assert sorted(zip(revised["entity_id"], revised["window_start"], revised["revision"], strict=True)) == [
+        ("1001", hour, 3), (f"1001:{late['sku_name']}", hour, 3), (late["job_id"], hour, 3)]
+    final = revised.set_index("entity_id")["cost_usd"]
+    assert final[f"1001:{late['sku_name']}"] == pytest.approx(late["list_cost"] * 0.5, rel=1e-6)
+    at_close = batch.set_index(["entity_id", "window_start"])["cost_usd"]
+    assert final["1001"] == pytest.approx(at_close[("1001", hour)] - late["list_cost"] * 0.5, rel=1e-6)

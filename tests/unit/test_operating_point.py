@@ -135,6 +135,30 @@ def test_a_key_day_is_flagged_on_min_windows_hours_at_the_threshold() -> None:
         detector_flags(COST, pred, 0.6, None, min_windows=2)
 
 
+def test_a_window_judged_again_alerts_once_and_a_late_hour_can_complete_its_key_day() -> None:
+    from health_monitor.batch.algorithms.anomaly import key_day_flags, revision_flags
+    from health_monitor.batch.evaluation import detector_flags
+
+    rows = _cost_windows()
+    keys = list(COST.entity_keys)
+    # the workspace's hours 2 and 5 and the job's hour 3 judged again when their late rows arrived
+    revised = pd.concat([rows.assign(revision=0), rows.iloc[[2, 5, 48 + 3]].assign(revision=1)], ignore_index=True)
+    scores = np.zeros(len(revised))
+    scores[2] = 0.7  # the workspace's hour 2 at close: one hour, no alert (two are needed)
+    scores[96] = 0.7  # its revision: still at the threshold
+    scores[97] = 0.8  # hour 5 with its late rows: the key-day now has two hours, both alert
+    scores[[48 + 3, 48 + 4]] = 0.9  # the job's hours 3 and 4 alert at close ...
+    scores[98] = 0.9  # ... and hour 3's revision, flagged again, is no second alert
+    flags = revision_flags(revised, scores, 0.6, keys, "window_start", min_windows=2)
+    assert np.flatnonzero(flags).tolist() == [48 + 3, 48 + 4, 96, 97]
+    pred = pd.DataFrame({"anomaly_score": scores, "is_anomaly": scores >= 0.6})
+    np.testing.assert_array_equal(detector_flags(COST, pred, 0.6, revised, min_windows=2), flags)
+    # windows judged once: the key-day rule as it was
+    once = revised[revised["revision"] == 0]
+    np.testing.assert_array_equal(revision_flags(once, scores[:96], 0.6, keys, "window_start", 2),
+                                  key_day_flags(once, scores[:96], 0.6, keys, "window_start", 2))
+
+
 def test_the_threat_detector_flags_a_bulk_export_hour() -> None:
     # Exports are rare (under 1% of a user's hours export anything); an hour with a dozen is the
     # bulk export the spec's "unusual_data_export" names, even when its access signals are ordinary.

@@ -20,6 +20,7 @@ from health_monitor.features.windows import (
     closing_arrival,
     in_time,
     replay,
+    replay_revisions,
     watermark_ms,
     window_columns,
 )
@@ -217,6 +218,37 @@ def test_a_row_enters_its_window_only_if_it_arrived_before_the_window_closed() -
                               "ingestion_date": START + pd.Timedelta(days=1)}])
     assert in_time(pd.concat([rows, next_day], ignore_index=True), "usage_start_time", "ingestion_date",
                    "3 hours").iloc[-1]
+
+
+def test_a_late_row_makes_a_revision_of_its_window_and_an_in_time_row_does_not() -> None:
+    keyed = _cost_rows()
+    # Billing rows ingested on the day of their hour (in time), but for one SQL row of hour 30,
+    # ingested three days later (after every wait but the final one's), and one jobs row of hour
+    # 40, ingested the next day (late for the stream, in time for the one-day revision).
+    keyed["arrival"] = keyed["event_time"].dt.normalize()
+    late3 = keyed["record_id"] == "r30-SQL_COMPUTE-0"
+    late1 = keyed["record_id"] == "r40-JOBS_COMPUTE-0"
+    keyed.loc[late3, "arrival"] += pd.Timedelta(days=3)
+    keyed.loc[late1, "arrival"] += pd.Timedelta(days=1)
+    out = replay_revisions("cost", keyed, "arrival", CTX["cost"])
+    h30, h40 = START + pd.Timedelta(hours=30), START + pd.Timedelta(hours=40)
+    revised = out[out["revision"] > 0]
+    assert sorted(zip(revised["entity_id"], revised["window_start"], revised["revision"], strict=True)) == [
+        ("ws1", h30, 3), ("ws1", h40, 1), ("ws1:JOBS_COMPUTE", h40, 1), ("ws1:SQL_COMPUTE", h30, 3)]
+    # revision 0 is the windows as the stream closed them: the replay of the in-time rows
+    at_close = out[out["revision"] == 0]
+    last = keyed["event_time"].max()
+    plain = replay("cost", keyed[~(late3 | late1)], watermark_ms("cost", last), CTX["cost"])
+    assert len(at_close) == len(plain)
+    merged = plain.merge(at_close, on=["entity_type", "entity_id", "window_start"], suffixes=("", "_0"))
+    np.testing.assert_allclose(merged["value"], merged["value_0"], rtol=1e-12)
+    # a revision's spend includes its late row
+    value = out.set_index(["entity_id", "window_start", "revision"])["value"]
+    for row, hour, rev in ((late3, h30, 3), (late1, h40, 1)):
+        cost = float(keyed.loc[row & (keyed["entity_type"] == "workspace"), "cost"].iloc[0])
+        sku = f"ws1:{keyed.loc[row, 'sku_name'].iloc[0]}"
+        for key in ("ws1", sku):
+            assert value[(key, hour, rev)] == pytest.approx(value[(key, hour, 0)] + cost, rel=1e-9)
 
 
 def test_cost_state_kept_as_a_deque_of_hours_goes_on_with_the_same_features() -> None:

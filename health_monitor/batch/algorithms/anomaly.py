@@ -40,6 +40,39 @@ def key_day_flags(rows: pd.DataFrame, scores: np.ndarray, threshold: float, keys
     return (hit & (per_day >= min_windows)).to_numpy()
 
 
+def revision_flags(rows: pd.DataFrame, scores: np.ndarray, threshold: float, keys: list[str], time_key: str,
+                   min_windows: int = 1, revision_col: str = "revision") -> np.ndarray:
+    """:func:`key_day_flags` over windows judged more than once (revisions: the window at close,
+    then again when late rows changed it), pass by pass, each alert raised once.
+
+    Pass ``r`` sees each window as its latest revision up to ``r`` (what was known then) and
+    applies the key-day rule to that view; a window alerts at the first pass that flags it, on
+    the row it had then. A re-judgement that flags a window already flagged is no second alert.
+    Rows without ``revision_col`` (or all at revision 0) are :func:`key_day_flags` exactly."""
+    if revision_col not in rows.columns:
+        return key_day_flags(rows, scores, threshold, keys, time_key, min_windows)
+    rev = pd.to_numeric(rows[revision_col], errors="coerce").fillna(0).astype(int).to_numpy()
+    passes = np.unique(rev)
+    if len(passes) <= 1:
+        return key_day_flags(rows, scores, threshold, keys, time_key, min_windows)
+    scores = np.asarray(scores, dtype=float)
+    window = rows[[*keys, time_key]].astype(str).agg("|".join, axis=1).to_numpy()
+    order = np.lexsort((rev, window))  # by window, revisions ascending
+    out = np.zeros(len(rows), dtype=bool)
+    alerted: set[str] = set()
+    for r in passes:
+        idx = order[rev[order] <= r]
+        # the latest revision up to r of each window: the last of its run in ``order``
+        last = idx[np.append(window[idx][1:] != window[idx][:-1], True)]
+        view = rows.iloc[last]
+        hit = key_day_flags(view.reset_index(drop=True), scores[last], threshold, keys, time_key, min_windows)
+        for i in last[hit]:
+            if window[i] not in alerted:
+                alerted.add(window[i])
+                out[i] = True
+    return out
+
+
 #: Features that describe *when*, not *what*: planting never pushes these.
 _CONTEXT_WORDS = ("sin", "cos", "is_weekend", "is_holiday", "is_month_end", "day_of", "hour_of")
 
