@@ -733,6 +733,9 @@ def main() -> int:
                     help="state layouts the engine (and --offline-rows) run, each on the same rows")
     ap.add_argument("--baselines", nargs="*", choices=("loop", "vector", "hst"), default=["loop", "vector", "hst"],
                     help="which baselines run at --sizes (--hst-sizes always runs hst)")
+    ap.add_argument("--loop-max-rows", type=int, default=0,
+                    help="skip the plain-Python loop above this many rows (0: no limit); at 10k keys it costs "
+                         "~1,000 CPU-s per million rows for security, the longest part of a run")
     ap.add_argument("--flush-rows", type=int, default=1_000_000,
                     help="the baselines score the windows closed so far every this many rows")
     ap.add_argument("--json", type=Path, help="also write the results here")
@@ -753,7 +756,7 @@ def main() -> int:
         # Rows are generated as each baseline consumes them (memory bounded by a row, not by n);
         # the generator's CPU is taken out of the figure (before, the rows sat in a list).
         def measured(kind: str, domain: str, n: int, k: int, fn: Callable[[str, Iterable[dict]], Any]) -> None:
-            if kind not in args.baselines:
+            if kind not in args.baselines or (kind == "loop" and 0 < args.loop_max_rows < n):
                 return
             with Meter() as m:
                 wins = fn(domain, _untimed(DOMAIN_ROWS[domain][1](n, k), m))
