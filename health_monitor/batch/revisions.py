@@ -43,6 +43,7 @@ from health_monitor.alerts.build import (
 from health_monitor.alerts.policy import _num, detector_alert_type
 from health_monitor.catalog import get_model
 from health_monitor.features import GoldInputs
+from health_monitor.features.windows import ARRIVAL
 from health_monitor.gold.schemas import GOLD_TABLES
 from health_monitor.streaming.tables import ALERTS
 
@@ -178,7 +179,9 @@ def not_yet_alerted(existing: pd.DataFrame, candidates: pd.DataFrame) -> pd.Data
 
 class RecentGold(GoldInputs):
     """Gold inputs cut below at ``since`` (event time) as well as above at ``as_of``: the pass
-    replays the recent past only."""
+    replays the recent past only. A row that says when it arrived (:data:`ARRIVAL`) is read only
+    if it arrived before ``as_of``: a pass run again for a past day (a backfill, a replayed
+    estate) sees what had arrived by then, not billing that came later."""
 
     def __init__(self, lake: Lakehouse, since: dt.datetime, as_of: dt.datetime) -> None:
         super().__init__(lake, as_of)
@@ -193,6 +196,9 @@ class RecentGold(GoldInputs):
         table = GOLD_TABLES.get(name)
         if fresh and df is not None and table is not None and table.event_time:
             df = df.where(F.col(table.event_time) >= F.lit(self.since))
+            if name in ARRIVAL and ARRIVAL[name][1] in df.columns and self.as_of is not None:
+                arrived = F.col(ARRIVAL[name][1]).cast("timestamp")
+                df = df.where(arrived.isNull() | (arrived < F.lit(self.as_of)))
             self._cache[name] = df
         return df
 
