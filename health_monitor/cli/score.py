@@ -13,7 +13,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "score", help="score every model's active entities for a day; budget forecasts; recommendations",
         description="Batch inference for one day: each catalog model's champion scores the entities active "
         "that day (features as of that day) into ml.<model>_predictions (reruns replace), then "
-        "ml.budget_forecast_predictions and ml.recommendations are refreshed. Prints coverage per model.")
+        "ml.budget_forecast_predictions and ml.recommendations are refreshed. Prints coverage per model. "
+        "With --revisions it runs the late-billing correction pass instead (daily): the last 8 days of cost "
+        "windows are replayed from Gold with the billing rows that arrived late, judged again by the "
+        "cost_anomaly_detector champion at its operating point, and the windows only late billing shows "
+        "are written to monitor.alerts (exactly once per day; a window the stream alerted on is folded "
+        "into its alert).")
     p.add_argument("--date", metavar="YYYY-MM-DD", help="score date (default: the last day with usage in Gold)")
     p.add_argument("--model", action="append", choices=[m.name for m in MODELS], metavar="NAME",
                    help="score only this model (repeatable)")
@@ -22,12 +27,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-prophet", action="store_true", help="budget forecasts with statistical models only")
     p.add_argument("--skip-budget", action="store_true", help="do not refresh budget_forecast_predictions")
     p.add_argument("--skip-recommendations", action="store_true", help="do not refresh recommendations")
+    p.add_argument("--revisions", action="store_true",
+                   help="run the late-billing correction pass for the day instead of scoring (cost windows "
+                   "judged again on billing that arrived after they closed; alerts to monitor.alerts)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
     from health_monitor.batch.scoring import score_all
 
+    if args.revisions:
+        from health_monitor.batch.revisions import revision_pass
+
+        for line in revision_pass(ctx.lake, args.date).lines():
+            print(line)
+        return 0
     report = score_all(ctx.lake, args.date, args.model, build_features=args.build_features)
     print(f"coverage for {report.score_date} (entities scored / active):")
     for line in report.lines():

@@ -271,7 +271,7 @@ def _replayed(gold: GoldInputs, domain: str, wait: str | None, complete: bool) -
     from pyspark.sql import functions as F
 
     dom = spec(domain)
-    keyed = dom.open_input(_BatchGold(gold, domain, wait, complete)).keyed  # type: ignore[arg-type]
+    keyed = _keyed(gold, domain, wait, complete)
     schema = table_schema(domain)
     last = keyed.agg(F.max("event_time")).first()[0]
     if last is None:
@@ -281,6 +281,19 @@ def _replayed(gold: GoldInputs, domain: str, wait: str | None, complete: bool) -
     watermark = watermark_ms(domain, last, None if complete else wait)
     return (keyed.groupBy("entity_type", "entity_id")
             .applyInPandas(_replayer(domain, watermark, ctx), schema))
+
+
+def _keyed(gold: GoldInputs, domain: str, wait: str | None, complete: bool) -> DataFrame:
+    return spec(domain).open_input(_BatchGold(gold, domain, wait, complete)).keyed  # type: ignore[arg-type]
+
+
+def revision_input(gold: GoldInputs, domain: str, revision: int) -> DataFrame:
+    """The stream's keyed input rows that revision ``revision`` of a domain's windows is replayed
+    from (0: those that arrived before their window closed; see :data:`REVISIONS`)."""
+    if revision == 0:
+        return _keyed(gold, domain, None, False)
+    wait = REVISIONS[domain][revision - 1]
+    return _keyed(gold, domain, wait, wait is None)
 
 
 def revision_rows(df: DataFrame) -> DataFrame:
