@@ -311,30 +311,42 @@ def make_alerts(scored: pd.DataFrame, hits: pd.DataFrame, domain: str,
             model_name = str(row.get("model_name") or "detector") if detector_used else "rules"
             if floor and detector_used:
                 model_name += "+rules"
-            out.append({
-                "alert_id": alert_id_for(row["entity_type"], row["entity_id"], alert_type, row["window_start"]),
-                "detected_at": now_ts,
-                "window_start": pd.Timestamp(row["window_start"]),
-                "window_end": pd.Timestamp(row["window_end"]),
-                "domain": domain,
-                "model_name": model_name,
-                "model_version": str(row.get("model_version") or "1") if detector_used else "1",
-                "alert_type": alert_type,
-                "entity_type": str(row["entity_type"]),
-                "entity_id": str(row["entity_id"]),
-                "workspace_id": None if pd.isna(row.get("workspace_id")) else str(row["workspace_id"]),
-                "score": float(min(max(score, 0.0), 1.0)),
-                "severity": severity,
-                "deviation_pct": deviation,
-                "impact_usd": impact,
-                "summary": summarize(domain, alert_type, row | {"_top_evidence": _first_z(det_evidence)},
-                                     message, why),
-                "evidence": evidence,
-                "occurrences": 1,
-                "last_seen_at": pd.Timestamp(row["window_end"]),
-                "updated_at": now_ts,
-            })
+            out.append(alert_record(
+                row, domain, alert_type, model_name,
+                str(row.get("model_version") or "1") if detector_used else "1", score, severity, deviation, impact,
+                summarize(domain, alert_type, row | {"_top_evidence": _first_z(det_evidence)}, message, why),
+                evidence, now_ts))
     return pd.DataFrame(out, columns=cols)
+
+
+def alert_record(row: dict[str, Any], domain: str, alert_type: str, model_name: str, model_version: str,
+                 score: float, severity: str, deviation_pct: float | None, impact_usd: float | None,
+                 summary: str, evidence: list[str], now_ts: pd.Timestamp) -> dict[str, Any]:
+    """One new incident's row of ``monitor.alerts`` for a window ``row`` (its key and times), as the
+    stream and the late-billing correction pass both write it: the id is the key-window's, so
+    either writer's alert on the same window folds into one incident."""
+    return {
+        "alert_id": alert_id_for(row["entity_type"], row["entity_id"], alert_type, row["window_start"]),
+        "detected_at": now_ts,
+        "window_start": pd.Timestamp(row["window_start"]),
+        "window_end": pd.Timestamp(row["window_end"]),
+        "domain": domain,
+        "model_name": model_name,
+        "model_version": model_version,
+        "alert_type": alert_type,
+        "entity_type": str(row["entity_type"]),
+        "entity_id": str(row["entity_id"]),
+        "workspace_id": None if pd.isna(row.get("workspace_id")) else str(row["workspace_id"]),
+        "score": float(min(max(score, 0.0), 1.0)),
+        "severity": severity,
+        "deviation_pct": deviation_pct,
+        "impact_usd": impact_usd,
+        "summary": summary,
+        "evidence": evidence,
+        "occurrences": 1,
+        "last_seen_at": pd.Timestamp(row["window_end"]),
+        "updated_at": now_ts,
+    }
 
 
 

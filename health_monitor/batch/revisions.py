@@ -36,7 +36,7 @@ import pandas as pd
 from health_monitor.alerts.build import (
     _evidence_list,
     _money,
-    alert_id_for,
+    alert_record,
     detector_only_severity,
     summarize,
 )
@@ -130,30 +130,14 @@ def revision_alerts(flagged: pd.DataFrame, version: str, threshold: float, now: 
         severity, why = detector_only_severity(score, DOMAIN, row, impact, None)
         late = late_text(int(row.get("late_rows") or 0), row.get("late_arrived"), float(row.get("late_usd") or 0.0))
         summary = summarize(DOMAIN, alert_type, row, None, why)
-        out.append({
-            "alert_id": alert_id_for(row["entity_type"], row["entity_id"], alert_type, row["window_start"]),
-            "detected_at": now_ts,
-            "window_start": pd.Timestamp(row["window_start"]),
-            "window_end": pd.Timestamp(row["window_end"]),
-            "domain": DOMAIN,
-            "model_name": MODEL,
-            "model_version": str(version),
-            "alert_type": alert_type,
-            "entity_type": str(row["entity_type"]),
-            "entity_id": str(row["entity_id"]),
-            "workspace_id": None if pd.isna(row.get("workspace_id")) else str(row["workspace_id"]),
-            "score": float(min(max(score, 0.0), 1.0)),
-            "severity": severity,
-            "deviation_pct": (100.0 * (value - expected) / abs(expected)
-                              if value is not None and expected not in (None, 0.0) else None),
-            "impact_usd": impact,
-            "summary": f"{summary[:-1]}; {late}.",
-            "evidence": _evidence_list([late, f"model:{MODEL} v{version}",
-                                        f"revision {int(row['revision'])} score {score:.2f} >= {threshold:.2f}"]),
-            "occurrences": 1,
-            "last_seen_at": pd.Timestamp(row["window_end"]),
-            "updated_at": now_ts,
-        })
+        deviation = (100.0 * (value - expected) / abs(expected)
+                     if value is not None and expected not in (None, 0.0) else None)
+        out.append(alert_record(
+            row, DOMAIN, alert_type, MODEL, str(version), score, severity, deviation, impact,
+            f"{summary[:-1]}; {late}.",
+            _evidence_list([late, f"model:{MODEL} v{version}",
+                            f"revision {int(row['revision'])} score {score:.2f} >= {threshold:.2f}"]),
+            now_ts))
     return pd.DataFrame(out, columns=ALERTS.column_names)
 
 
