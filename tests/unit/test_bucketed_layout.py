@@ -228,6 +228,16 @@ def test_a_call_decodes_and_rewrites_only_the_keys_it_processes(monkeypatch: pyt
     assert len(after.blobs) == 6
 
 
+def _per_key_after_four(domain: str) -> tuple[list, pd.DataFrame]:
+    """The 7 micro-batches of the bucket fixtures, and what the per-key layout writes for the last 3
+    after playing the first 4 (the fixtures hold their buckets at that point)."""
+    batches = _batches(ROWS[domain](), domain, 7)
+    per_key_fn = make_state_function(domain, CTX[domain])
+    per_key: dict = {}
+    _play(per_key_fn, lambda k: k, batches[:4], per_key)
+    return batches, _play(per_key_fn, lambda k: k, batches[4:], per_key)
+
+
 @pytest.mark.parametrize("domain", ["security", "cost"])
 def test_a_checkpoint_of_the_first_bucketed_form_goes_on_as_the_per_key_layout_would(domain: str) -> None:
     """Bucket blobs written by the first bucketed form (main at e594273: every key's KeyState and
@@ -237,11 +247,7 @@ def test_a_checkpoint_of_the_first_bucketed_form_goes_on_as_the_per_key_layout_w
     the per-key layout's."""
     with open(DATA / "first_form.pkl", "rb") as f:
         first = pickle.load(f)[domain]  # noqa: S301 - the repository's own fixture
-    batches = _batches(ROWS[domain](), domain, 7)
-    per_key_fn = make_state_function(domain, CTX[domain])
-    per_key: dict = {}
-    _play(per_key_fn, lambda k: k, batches[:4], per_key)
-    want = _play(per_key_fn, lambda k: k, batches[4:], per_key)
+    batches, want = _per_key_after_four(domain)
     states = {}
     for g, (blob, timeout) in first.items():
         assert blob[:1] == b"\x78"  # the first form: a zlib stream
@@ -436,11 +442,7 @@ def test_a_bucket_of_mains_second_form_goes_on_as_the_per_key_layout_would(domai
     packed rows of the whole-row form are read and rewritten per array."""
     with open(DATA / "second_form.pkl", "rb") as f:
         old = pickle.load(f)[domain]  # noqa: S301 - the repository's own fixture
-    batches = _batches(ROWS[domain](), domain, 7)
-    per_key_fn = make_state_function(domain, CTX[domain])
-    per_key: dict = {}
-    _play(per_key_fn, lambda k: k, batches[:4], per_key)
-    want = _play(per_key_fn, lambda k: k, batches[4:], per_key)
+    batches, want = _per_key_after_four(domain)
     states = {}
     for g, (blob, timeout) in old.items():
         bs = BucketScorer(domain).load(blob)
