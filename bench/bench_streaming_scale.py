@@ -12,6 +12,11 @@ run and on rows of the three domains' real shapes (``fact_usage``, ``fact_audit_
 * ``loop``: the same detectors (``UnivariateDetector`` for cost, ``MultivariateDetector`` for
   security and reliability) fed by a tight plain-Python loop: rows folded into hourly windows in
   dicts (no pandas per row), each key's closed windows scored in one call per key;
+* ``vector``: the vectorized forms of the same detectors (``VectorUnivariateDetector``,
+  ``VectorMultivariateDetector``, the engine's own) over the same windows without Spark, all
+  keys at once; every key's arrays are allocated whole, so at many keys it runs in blocks of
+  keys that fit ``--vector-memory-mb`` (the rows split by key into files first, read back
+  outside the figures);
 * ``hst``: river's Half-Space Trees, ``score_one`` + ``learn_one`` row by row;
 
 for each size in ``--sizes`` (rows) and ``--keys`` (distinct keys). ``--layout`` runs the engine
@@ -35,17 +40,20 @@ import contextlib
 import itertools
 import json
 import os
+import pickle
 import random
 import shutil
 import tempfile
 import threading
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 T0 = datetime(2026, 3, 2)
@@ -324,19 +332,22 @@ def loop_detectors(domain: str, rows: Iterable[dict], flush_rows: int = 1_000_00
     return n
 
 
-def loop_vector(domain: str, rows: Iterable[dict], flush_rows: int = 1_000_000) -> int:
-    """The vectorized form of the domain's detector over the same windows: all keys at once
-    (one ``score_learn`` per flush of :func:`fold_windows`, keys added as they appear).
-
-    Only the multivariate domains have one (``VectorMultivariateDetector``); returns 0 for cost."""
-    import numpy as np
-
+def _vector_detector(domain: str) -> Any:
+    """The domain's vectorized detector with no keys yet (default parameters, as the loop's)."""
+    from health_monitor.detectors.vector_univariate import VectorUnivariateDetector
     from health_monitor.detectors.vectorized import VectorMultivariateDetector
 
     feats = FEATURES.get(domain)
-    if feats is None:
-        return 0
-    det = VectorMultivariateDetector(0, feats)
+    return VectorUnivariateDetector(0) if feats is None else VectorMultivariateDetector(0, feats)
+
+
+def loop_vector(domain: str, rows: Iterable[dict], flush_rows: int = 1_000_000) -> int:
+    """The vectorized form of the domain's detector over the same windows: all keys at once
+    (one ``score_learn`` per flush of :func:`fold_windows`, keys added as they appear):
+    ``VectorMultivariateDetector`` for security and reliability, ``VectorUnivariateDetector``
+    (epoch seconds and values) for cost; windows scored."""
+    feats = FEATURES.get(domain)
+    det = _vector_detector(domain)
     index: dict[str, int] = {}
     n = 0
     for part in fold_windows(domain, rows, flush_rows):
@@ -346,12 +357,84 @@ def loop_vector(domain: str, rows: Iterable[dict], flush_rows: int = 1_000_000) 
         first = det.add_keys(len(new))
         index.update((k, first + i) for i, k in enumerate(new))
         lengths = np.array([len(w) for w in part.values()], dtype=np.int64)
-        values = np.full((len(lengths), int(lengths.max()), len(feats)), np.nan)
-        for k, wins in enumerate(part.values()):
-            values[k, :len(wins)] = [v for _, v in wins]
-        det.score_learn(values, lengths, np.array([index[k] for k in part], dtype=np.int64))
+        idx = np.array([index[k] for k in part], dtype=np.int64)
+        if feats is None:
+            t = np.full((len(lengths), int(lengths.max())), np.nan)
+            x = np.full_like(t, np.nan)
+            for k, wins in enumerate(part.values()):
+                t[k, :len(wins)] = [s for s, _ in wins]
+                x[k, :len(wins)] = [v[0] for _, v in wins]
+            det.score_learn(t, x, lengths, idx)
+        else:
+            values = np.full((len(lengths), int(lengths.max()), len(feats)), np.nan)
+            for k, wins in enumerate(part.values()):
+                values[k, :len(wins)] = [v for _, v in wins]
+            det.score_learn(values, lengths, idx)
         n += int(lengths.sum())
     return n
+
+
+#: Each domain's key of a row (the entity whose windows :func:`fold_windows` folds it into).
+ROW_KEY: dict[str, Callable[[dict], Any]] = {
+    "cost": lambda r: f"{r['workspace_id']}:{r['sku_name']}",
+    "security": lambda r: r["user_email"],
+    "reliability": lambda r: r["job_id"],
+}
+
+
+def _array_bytes(obj: Any, seen: set[int] | None = None) -> int:
+    """Bytes of the NumPy arrays an object holds (through attributes, lists and dicts)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, list | tuple):
+        return sum(_array_bytes(x, seen) for x in obj)
+    if isinstance(obj, dict):
+        return sum(_array_bytes(x, seen) for x in obj.values())
+    return sum(_array_bytes(x, seen) for x in vars(obj).values()) if hasattr(obj, "__dict__") else 0
+
+
+def vector_blocks(domain: str, keys: int, memory_mb: int) -> int:
+    """How many blocks of keys the vectorized baseline runs in so its arrays fit ``memory_mb``
+    (every key's arrays are allocated whole: 28 KB a key for security, 160 KB for cost, so a
+    million keys at once do not fit beside Spark)."""
+    det = _vector_detector(domain)
+    det.add_keys(10)
+    per_key = _array_bytes(det) / 10
+    return max(1, -(-int(keys * per_key) // (memory_mb * 2**20)))
+
+
+def split_by_key(domain: str, rows: Iterable[dict], blocks: int, folder: Path) -> list[Path]:
+    """Write ``rows`` to ``blocks`` files by a hash of their key, each file in the rows' order
+    (a key's rows all land in one block, so each block's fold and scores are those of the whole)."""
+    paths = [folder / f"{domain}-block{b}.pkl" for b in range(blocks)]
+    key = ROW_KEY[domain]
+    bufs: list[list[dict]] = [[] for _ in range(blocks)]
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(p.open("wb")) for p in paths]
+        for r in rows:
+            b = zlib.crc32(str(key(r)).encode()) % blocks
+            bufs[b].append(r)
+            if len(bufs[b]) >= 2_000:
+                pickle.dump(bufs[b], files[b], protocol=pickle.HIGHEST_PROTOCOL)
+                bufs[b] = []
+        for b, buf in enumerate(bufs):
+            if buf:
+                pickle.dump(buf, files[b], protocol=pickle.HIGHEST_PROTOCOL)
+    return paths
+
+
+def read_block(path: Path) -> Iterator[dict]:
+    """The rows :func:`split_by_key` wrote to one block's file, in order."""
+    with path.open("rb") as f:
+        while True:
+            try:
+                yield from pickle.load(f)
+            except EOFError:
+                return
 
 
 def loop_hst(domain: str, rows: Iterable[dict]) -> None:
@@ -736,6 +819,12 @@ def main() -> int:
     ap.add_argument("--loop-max-rows", type=int, default=0,
                     help="skip the plain-Python loop above this many rows (0: no limit); at 10k keys it costs "
                          "~1,000 CPU-s per million rows for security, the longest part of a run")
+    ap.add_argument("--other-keys-max-rows", type=int, default=0,
+                    help="at the key counts after the first, run the baselines only up to this many rows (0: all)")
+    ap.add_argument("--vector-memory-mb", type=int, default=2_000,
+                    help="the vectorized baseline runs keys in blocks whose arrays fit this (a pass per block)")
+    ap.add_argument("--engine-big-domains", nargs="*", default=[],
+                    help="only these domains run the --engine-rows sizes above the first (empty: all)")
     ap.add_argument("--flush-rows", type=int, default=1_000_000,
                     help="the baselines score the windows closed so far every this many rows")
     ap.add_argument("--json", type=Path, help="also write the results here")
@@ -758,18 +847,30 @@ def main() -> int:
         def measured(kind: str, domain: str, n: int, k: int, fn: Callable[[str, Iterable[dict]], Any]) -> None:
             if kind not in args.baselines or (kind == "loop" and 0 < args.loop_max_rows < n):
                 return
-            with Meter() as m:
-                wins = fn(domain, _untimed(DOMAIN_ROWS[domain][1](n, k), m))
-            emit(kind, {"domain": domain, "keys": k, **({"windows": wins} if kind != "hst" else {}), **m.figures(n)})
+            blocks = vector_blocks(domain, k, args.vector_memory_mb) if kind == "vector" else 1
+            if blocks > 1:
+                # Rows split by key into files before the meter starts; reading them back is
+                # taken out like generating them.
+                folder = Path(tempfile.mkdtemp(prefix="hm-bench-blocks-"))
+                try:
+                    paths = split_by_key(domain, DOMAIN_ROWS[domain][1](n, k), blocks, folder)
+                    with Meter() as m:
+                        wins = sum(fn(domain, _untimed(read_block(p), m)) for p in paths)
+                finally:
+                    shutil.rmtree(folder, ignore_errors=True)
+            else:
+                with Meter() as m:
+                    wins = fn(domain, _untimed(DOMAIN_ROWS[domain][1](n, k), m))
+            emit(kind, {"domain": domain, "keys": k, **({"windows": wins} if kind != "hst" else {}),
+                        **({"key_blocks": blocks} if blocks > 1 else {}), **m.figures(n)})
 
         for domain in args.domains:
             for n in args.sizes:
                 for k in keys:
-                    if k > n:
+                    if k > n or (k != args.keys[0] and 0 < args.other_keys_max_rows < n):
                         continue
                     measured("loop", domain, n, k, lambda d, rows: loop_detectors(d, rows, args.flush_rows))
-                    if domain != "cost":
-                        measured("vector", domain, n, k, lambda d, rows: loop_vector(d, rows, args.flush_rows))
+                    measured("vector", domain, n, k, lambda d, rows: loop_vector(d, rows, args.flush_rows))
                     measured("hst", domain, n, k, loop_hst)
             for n in hst_sizes:
                 measured("hst", domain, n, args.keys[0], loop_hst)
@@ -805,6 +906,8 @@ def main() -> int:
         # Larger backlogs last: they take the longest, and a run cut short keeps the rest.
         for n in sizes[1:]:
             for domain in args.domains:
+                if n > sizes[0] and args.engine_big_domains and domain not in args.engine_big_domains:
+                    continue
                 for k in engine_keys[:1]:
                     for layout in args.layout:
                         emit("engine", engine_run(domain, n, k, chunks(n), tmp, layout))
