@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from health_monitor.alerts.build import _evidence_list, _naive, _num, severity_level
 from health_monitor.alerts.policy import detector_alert_type
@@ -151,7 +152,7 @@ def apply_alerts(lake: Lakehouse, alerts_pdf: pd.DataFrame, batch_id: int, app_i
         bad = [i for i in ids if not _ALERT_ID.fullmatch(str(i))]
         if bad:  # ids are sha256 prefixes (alert_id_for): anything else would not be safe to inline
             raise ValueError(f"unexpected alert id {bad[0]!r}")
-        df = lake.spark.createDataFrame(_to_spark_rows(rows), ALERTS.schema)
+        df = lake.spark.createDataFrame(_to_arrow(rows), ALERTS.schema)
         txn = {"txnAppId": app_id, "txnVersion": str(int(batch_id))}
         if existing.empty or not rows["alert_id"].isin(set(existing["alert_id"])).any():
             # Only new incidents: an append, which skips replaceWhere's scan of the table for rows
@@ -277,6 +278,47 @@ def _existing_for(lake: Lakehouse, candidates: pd.DataFrame, version: int) -> pd
         cache.rows = cache.rows[cache.rows["window_end"].map(_naive) >= cache.horizon].reset_index(drop=True)
     rows = cache.rows
     return rows[rows["entity_id"].isin(ids) & (rows["window_end"].map(_naive) >= earliest)]
+
+
+def _to_arrow(rows: pd.DataFrame) -> pa.Table:
+    """The rows of :func:`_to_spark_rows` as one Arrow table, built column by column.
+
+    A tuple per alert made PySpark check each value and pickle each row, and a Python worker
+    unpickle them again in the JVM's job: per alert, several times the cost of the rest of the
+    write. Timestamps are UTC instants (``_naive`` of each value: an aware one converted, a naive
+    one read as UTC), as the aware datetimes of :func:`_to_spark_rows`; NaN becomes null.
+    """
+    cols: dict[str, pa.Array] = {}
+    for col in ALERTS.columns:
+        values = rows[col.name] if col.name in rows.columns else pd.Series([None] * len(rows), dtype=object)
+        kind = col.data_type.typeName()
+        if kind == "timestamp":
+            ts = _utc_naive(values)
+            cols[col.name] = pa.array(ts, type=pa.timestamp("us", tz="UTC"), from_pandas=True)
+        elif kind in ("double", "integer"):
+            nums = pd.to_numeric(values, errors="raise").to_numpy(dtype=float)
+            if kind == "integer":
+                cols[col.name] = pa.array(nums, from_pandas=True).cast(pa.int32())
+            else:
+                cols[col.name] = pa.array(nums, from_pandas=True)
+        elif kind == "array":
+            cols[col.name] = pa.array([None if v is None or (isinstance(v, float) and math.isnan(v))
+                                       else (v.tolist() if isinstance(v, np.ndarray) else list(v))
+                                       for v in values], type=pa.list_(pa.string()))
+        else:
+            cols[col.name] = pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    return pa.table(cols)
+
+
+def _utc_naive(values: pd.Series) -> np.ndarray:
+    """Each value's ``_naive`` (UTC, no zone) as datetime64[us]; NaT where missing."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+    if values.dtype.kind == "M":
+        return values.to_numpy(dtype="datetime64[us]")
+    return np.array([np.datetime64("NaT", "us") if v is None or v is pd.NaT
+                     or (isinstance(v, float) and math.isnan(v))
+                     else _naive(v).to_datetime64().astype("datetime64[us]") for v in values])
 
 
 def _to_spark_rows(rows: pd.DataFrame) -> list[tuple]:
