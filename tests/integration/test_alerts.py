@@ -7,11 +7,15 @@ import json
 import subprocess
 import sys
 import textwrap
+from datetime import datetime
 
+import numpy as np
 import pandas as pd
 import pytest
 from alert_rows import NOW, RULES, candidates, cost_window
 
+from health_monitor.alerts import store
+from health_monitor.alerts.store import _CONSTRAINT_CHECK
 from health_monitor.cli import Context, build_parser
 from health_monitor.errors import HealthMonitorError, TableBusyError
 from health_monitor.streaming.alerts import (
@@ -22,6 +26,7 @@ from health_monitor.streaming.alerts import (
     make_alerts,
     resolve_alert,
 )
+from health_monitor.streaming.tables import ALERTS
 
 # ------------------------------------------------------------------ applying (real Delta)
 
@@ -83,6 +88,56 @@ def test_continuing_incident_updates_one_row_and_replay_is_a_no_op(lake) -> None
     reset = _table(lake)
     assert len(reset) == 1 and reset.occurrences[0] == 1
     assert reset.window_start[0] == pd.Timestamp("2026-11-26 18:00")
+
+
+def test_a_replayed_batch_of_many_continued_and_new_incidents_writes_nothing_twice(lake) -> None:  # noqa: ANN001
+    # Batch 0 opens 30 incidents; batch 1 continues all of them and opens 10 more in one
+    # replaceWhere commit, written without Delta's per-row check of the ids (a session conf
+    # set for that write only).
+    first = [cost_window(13, 412.0, workspace=f"ws-{i:02d}") for i in range(30)]
+    assert apply_alerts(lake, candidates(*first), 0, "app-many") == 30
+    assert lake.spark.conf.get(_CONSTRAINT_CHECK, None) is None
+    batch1 = candidates(*[cost_window(15, 900.0, workspace=f"ws-{i:02d}") for i in range(40)])
+    assert apply_alerts(lake, batch1, 1, "app-many") == 40
+    assert _last_write_mode(lake) == "Overwrite"
+    assert lake.spark.conf.get(_CONSTRAINT_CHECK, None) is None  # the session's conf is restored
+    after = _table(lake)
+    assert len(after) == 40 and after.alert_id.is_unique
+    assert sorted(after.occurrences.value_counts().items()) == [(1, 10), (2, 30)]
+    # The stream crashed after the commit and replays batch 1: no row is written again.
+    version = lake.latest_version("alerts", "monitor")
+    assert apply_alerts(lake, batch1, 1, "app-many") == 0
+    assert lake.latest_version("alerts", "monitor") == version
+    pd.testing.assert_frame_equal(_table(lake), after)
+    # A conf the session already had is put back as it was.
+    lake.spark.conf.set(_CONSTRAINT_CHECK, "true")
+    try:
+        assert apply_alerts(lake, candidates(cost_window(16, 950.0, workspace="ws-00")), 2, "app-many") == 1
+        assert lake.spark.conf.get(_CONSTRAINT_CHECK) == "true"
+    finally:
+        lake.spark.conf.unset(_CONSTRAINT_CHECK)
+    assert _table(lake).set_index("alert_id").loc[after.alert_id[after.workspace_id == "ws-00"].iloc[0],
+                                                      "occurrences"] == 3
+
+
+def test_alert_rows_reach_spark_through_arrow_as_they_did_as_tuples(spark) -> None:  # noqa: ANN001
+    # Folded rows as apply_alerts writes them: new candidates (naive timestamps, lists) and
+    # incidents read back from Delta (numpy evidence), NaN and None where a value is missing.
+    rows = store.fold_alerts(pd.DataFrame(columns=ALERTS.column_names), candidates(
+        cost_window(13, 412.0), cost_window(13, 900.0, workspace="ws-b"), cost_window(20, 500.0, workspace="ws-c")))
+    assert len(rows) == 3
+    rows["evidence"] = [np.array(["rule:x", "zscore_7d=5.2"], dtype=object), *rows["evidence"][1:]]
+    rows["workspace_id"] = [rows["workspace_id"][0], None, rows["workspace_id"][2]]
+    rows["deviation_pct"] = [rows["deviation_pct"][0], np.nan, rows["deviation_pct"][2]]
+    rows["impact_usd"] = [rows["impact_usd"][0], None, rows["impact_usd"][2]]
+    rows["detected_at"] = [pd.Timestamp("2026-11-26 14:00:00.123456", tz="Europe/Paris")] * len(rows)
+    rows["last_seen_at"] = [rows["last_seen_at"][0], rows["last_seen_at"][1], None]
+    want = spark.createDataFrame(store._to_spark_rows(rows), ALERTS.schema).collect()
+    got = spark.createDataFrame(store._to_arrow(rows), ALERTS.schema).collect()
+    assert [r.asDict() for r in got] == [r.asDict() for r in want]
+    assert got[1].workspace_id is None and got[1].deviation_pct is None and got[2].last_seen_at is None
+    assert got[0].detected_at == datetime(2026, 11, 26, 13, 0, 0, 123456)  # the UTC instant
+    assert got[0].evidence == ["rule:x", "zscore_7d=5.2"]
 
 
 LOCK_HOLDER = textwrap.dedent("""

@@ -1,4 +1,5 @@
-"""The anomaly_scores rows a batch writes, built column-wise (the sink's vectorized path)."""
+"""The anomaly_scores rows a batch writes, built column-wise (the sink's vectorized path): the
+pandas frame (the reference) and the Arrow table the sink writes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from health_monitor.streaming.sink import _score_id, late_frame, score_frame
+from health_monitor.streaming.sink import (
+    _numeric_features,
+    _score_id,
+    feature_frame,
+    late_frame,
+    numeric_feature_maps,
+    parse_features,
+    score_frame,
+    score_table,
+)
 from health_monitor.streaming.tables import ANOMALY_SCORES, LATE_ROWS
 
 
@@ -64,3 +74,41 @@ def test_late_rows_keep_their_source_row_and_the_watermark_they_missed():
     assert (out["watermark"] == wm).all() and (out["received_at"] == pd.Timestamp(now)).all()
     assert out["event_time"].tolist() == late["event_time"].tolist()
     assert late_frame(late.iloc[:0], "hm_cost", wm, now).empty
+
+
+#: Features of every kind a window's JSON can hold, some keys missing from some windows.
+EDGE_FEATURES = [
+    {"cost": 12.5, "n": 3, "flag": True, "sku": "SQL", "bad": math.inf, "maybe": None, "mixed": 4, "flag2": True},
+    {"cost": -0.0, "n": 7, "flag": False, "maybe": 2, "mixed": "x", "nested": [1, 2], "flag2": None},
+    {},
+    {"n": 2**62, "bad": -math.inf, "maybe": 1.5, "mixed": True, "only_here": 0.25, "nan": math.nan},
+]
+
+
+def test_feature_maps_from_whole_columns_are_the_numeric_features_of_each_window():
+    frame = feature_frame(EDGE_FEATURES)
+    maps = numeric_feature_maps(frame).to_pylist()
+    assert [dict(m) for m in maps] == [_numeric_features(f) for f in EDGE_FEATURES]
+    assert [list(dict(m)) for m in maps] == [list(_numeric_features(f)) for f in EDGE_FEATURES]  # entry order
+    assert numeric_feature_maps(feature_frame([{}, {}])).to_pylist() == [[], []]
+
+
+def test_the_arrow_table_holds_the_rows_of_the_pandas_frame():
+    now = datetime(2026, 3, 2, 9, 0)
+    scored = pd.concat([_scored()] * 2, ignore_index=True)
+    scored["features"] = [json.dumps(f) for f in EDGE_FEATURES]
+    want = score_frame(scored, now)
+    got = score_table(scored, now, feature_frame(parse_features(scored["features"])))
+    assert got.column_names == ANOMALY_SCORES.column_names
+    got = got.to_pandas()
+    assert [dict(m) for m in got["features"]] == want["features"].tolist()
+    pd.testing.assert_frame_equal(got.drop(columns="features"), want.drop(columns="features"), check_dtype=False)
+
+
+def test_parsed_features_are_those_json_loads_gives():
+    texts = [json.dumps(f) for f in EDGE_FEATURES] + [
+        '{"a": NaN, "b": Infinity}', '{"big": 123456789012345678901234567890}', '{"tiny": 5e-324, "huge": 2e400}',
+        '{"s": "\\ud800"}', '{"user": "caf\\u00e9"}', '{"x": 0.1, "y": 1e22, "z": 9007199254740993}', None, ""]
+    got = parse_features(texts)
+    want = [json.loads(t) if t else {} for t in texts]
+    assert repr(got) == repr(want)  # repr: NaN equal to NaN, types and key order compared

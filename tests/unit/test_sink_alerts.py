@@ -23,6 +23,7 @@ from health_monitor.streaming.sink import (
     _score_ids,
     alert_rows,
     expand_scored,
+    feature_frame,
     parse_features,
     score_frame,
 )
@@ -70,6 +71,10 @@ def test_the_alerting_rows_make_the_alerts_of_all_new_windows(domain: str) -> No
     got = make_alerts(new, new_hits, domain, now=NOW)
     assert len(want) > 0 and len(new) < current.sum()
     pd.testing.assert_frame_equal(got, want)
+    # The sink's form: the parsed features as one frame, shared with the scores' maps.
+    features = feature_frame(parse_features(ordered["features"]), ordered.index)
+    new, new_hits = alert_rows(ordered, features, current, RULES, domain)
+    pd.testing.assert_frame_equal(make_alerts(new, new_hits, domain, now=NOW), want)
 
 
 def test_score_rows_from_parsed_features_are_those_from_the_json() -> None:
