@@ -112,6 +112,42 @@ def test_late_rows_are_counted_and_kept_and_rows_inside_the_watermark_update_win
     assert "state layout   bucketed, 16 buckets of keys" in out  # new checkpoints: one call per bucket
 
 
+def test_a_window_closes_in_the_batch_whose_watermark_reaches_its_end_and_not_before(lake, tmp_path):
+    """When a window is scored (issue 16 item 4). Not before the watermark reaches its end, even
+    where the key's own newer rows are past it: the next micro-batch still admits rows after the
+    *previous* batch's watermark (Spark's late-event watermark), and they belong in the window.
+    And in the first batch whose watermark reaches its end, without waiting for more rows of its
+    key: its event-time timeout is one ms before the end, as Spark times out only strictly
+    behind the watermark (hourly rows put the watermark exactly on a window's end)."""
+    load_usage(lake, usage_rows(range(0, 10)), tmp_path / "in")
+    engine.wait(engine.start_streams(lake, ["cost"], available_now=True))
+    # Two commits, one micro-batch each: hours 10-12 (the key's newest minus the 3 h delay is
+    # 9 h, Spark's watermark stays 6 h), then a row for hour 7 and hour 13.
+    load_usage(lake, usage_rows(range(10, 13)), tmp_path / "in")
+    extra = usage_rows(range(7, 8), tag="inside")
+    load_usage(lake, extra + usage_rows(range(13, 14)), tmp_path / "in")
+    run = engine.start_streams(lake, ["cost"], available_now=True, max_files_per_trigger=1)
+    engine.wait(run)
+    assert _dropped(run, "cost") == 0 and not lake.exists("late_rows", "monitor")
+
+    scores = lake.read("anomaly_scores", "monitor").toPandas()
+    ws = scores[scores["entity_type"] == "workspace"].set_index("window_start")
+    original = next(r for r in usage_rows(range(0, 10)) if r["record_id"] == "r7-1001-JOBS_COMPUTE")
+    assert ws.loc[pd.Timestamp(T0 + timedelta(hours=7)), "value"] == pytest.approx(
+        original["list_cost"] + extra[0]["list_cost"])
+
+    # The run's last batch has no rows: its watermark (newest 13 h - 3 h) is hour 9's end, and it
+    # scored hour 9 of the three keys (workspace, SKU, job).
+    last = run.sinks["cost"].last
+    progress = {p["batchId"]: p for p in run.queries["cost"].recentProgress}
+    assert progress[last.batch_id]["numInputRows"] == 0
+    loc = checkpoints.checkpoint_location(lake.settings, "hm_cost")
+    h9 = pd.Timestamp(T0 + timedelta(hours=9))
+    assert pd.Timestamp(checkpoints.batch_watermark_ms(loc, last.batch_id), unit="ms") == h9 + timedelta(hours=1)
+    assert last.windows == 3 and pd.Timestamp(last.newest_window) == h9
+    assert h9 in ws.index and not (scores["window_start"] > h9).any()
+
+
 # ------------------------------------------------------------------------ exactly once
 ALERT_KEY = ["alert_id", "alert_type", "entity_type", "entity_id", "window_start", "window_end",
              "severity", "occurrences"]

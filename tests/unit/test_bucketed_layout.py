@@ -368,27 +368,33 @@ def test_a_checkpoint_keeps_its_layout_and_one_from_before_layouts_is_per_key(tm
     assert checkpoints.read_layout(old) == {"layout": "per-key"}
 
 
-def test_a_key_whose_timeout_equals_the_watermark_waits_as_spark_would_leave_it() -> None:
-    """Spark calls a key without rows only once its timeout is *behind* the watermark: a
-    bucket-mate's rows must not close the key's window any earlier than that."""
+def test_a_window_whose_end_the_watermark_reaches_closes_in_that_batch_without_rows_of_its_key() -> None:
+    """Spark calls a key without rows only once its timeout is *behind* the watermark; the
+    timeout is one ms before the oldest open window's end, so a window closes in the batch whose
+    watermark reaches its end (not a batch later), and a bucket-mate's rows close it no earlier."""
     keyed = _reliability_rows(jobs=2, days=1)
     hour = (keyed["event_time"] - START) // pd.Timedelta(hours=1)
-    # job0 has one open window, ending exactly at the next batch's watermark; job1 has rows then
+    # job0 has one open window, ending at `end`; job1 has rows in every batch
     first = keyed[((keyed["entity_id"] == "job0") & (hour == 2)) | ((keyed["entity_id"] == "job1") & (hour < 3))]
     assert (first["entity_id"] == "job0").any()
     end = int((START + pd.Timedelta(hours=3)).value // 1_000_000)  # a window end
     job1 = keyed[(keyed["entity_id"] == "job1") & (keyed["event_time"] >= START + pd.Timedelta(hours=4))].head(1)
-    plays = [(first, 0), (job1, end), (None, end + 1)]
+    plays = [(first, 0), (job1, end - 1), (None, end)]
     want = _play(make_state_function("reliability", {}), lambda k: k, plays)
     got = _play(make_bucket_state_function("reliability", {}), lambda k: 0, plays)
     _assert_same(got, want)
     last = START + pd.Timedelta(hours=3)
+    job0 = (want["entity_id"] == "job0") & (want["kind"] == "score")
+    assert (want.loc[job0, "window_end"] == last).sum() == 1
     for fn, group_of in ((make_state_function("reliability", {}), lambda k: k),
                          (make_bucket_state_function("reliability", {}), lambda k: 0)):
         two = _play(fn, group_of, plays[:2])
-        assert not ((two["entity_id"] == "job0") & (two["kind"] == "score")).any(), "job0's last window waits"
+        assert not ((two["entity_id"] == "job0") & (two["kind"] == "score")).any(), "job0's window waits"
         assert ((two["entity_id"] == "job1") & (two["kind"] == "score")).any()
-    assert ((want["entity_id"] == "job0") & (want["window_end"] == last)).any()
+        states: dict = {}
+        _play(fn, group_of, plays[:2], states)
+        three = _play(fn, group_of, plays[2:], states)  # the no-data batch at watermark = end
+        assert ((three["entity_id"] == "job0") & (three["kind"] == "score") & (three["window_end"] == last)).any()
 
 
 def test_a_handed_over_detector_that_cannot_be_loaded_relearns_as_per_key() -> None:

@@ -112,5 +112,21 @@ def close_windows(domain: str, ks: KeyState, watermark_ms: int, ctx: dict,
 
 
 def next_timeout_ms(ks: KeyState, window_ms: int = HOUR_MS) -> int | None:
-    """Event time at which the oldest open window can close (the key's timeout), or None."""
-    return min(ks.open) + window_ms if ks.open else None
+    """The key's event-time timeout: 1 ms before its oldest open window's end (None: no open window).
+
+    Spark calls a key on its timeout only when the timeout is strictly behind the watermark
+    (``timeout < watermark``), while :func:`close_windows` closes a window whose end is at or behind
+    it (``end <= watermark``). With the end itself as the timeout, a window whose end the watermark
+    reached exactly (hourly rows on the hour and a whole-hour delay: the usual case) waited for its
+    key's next rows or the watermark's next move, in a live stream one more data batch. One ms
+    before the end, the key is called in the batch whose watermark reaches the end. That changes
+    when such a window is scored, never what it holds: the key's rows of that batch are folded in
+    before it closes, and a row of it in a later batch is at or behind that batch's late-event
+    watermark (the previous batch's, already at the end), so Spark drops it as late, as before.
+
+    Not any earlier (say at the key's own newest event minus the delay): Spark filters a batch's
+    late rows against the *previous* batch's watermark, so the batch after the one whose rows
+    move past a window's end still admits rows inside that window, and they count
+    (``tests/integration/test_streaming.py``).
+    """
+    return min(ks.open) + window_ms - 1 if ks.open else None
